@@ -1,0 +1,399 @@
+/**
+ * The workspace statechart: the only path from a request to a provider call.
+ *
+ * States: idle → starting → running, stopping, failed (backoff), destroyed. `starting` and `stopping`
+ * each invoke exactly one provider call and are left only when it settles, so two provider calls can never
+ * be in flight for one workspace, whatever asked for them. Deferred requests wait on one cancellable
+ * delayed event (`deferredDue`) armed from the deadline in context.
+ *
+ * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
+ * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
+ */
+import { and, assign, enqueueActions, fromPromise, setup } from 'xstate';
+import {
+  backoffMs,
+  crashLoop,
+  destroyedError,
+  errorInfo,
+  joinable,
+  nextCycle,
+  outstanding,
+  recentFailures,
+  requesters,
+  shouldDefer,
+  superseded,
+} from './workspace.rules.ts';
+import {
+  DEFAULT_CONFIG,
+  type DeprovisionInput,
+  type DeprovisionOutput,
+  type Outcome,
+  type ProvisionInput,
+  type ProvisionOutput,
+  type Request,
+  type WorkspaceContext,
+  type WorkspaceEmitted,
+  type WorkspaceEvent,
+  type WorkspaceInput,
+} from './workspace.types.ts';
+
+type Ev = WorkspaceEvent;
+const at = (ctx: WorkspaceContext, e: Ev): number => ('at' in e ? Math.max(ctx.now, e.at) : ctx.now);
+
+/** The request an event carries (restart, ensure or liveness-died), stamped with its arrival. */
+function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
+  const t = at(ctx, e);
+  switch (e.type) {
+    case 'RESTART':
+      return { requester: e.requester, kind: 'restart', source: e.source, reason: e.reason, at: t, outcome };
+    case 'ENSURE':
+      return { requester: e.requester, kind: 'ensure', source: 'manual', reason: 'ensure', at: t, outcome };
+    case 'LIVENESS':
+      return { requester: e.requester, kind: 'restart', source: 'liveness', reason: `provider reports it died: ${e.detail}`, at: t, outcome };
+    default:
+      throw new Error(`event ${e.type} carries no request`);
+  }
+}
+
+const DEFERRED_TIMER = 'deferredDue';
+
+const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system');
+
+/**
+ * A provider call failed. Under the crash-loop limit the workspace converges again at once (a retry cycle
+ * when it should run, another stop attempt when it should not); past the limit it waits in `failed` with
+ * exponential backoff. Either way the failed cycle's requesters are rejected with the cause.
+ */
+const failureTransitions = () =>
+  [
+    { guard: 'crashLoop', target: 'failed', actions: 'failCycle' },
+    { guard: 'wantsRunning', target: 'stopping', reenter: true, actions: ['failCycle', { type: 'beginOutstanding', params: { retry: true } }] },
+    { target: 'stopping', reenter: true, actions: 'failCycle' },
+  ] as const;
+
+export const workspaceMachine = setup({
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- xstate's documented typing idiom
+  types: {} as {
+    context: WorkspaceContext;
+    events: WorkspaceEvent;
+    input: WorkspaceInput;
+    emitted: WorkspaceEmitted;
+  },
+  actors: {
+    provision: fromPromise<ProvisionOutput, ProvisionInput>(() => {
+      throw new Error('workspace machine: no `provision` actor provided; supply one with .provide({ actors })');
+    }),
+    deprovision: fromPromise<DeprovisionOutput, DeprovisionInput>(() => {
+      throw new Error('workspace machine: no `deprovision` actor provided; supply one with .provide({ actors })');
+    }),
+  },
+  delays: {
+    backoffDue: ({ context }) => Math.max(0, (context.backoffUntil ?? context.now) - context.now),
+  },
+  guards: {
+    joinable: ({ context }) => joinable(context),
+    hasPending: ({ context }) => context.pending.length > 0,
+    hasOutstanding: ({ context }) => outstanding(context).length > 0,
+    hasDeferred: ({ context }) => context.deferred !== null,
+    hasBackoff: ({ context }) => context.backoffUntil !== null,
+    hasCycle: ({ context }) => context.cycle !== null,
+    deferrable: ({ context, event }) => event.type === 'RESTART' && shouldDefer(context, event.source, at(context, event)),
+    isManual: ({ event }) => event.type === 'RESTART' && event.source === 'manual',
+    died: ({ event }) => event.type === 'LIVENESS' && !event.alive,
+    wantsRunning: ({ context }) => context.desired === 'running',
+    wantsDestroyed: ({ context }) => context.desired === 'destroyed',
+    crashLoop: ({ context, event }) => crashLoop(context, errorInfo((event as unknown as { error: unknown }).error, context.now).at),
+  },
+  actions: {
+    observe: assign({ now: ({ context, event }) => at(context, event) }),
+    /** The request joins the cycle whose provider start has not begun yet. */
+    join: enqueueActions(({ context, event, enqueue }) => {
+      const req = requestOf(context, event, 'joined');
+      const cycle = context.cycle!;
+      enqueue.assign({ now: req.at, cycle: { ...cycle, requests: [...cycle.requests, req] } });
+      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'joined', cycle: cycle.n, at: req.at });
+    }),
+    /** The request sets (or merges into) the one pending flag: it runs right after the current cycle. */
+    queue: enqueueActions(({ context, event, enqueue }) => {
+      const req = requestOf(context, event, 'queued');
+      enqueue.assign({ now: req.at, pending: [...context.pending, req] });
+      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'queued', cycle: context.cycleCount + 1, at: req.at });
+    }),
+    /** An automatic request inside the self-fire window waits for the window's end: deferred, never dropped. */
+    defer: enqueueActions(({ context, event, enqueue }) => {
+      const req = requestOf(context, event, 'deferred');
+      const until = (context.lastCycleStartAt ?? req.at) + context.config.selfFireWindowMs;
+      const requests = [...(context.deferred?.requests ?? []), req];
+      enqueue.assign({ now: req.at, deferred: { until, requests } });
+      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'deferred', cycle: null, at: req.at });
+      if (context.deferred === null) enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: until - req.at });
+    }),
+    /** Begin a cycle for this request; it absorbs every outstanding request (they arrived before its start). */
+    begin: enqueueActions(({ context, event, enqueue }) => {
+      const req = requestOf(context, event, 'started');
+      const manual = req.source === 'manual' && req.kind === 'restart';
+      const starter = req.kind === 'ensure' ? req.requester : null;
+      const cycle = nextCycle(context, [req], req.at, { starter });
+      enqueue.assign({
+        now: req.at,
+        cycle,
+        cycleCount: cycle.n,
+        lastCycleStartAt: req.at,
+        pending: [],
+        deferred: null,
+        desired: 'running',
+        backoffUntil: null,
+        failures: manual ? [] : context.failures,
+      });
+      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'started', cycle: cycle.n, at: req.at });
+      enqueue.emit({ type: 'cycle.started', cycle, at: req.at });
+      if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
+    }),
+    /** Begin a cycle for requests already answered: the pending flag, a due deferral, or a retry. */
+    beginOutstanding: enqueueActions(({ context, enqueue }, params: { retry: boolean }) => {
+      const t = context.now;
+      const cycle = nextCycle(context, [], t, {
+        retry: params.retry,
+        ...(params.retry && context.lastError ? { source: 'programmatic', reason: `retry after failure: ${context.lastError.message}` } : {}),
+      });
+      enqueue.assign({
+        cycle,
+        cycleCount: cycle.n,
+        lastCycleStartAt: t,
+        pending: [],
+        deferred: null,
+        backoffUntil: null,
+        desired: 'running',
+      });
+      enqueue.emit({ type: 'cycle.started', cycle, at: t });
+      if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
+    }),
+    /** Due deferred requests wait for the cycle in flight, as the pending flag. */
+    deferredToPending: assign({
+      pending: ({ context }) => [...context.pending, ...(context.deferred?.requests ?? [])],
+      deferred: null,
+    }),
+    deferredJoin: assign({
+      cycle: ({ context }) => ({ ...context.cycle!, requests: [...context.cycle!.requests, ...(context.deferred?.requests ?? [])] }),
+      deferred: null,
+    }),
+    markProvisioning: enqueueActions(({ context, enqueue }) => {
+      if (context.cycle === null) return;
+      enqueue.assign({ cycle: { ...context.cycle, provisionAt: context.now } });
+      enqueue.emit({ type: 'cycle.provisioning', cycle: context.cycle.n, at: context.now });
+    }),
+    /** The provider start succeeded: every request of the cycle is satisfied. */
+    completeCycle: enqueueActions(({ context, event, enqueue }) => {
+      const output = (event as unknown as { output: ProvisionOutput }).output;
+      const t = Math.max(context.now, output.at);
+      const cycle = context.cycle;
+      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null });
+      if (cycle === null) return;
+      enqueue.emit({ type: 'cycle.completed', cycle, endpoint: output.endpoint, at: t });
+      // A stop arrived during the start: restart requesters got their cycle, ensure requesters did not.
+      const keep = context.desired === 'running' ? cycle.requests : cycle.requests.filter((r) => r.kind === 'restart');
+      const dropped = cycle.requests.filter((r) => !keep.includes(r));
+      enqueue.emit({ type: 'settled', requesters: requesters(keep), ok: true, cycle: cycle.n, endpoint: output.endpoint, starter: cycle.starter, error: null, at: t });
+      if (dropped.length > 0) {
+        enqueue.emit({ type: 'settled', requesters: requesters(dropped), ok: false, cycle: cycle.n, endpoint: null, starter: null, error: superseded(context.id, context.desired === 'destroyed' ? 'destroy' : 'stop'), at: t });
+      }
+    }),
+    /** A provider call failed: reject the cycle's requesters (and stop waiters) with the cause. */
+    failCycle: enqueueActions(({ context, event, enqueue }) => {
+      const info = errorInfo((event as unknown as { error: unknown }).error, context.now);
+      const t = Math.max(context.now, info.at);
+      const failures = recentFailures(context, t, true);
+      const looping = failures.length > context.config.maxRestarts;
+      const cycle = context.cycle;
+      const error = { code: 'WSUP_CYCLE_FAILED', message: `workspace ${context.id} cycle ${cycle?.n ?? context.cycleCount} failed: ${info.message}` };
+      enqueue.assign({
+        now: t,
+        failures,
+        cycle: null,
+        endpoint: null,
+        stopWaiters: [],
+        lastError: { message: info.message, code: info.code, at: t, cycle: cycle?.n ?? context.cycleCount },
+        backoffUntil: looping ? t + backoffMs(context, failures.length) : null,
+      });
+      if (cycle !== null) enqueue.emit({ type: 'cycle.failed', cycle, error, at: t });
+      const waiting = [...(cycle ? requesters(cycle.requests) : []), ...context.stopWaiters];
+      if (waiting.length > 0) {
+        enqueue.emit({ type: 'settled', requesters: waiting, ok: false, cycle: cycle?.n ?? null, endpoint: null, starter: null, error, at: t });
+      }
+    }),
+    addStopWaiter: assign({
+      now: ({ context, event }) => at(context, event),
+      stopWaiters: ({ context, event }) => [...context.stopWaiters, requesterOf(event)],
+    }),
+    wantStopped: assign({ desired: ({ context }) => (context.desired === 'destroyed' ? 'destroyed' : 'stopped') }),
+    wantDestroyed: assign({ desired: 'destroyed' }),
+    /** A stop or destroy cancels everything not yet started: requests are told they were superseded. */
+    supersede: enqueueActions(({ context, event, enqueue }) => {
+      const by = event.type === 'DESTROY' ? 'destroy' : 'stop';
+      const t = at(context, event);
+      const startHalf = joinable(context) ? context.cycle!.requests : [];
+      const cancelled = [...startHalf, ...outstanding(context)];
+      enqueue.assign({ pending: [], deferred: null, cycle: joinable(context) ? null : context.cycle });
+      if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
+      if (cancelled.length > 0) {
+        const error = event.type === 'DESTROY' ? destroyedError(context.id) : superseded(context.id, by);
+        enqueue.emit({ type: 'settled', requesters: requesters(cancelled), ok: false, cycle: null, endpoint: null, starter: null, error, at: t });
+      }
+    }),
+    settleStopWaiters: enqueueActions(({ context, event, enqueue }) => {
+      const output = (event as unknown as { output?: { at?: number } }).output;
+      const t = Math.max(context.now, output?.at ?? context.now);
+      enqueue.assign({ now: t, stopWaiters: [], endpoint: null });
+      if (context.stopWaiters.length > 0) {
+        enqueue.emit({ type: 'settled', requesters: context.stopWaiters, ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
+      }
+    }),
+    answerRunning: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      enqueue.assign({ now: t });
+      enqueue.emit({ type: 'settled', requesters: [requesterOf(event)], ok: true, cycle: context.cycleCount, endpoint: context.endpoint, starter: null, error: null, at: t });
+    }),
+    answerStopped: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      enqueue.emit({ type: 'settled', requesters: [requesterOf(event)], ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
+    }),
+    rejectDestroyed: enqueueActions(({ context, event, enqueue }) => {
+      enqueue.emit({ type: 'rejected', requester: requesterOf(event), error: destroyedError(context.id), at: at(context, event) });
+    }),
+    setSpec: assign({ spec: ({ context, event }) => (event.type === 'SET_SPEC' ? event.spec : context.spec) }),
+    dueNow: assign({ now: ({ context }) => Math.max(context.now, context.deferred?.until ?? context.now) }),
+    backoffNow: assign({ now: ({ context }) => Math.max(context.now, context.backoffUntil ?? context.now) }),
+    /** After a restore: XState does not persist delayed events, so arm the deferral again from context. */
+    rearmDeferred: enqueueActions(({ context, enqueue }) => {
+      if (context.deferred === null) return;
+      enqueue.cancel(DEFERRED_TIMER);
+      enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: Math.max(0, context.deferred.until - context.now) });
+    }),
+  },
+}).createMachine({
+  id: 'workspace',
+  initial: 'idle',
+  context: ({ input }) => ({
+    id: input.id,
+    spec: input.spec ?? { id: input.id },
+    config: { ...DEFAULT_CONFIG, ...input.config },
+    now: input.now,
+    desired: 'stopped',
+    cycleCount: 0,
+    cycle: null,
+    lastCycleStartAt: null,
+    pending: [],
+    deferred: null,
+    failures: [],
+    backoffUntil: null,
+    endpoint: null,
+    lastError: null,
+    stopWaiters: [],
+  }),
+  on: {
+    SET_SPEC: { actions: ['observe', 'setSpec'] },
+    REARM: { actions: ['observe', 'rearmDeferred'] },
+  },
+  states: {
+    idle: {
+      on: {
+        RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'starting', actions: 'begin' }],
+        ENSURE: { target: 'starting', actions: 'begin' },
+        STOP: { actions: ['observe', 'supersede', 'answerStopped'] },
+        DESTROY: { target: 'stopping', actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        DEFERRED_DUE: { guard: 'hasDeferred', target: 'starting', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+      },
+    },
+    starting: {
+      entry: 'markProvisioning',
+      invoke: {
+        src: 'provision',
+        input: ({ context }) => ({ id: context.id, spec: context.spec, cycle: context.cycle?.n ?? context.cycleCount }),
+        onDone: [
+          // The pending flag drains into exactly one more cycle: stop what just started, start again.
+          { guard: and(['wantsRunning', 'hasPending']), target: 'stopping', actions: ['completeCycle', { type: 'beginOutstanding', params: { retry: false } }] },
+          { guard: 'wantsRunning', target: 'running', actions: 'completeCycle' },
+          { target: 'stopping', actions: 'completeCycle' },
+        ],
+        onError: failureTransitions(),
+      },
+      on: {
+        RESTART: [
+          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
+          { guard: 'hasPending', actions: 'queue' },
+          { guard: 'deferrable', actions: 'defer' },
+          { actions: 'queue' },
+        ],
+        // After a stop arrived, a new ensure waits for the stop to finish and the next start.
+        ENSURE: [{ guard: 'wantsDestroyed', actions: 'rejectDestroyed' }, { guard: 'wantsRunning', actions: 'join' }, { actions: 'queue' }],
+        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
+        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        DEFERRED_DUE: { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] },
+      },
+    },
+    running: {
+      on: {
+        RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
+        LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
+        ENSURE: { actions: 'answerRunning' },
+        STOP: { target: 'stopping', actions: ['observe', 'wantStopped', 'supersede', 'addStopWaiter'] },
+        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+      },
+    },
+    stopping: {
+      invoke: {
+        src: 'deprovision',
+        input: ({ context }) => ({ id: context.id, cycle: context.cycle?.n ?? context.cycleCount }),
+        onDone: [
+          { guard: 'wantsDestroyed', target: 'destroyed', actions: 'settleStopWaiters' },
+          { guard: 'hasCycle', target: 'starting', actions: 'settleStopWaiters' },
+          // Requests that arrived after a stop: the stop is done, now their cycle starts.
+          { guard: 'hasPending', target: 'starting', actions: ['settleStopWaiters', { type: 'beginOutstanding', params: { retry: false } }] },
+          { target: 'idle', actions: 'settleStopWaiters' },
+        ],
+        onError: failureTransitions(),
+      },
+      on: {
+        RESTART: [
+          { guard: 'joinable', actions: 'join' },
+          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
+          { guard: 'deferrable', actions: 'defer' },
+          { actions: 'begin' },
+        ],
+        ENSURE: [
+          { guard: 'joinable', actions: 'join' },
+          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
+          { actions: 'begin' },
+        ],
+        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
+        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        DEFERRED_DUE: [{ guard: 'joinable', actions: ['dueNow', 'deferredJoin'] }, { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] }],
+      },
+    },
+    failed: {
+      after: {
+        backoffDue: [
+          { guard: 'wantsRunning', target: 'stopping', actions: ['backoffNow', { type: 'beginOutstanding', params: { retry: true } }] },
+          { guard: 'hasBackoff', target: 'stopping', actions: 'backoffNow' },
+        ],
+      },
+      on: {
+        RESTART: [{ guard: 'isManual', target: 'stopping', actions: 'begin' }, { guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
+        ENSURE: { target: 'stopping', actions: 'begin' },
+        STOP: { target: 'stopping', actions: ['observe', 'supersede', 'wantStopped', 'addStopWaiter'] },
+        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+        REARM: { target: 'failed', reenter: true, actions: ['observe', 'rearmDeferred'] },
+      },
+    },
+    destroyed: {
+      on: {
+        RESTART: { actions: 'rejectDestroyed' },
+        ENSURE: { actions: 'rejectDestroyed' },
+        STOP: { actions: 'rejectDestroyed' },
+        DESTROY: { actions: ['observe', 'answerStopped'] },
+      },
+    },
+  },
+});

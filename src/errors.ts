@@ -1,0 +1,86 @@
+/**
+ * Small named errors with stable codes. Every message names its subject and, where there is one, the fix.
+ * Protocol layers map `code` to wire codes in one table (src/server); nothing else switches on messages.
+ */
+export type WsupErrorCode =
+  | 'WSUP_INVALID_ID'
+  | 'WSUP_INVALID_ARGUMENT'
+  | 'WSUP_NOT_FOUND'
+  | 'WSUP_DESTROYED'
+  | 'WSUP_SUPERSEDED'
+  | 'WSUP_CYCLE_FAILED'
+  | 'WSUP_PROVIDER_TIMEOUT'
+  | 'WSUP_SHUTTING_DOWN'
+  | 'WSUP_STORE'
+  | 'WSUP_CORRUPT_STATE';
+
+export class WsupError extends Error {
+  readonly code: WsupErrorCode;
+  readonly workspaceId: string | undefined;
+  constructor(code: WsupErrorCode, message: string, opts: { workspaceId?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.workspaceId = opts.workspaceId;
+  }
+}
+
+export class InvalidWorkspaceIdError extends WsupError {
+  constructor(id: unknown) {
+    super(
+      'WSUP_INVALID_ID',
+      `invalid workspace id ${JSON.stringify(id)}: use 1-63 chars of a-z, 0-9, '_', '.', '-', starting with a letter or digit`,
+    );
+  }
+}
+
+export class WorkspaceNotFoundError extends WsupError {
+  constructor(id: string) {
+    super('WSUP_NOT_FOUND', `workspace ${id} not found: create it first or check the id`, { workspaceId: id });
+  }
+}
+
+export class WorkspaceDestroyedError extends WsupError {
+  constructor(id: string) {
+    super('WSUP_DESTROYED', `workspace ${id} is destroyed: create a new workspace to use this id's resources`, {
+      workspaceId: id,
+    });
+  }
+}
+
+export class SupersededError extends WsupError {
+  constructor(id: string, by: string) {
+    super('WSUP_SUPERSEDED', `request on workspace ${id} was superseded by ${by} before its cycle ran`, {
+      workspaceId: id,
+    });
+  }
+}
+
+export class CycleFailedError extends WsupError {
+  constructor(id: string, cycle: number, message: string, cause?: unknown) {
+    super('WSUP_CYCLE_FAILED', `workspace ${id} cycle ${cycle} failed: ${message}`, { workspaceId: id, cause });
+  }
+}
+
+export class ProviderTimeoutError extends WsupError {
+  constructor(id: string, op: string, ms: number) {
+    super('WSUP_PROVIDER_TIMEOUT', `provider ${op} for workspace ${id} timed out after ${ms} ms`, { workspaceId: id });
+  }
+}
+
+export class ShuttingDownError extends WsupError {
+  constructor(what = 'supervisor') {
+    super('WSUP_SHUTTING_DOWN', `${what} is shutting down and accepts no new commands`);
+  }
+}
+
+export const WORKSPACE_ID = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+/** Validate an id at the edge; ids become container and instance names. */
+export function assertWorkspaceId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || !WORKSPACE_ID.test(id)) throw new InvalidWorkspaceIdError(id);
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,88 @@
+/**
+ * Turns a `Provider` into the `provision` / `deprovision` actors the workspace machine invokes.
+ *
+ * Timeouts live here, not in the machine: at the deadline the call's AbortSignal fires, and the actor
+ * settles only when the provider's promise does. The machine therefore stays in `starting`/`stopping`
+ * until the call has really ended, so a timed-out call can never overlap the next one (single flight
+ * beats a quick answer). Completion times are stamped from the injected clock.
+ */
+import { fromPromise } from 'xstate';
+import type {
+  DeprovisionInput,
+  DeprovisionOutput,
+  ProvisionInput,
+  ProvisionOutput,
+} from '../../machines/workspace.types.ts';
+import { errorMessage, ProviderTimeoutError, WsupError } from '../errors.ts';
+import type { Provider } from '../providers/types.ts';
+import type { Clock } from './clock.ts';
+
+/** What the machine sees when a provider call fails: a message, a stable code, and when it happened. */
+export class ProviderCallError extends Error {
+  readonly code: string;
+  readonly at: number;
+  constructor(message: string, code: string, at: number, cause: unknown) {
+    super(message, { cause });
+    this.name = 'ProviderCallError';
+    this.code = code;
+    this.at = at;
+  }
+}
+
+export interface ProviderActorOptions {
+  provider: Provider;
+  clock: Clock;
+  /** Abort a provider call after this long. Default 10 minutes. */
+  timeoutMs: number;
+  /** Last hook before a start: e.g. inject a fresh agent token into the spec. */
+  prepareSpec?: (input: ProvisionInput) => ProvisionInput['spec'];
+  onCall?: (op: 'start' | 'stop', id: string, ms: number, ok: boolean) => void;
+}
+
+async function withTimeout<T>(
+  opts: ProviderActorOptions,
+  op: 'start' | 'stop',
+  id: string,
+  parent: AbortSignal,
+  call: (signal: AbortSignal) => Promise<T>,
+): Promise<{ value: T; at: number }> {
+  const { clock, timeoutMs } = opts;
+  const controller = new AbortController();
+  let timedOut = false;
+  const onParentAbort = () => controller.abort(parent.reason);
+  if (parent.aborted) controller.abort(parent.reason);
+  else parent.addEventListener('abort', onParentAbort, { once: true });
+  const timer = clock.setTimeout(() => {
+    timedOut = true;
+    controller.abort(new ProviderTimeoutError(id, op, timeoutMs));
+  }, timeoutMs);
+  const began = clock.now();
+  try {
+    const value = await call(controller.signal);
+    opts.onCall?.(op, id, clock.now() - began, true);
+    return { value, at: clock.now() };
+  } catch (err) {
+    const now = clock.now();
+    opts.onCall?.(op, id, now - began, false);
+    if (timedOut) throw new ProviderCallError(`provider ${op} timed out after ${timeoutMs} ms`, 'WSUP_PROVIDER_TIMEOUT', now, err);
+    const code = err instanceof WsupError ? err.code : 'WSUP_PROVIDER_ERROR';
+    throw new ProviderCallError(`provider ${op} failed: ${errorMessage(err)}`, code, now, err);
+  } finally {
+    clock.clearTimeout(timer);
+    parent.removeEventListener('abort', onParentAbort);
+  }
+}
+
+export function providerActors(opts: ProviderActorOptions) {
+  return {
+    provision: fromPromise<ProvisionOutput, ProvisionInput>(async ({ input, signal }) => {
+      const spec = opts.prepareSpec ? opts.prepareSpec(input) : input.spec;
+      const { value, at } = await withTimeout(opts, 'start', input.id, signal, (s) => opts.provider.start({ ...spec, id: input.id }, s));
+      return { endpoint: value, at };
+    }),
+    deprovision: fromPromise<DeprovisionOutput, DeprovisionInput>(async ({ input, signal }) => {
+      const { at } = await withTimeout(opts, 'stop', input.id, signal, (s) => opts.provider.stop(input.id, s));
+      return { at };
+    }),
+  };
+}

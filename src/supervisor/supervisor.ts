@@ -1,0 +1,463 @@
+/**
+ * The Supervisor owns one root XState actor per workspace and is the only way to reach them.
+ *
+ * Actors are root actors in a Map sharing one clock, not children of one parent machine: XState copies a
+ * parent's children map on every spawn, which makes 100,000 children quadratic (see design.md).
+ *
+ * Every command is one event to one actor; the actor answers synchronously through `emit`, so a command's
+ * outcome is known as soon as `send` returns. With a `persist` hook, the answer waits for the write of the
+ * transition it caused (ack ⇒ durable).
+ */
+import { createActor, type Actor, type Snapshot } from 'xstate';
+import { Subject, type Observable } from 'rxjs';
+import { workspaceMachine } from '../../machines/workspace.machine.ts';
+import type {
+  Cycle,
+  LifecycleState,
+  WorkspaceConfig,
+  WorkspaceContext,
+  WorkspaceEmitted,
+} from '../../machines/workspace.types.ts';
+import {
+  assertWorkspaceId,
+  ShuttingDownError,
+  WorkspaceDestroyedError,
+  WorkspaceNotFoundError,
+  WsupError,
+  type WsupErrorCode,
+} from '../errors.ts';
+import type { Provider } from '../providers/types.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
+import { createSummary, type Summary } from './summary.ts';
+import type {
+  CycleWhy,
+  EnsureResult,
+  RestartOptions,
+  RestartResult,
+  SupervisorEvent,
+  SupervisorLifecycle,
+  WorkspaceView,
+} from './types.ts';
+
+type WorkspaceActor = Actor<typeof workspaceMachine>;
+type Settled = Extract<WorkspaceEmitted, { type: 'settled' }>;
+
+export interface PersistWrite {
+  id: string;
+  state: LifecycleState;
+  desired: WorkspaceContext['desired'];
+  snapshot: Snapshot<unknown>;
+  events: SupervisorEvent[];
+}
+
+export interface SupervisorOptions {
+  provider: Provider;
+  clock?: Clock;
+  config?: Partial<WorkspaceConfig>;
+  /** Abort a provider call after this long. Default 10 minutes. */
+  providerTimeoutMs?: number;
+  /** Spec fields used when a workspace is first used without `create`. */
+  defaultSpec?: Record<string, unknown>;
+  /** Durability hook: resolves once the write is committed. Commands are answered after it. */
+  persist?: (write: PersistWrite) => Promise<void>;
+  prepareSpec?: ProviderActorOptions['prepareSpec'];
+  onProviderCall?: ProviderActorOptions['onCall'];
+  /** Called for errors nobody awaits (persist failures, actor crashes); never throws into the process. */
+  onError?: (err: unknown, context: { id?: string; what: string }) => void;
+}
+
+interface Entry {
+  actor: WorkspaceActor;
+  state: LifecycleState;
+  lastWrite: Promise<void> | null;
+  buffered: SupervisorEvent[];
+}
+
+interface Waiter {
+  resolve: (s: Settled) => void;
+  reject: (e: Error) => void;
+}
+
+export class Supervisor {
+  readonly summary: Summary;
+  private readonly entries = new Map<string, Entry>();
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly answers = new Map<string, Extract<WorkspaceEmitted, { type: 'answered' | 'rejected' }>>();
+  private readonly events$ = new Subject<SupervisorEvent>();
+  private readonly lifecycle$ = new Subject<SupervisorLifecycle>();
+  private readonly machine;
+  private readonly clock: Clock;
+  private seq = 0;
+  private life: SupervisorLifecycle = 'ready';
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.machine = workspaceMachine.provide({
+      actors: providerActors({
+        provider: opts.provider,
+        clock: this.clock,
+        timeoutMs: opts.providerTimeoutMs ?? 600_000,
+        ...(opts.prepareSpec ? { prepareSpec: opts.prepareSpec } : {}),
+        ...(opts.onProviderCall ? { onCall: opts.onProviderCall } : {}),
+      }),
+    });
+    this.summary = createSummary();
+  }
+
+  /** Every transition, request answer and cycle, each carrying its why. Hot: never replays. */
+  get events(): Observable<SupervisorEvent> {
+    return this.events$.asObservable();
+  }
+
+  get lifecycle(): SupervisorLifecycle {
+    return this.life;
+  }
+
+  get lifecycleChanges(): Observable<SupervisorLifecycle> {
+    return this.lifecycle$.asObservable();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Create a workspace (or update the spec of an existing one, used from its next start). */
+  async create(id: string, spec: Record<string, unknown> = {}): Promise<WorkspaceView> {
+    this.assertAccepting();
+    const entry = this.entry(id, spec);
+    if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+    entry.actor.send({ type: 'SET_SPEC', spec: { ...this.opts.defaultSpec, ...spec, id }, at: this.clock.now() });
+    await entry.lastWrite;
+    return this.view(entry);
+  }
+
+  /** Ask for a restart; answered at once with its outcome, or after its cycle with `wait`. */
+  async restart(id: string, opts: RestartOptions = {}): Promise<RestartResult> {
+    this.assertAccepting();
+    const entry = this.entry(id);
+    const requester = this.requesterId(opts.requester ?? opts.source ?? 'manual');
+    const waiting = opts.wait ? this.waitFor(requester) : null;
+    entry.actor.send({
+      type: 'RESTART',
+      requester,
+      source: opts.source ?? 'manual',
+      reason: opts.reason ?? '',
+      at: this.clock.now(),
+    });
+    const answer = this.takeAnswer(id, requester);
+    await entry.lastWrite;
+    if (waiting) {
+      const settled = await waiting;
+      return { id, outcome: answer.outcome, cycle: settled.cycle, state: entry.state, requester };
+    }
+    return { id, outcome: answer.outcome, cycle: answer.cycle, state: entry.state, requester };
+  }
+
+  /** Get-or-start: resolves once the workspace runs; exactly one caller of a start gets `started: true`. */
+  async ensure(id: string, opts: { requester?: string } = {}): Promise<EnsureResult> {
+    this.assertAccepting();
+    const entry = this.entry(id);
+    const requester = this.requesterId(opts.requester ?? 'ensure');
+    const waiting = this.waitFor(requester);
+    entry.actor.send({ type: 'ENSURE', requester, at: this.clock.now() });
+    this.takeRejection(requester);
+    await entry.lastWrite;
+    const settled = await waiting;
+    return { id, started: settled.starter === requester, endpoint: settled.endpoint ?? '', state: entry.state };
+  }
+
+  /** Stop the workspace; resolves once the provider stop has finished. */
+  async stop(id: string, opts: { requester?: string } = {}): Promise<WorkspaceView> {
+    return this.finishing(id, 'STOP', opts.requester ?? 'stop');
+  }
+
+  /** Stop and forget the workspace for good; resolves once its resources are gone. */
+  async destroy(id: string, opts: { requester?: string } = {}): Promise<WorkspaceView> {
+    return this.finishing(id, 'DESTROY', opts.requester ?? 'destroy');
+  }
+
+  /** A liveness signal from a provider or probe. "Died" while running restarts; otherwise ignored. */
+  liveness(id: string, alive: boolean, detail: string): void {
+    const entry = this.entries.get(id);
+    if (!entry || this.life !== 'ready') return;
+    entry.actor.send({ type: 'LIVENESS', alive, detail, requester: this.requesterId('liveness'), at: this.clock.now() });
+  }
+
+  /** True when the workspace exists and is not destroyed (the bus rejects writes for anything else). */
+  accepts(id: string): boolean {
+    const entry = this.entries.get(id);
+    return entry !== undefined && entry.state !== 'destroyed';
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  get(id: string): WorkspaceView {
+    assertWorkspaceId(id);
+    const entry = this.entries.get(id);
+    if (!entry) throw new WorkspaceNotFoundError(id);
+    return this.view(entry);
+  }
+
+  list(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): WorkspaceView[] {
+    const ids = [...this.entries.keys()].sort();
+    const out: WorkspaceView[] = [];
+    for (const id of ids) {
+      if (filter.cursor !== undefined && id <= filter.cursor) continue;
+      const entry = this.entries.get(id)!;
+      if (filter.state !== undefined && entry.state !== filter.state) continue;
+      out.push(this.view(entry));
+      if (filter.limit !== undefined && out.length >= filter.limit) break;
+    }
+    return out;
+  }
+
+  /** The actor's persistable snapshot (for the store). */
+  persistedSnapshot(id: string): Snapshot<unknown> {
+    const entry = this.entries.get(id);
+    if (!entry) throw new WorkspaceNotFoundError(id);
+    return entry.actor.getPersistedSnapshot();
+  }
+
+  /**
+   * Bring back a workspace from a persisted snapshot. Deadlines are re-armed from context; a provider call
+   * that was in flight runs again (start and stop are idempotent).
+   */
+  restore(id: string, snapshot: Snapshot<unknown>): WorkspaceView {
+    assertWorkspaceId(id);
+    if (this.entries.has(id)) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} is already loaded`, { workspaceId: id });
+    const entry = this.spawn(id, undefined, snapshot);
+    entry.actor.send({ type: 'REARM', at: this.clock.now() });
+    return this.view(entry);
+  }
+
+  /**
+   * Graceful shutdown: refuse new commands, let provider calls in flight finish until `deadlineMs`, then
+   * stop every actor (aborting what is still running). Idempotent.
+   */
+  shutdown(opts: { deadlineMs?: number } = {}): Promise<void> {
+    this.closing ??= this.drain(opts.deadlineMs ?? 30_000);
+    return this.closing;
+  }
+
+  private async drain(deadlineMs: number): Promise<void> {
+    this.setLifecycle('draining');
+    const busy = [...this.entries.values()].filter((e) => e.state === 'starting' || e.state === 'stopping');
+    await new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(() => resolve(), deadlineMs);
+      let left = busy.length;
+      if (left === 0) resolve();
+      for (const entry of busy) {
+        const from = entry.state;
+        const sub = entry.actor.subscribe(() => {
+          if (entry.state === from) return;
+          sub.unsubscribe();
+          if (--left === 0) {
+            this.clock.clearTimeout(timer);
+            resolve();
+          }
+        });
+      }
+    });
+    for (const entry of this.entries.values()) entry.actor.stop();
+    await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
+    for (const [requester, waiter] of this.waiters) {
+      this.waiters.delete(requester);
+      waiter.reject(new ShuttingDownError());
+    }
+    this.setLifecycle('stopped');
+    this.events$.complete();
+    this.lifecycle$.complete();
+  }
+
+  private async finishing(id: string, type: 'STOP' | 'DESTROY', label: string): Promise<WorkspaceView> {
+    this.assertAccepting();
+    assertWorkspaceId(id);
+    const entry = this.entries.get(id);
+    if (!entry) throw new WorkspaceNotFoundError(id);
+    const requester = this.requesterId(label);
+    const waiting = this.waitFor(requester);
+    entry.actor.send({ type, requester, at: this.clock.now() });
+    this.takeRejection(requester);
+    await entry.lastWrite;
+    await waiting;
+    await entry.lastWrite;
+    return this.view(entry);
+  }
+
+  private entry(id: string, spec?: Record<string, unknown>): Entry {
+    assertWorkspaceId(id);
+    return this.entries.get(id) ?? this.spawn(id, spec, undefined);
+  }
+
+  private spawn(id: string, spec: Record<string, unknown> | undefined, snapshot: Snapshot<unknown> | undefined): Entry {
+    const actor = createActor(this.machine, {
+      clock: this.clock,
+      input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() },
+      ...(snapshot ? { snapshot } : {}),
+    });
+    const entry: Entry = { actor, state: 'idle', lastWrite: null, buffered: [] };
+    this.entries.set(id, entry);
+    actor.on('*', (ev) => this.onEmitted(id, entry, ev));
+    actor.subscribe({
+      next: (snap) => this.onSnapshot(id, entry, snap.value, snap.context),
+      error: (err) => this.report(err, { id, what: 'workspace actor crashed' }),
+    });
+    actor.start();
+    const snap = actor.getSnapshot();
+    entry.state = snap.value;
+    this.summary.trigger.moved({ from: null, to: entry.state });
+    return entry;
+  }
+
+  private onSnapshot(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
+    if (state !== entry.state) {
+      const from = entry.state;
+      entry.state = state;
+      this.summary.trigger.moved({ from, to: state });
+      this.publish(entry, { type: 'transition', id, from, to: state, at: ctx.now, cycle: ctx.cycle ? why(ctx.cycle) : null });
+    }
+    if (this.opts.persist) this.write(id, entry, state, ctx);
+  }
+
+  private write(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
+    const events = entry.buffered;
+    entry.buffered = [];
+    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), events });
+    const guarded = done.catch((err: unknown) => {
+      this.report(err, { id, what: 'persisting a transition failed' });
+      throw err;
+    });
+    entry.lastWrite = guarded;
+    guarded.catch(() => undefined);
+  }
+
+  private onEmitted(id: string, entry: Entry, ev: WorkspaceEmitted): void {
+    switch (ev.type) {
+      case 'answered':
+        this.answers.set(ev.requester, ev);
+        this.publish(entry, { type: 'request', id, requester: ev.requester, outcome: ev.outcome, cycle: ev.cycle, at: ev.at });
+        return;
+      case 'rejected': {
+        this.answers.set(ev.requester, ev);
+        const waiter = this.waiters.get(ev.requester);
+        if (waiter) {
+          this.waiters.delete(ev.requester);
+          waiter.reject(toError(id, ev.error));
+        }
+        return;
+      }
+      case 'settled':
+        for (const requester of ev.requesters) {
+          const waiter = this.waiters.get(requester);
+          if (!waiter) continue;
+          this.waiters.delete(requester);
+          if (ev.ok) waiter.resolve(ev);
+          else waiter.reject(toError(id, ev.error!));
+        }
+        return;
+      case 'cycle.started':
+        this.publish(entry, { type: 'cycle.started', id, cycle: why(ev.cycle), at: ev.at });
+        return;
+      case 'cycle.provisioning':
+        this.publish(entry, { type: 'cycle.provisioning', id, cycle: ev.cycle, at: ev.at });
+        return;
+      case 'cycle.completed': {
+        const c = ev.cycle;
+        const durations = {
+          stopMs: c.provisionAt === null || c.provisionAt === c.startedAt ? null : c.provisionAt - c.startedAt,
+          startMs: c.provisionAt === null ? null : ev.at - c.provisionAt,
+          totalMs: ev.at - c.startedAt,
+        };
+        this.publish(entry, { type: 'cycle.completed', id, cycle: why(c), endpoint: ev.endpoint, at: ev.at, durations });
+        return;
+      }
+      case 'cycle.failed':
+        this.publish(entry, { type: 'cycle.failed', id, cycle: why(ev.cycle), error: ev.error, at: ev.at });
+        return;
+    }
+  }
+
+  private publish(entry: Entry, ev: SupervisorEvent): void {
+    if (this.opts.persist) entry.buffered.push(ev);
+    this.events$.next(ev);
+  }
+
+  private takeAnswer(id: string, requester: string): { outcome: RestartResult['outcome']; cycle: number | null } {
+    const answer = this.answers.get(requester);
+    this.answers.delete(requester);
+    if (answer?.type === 'answered') return answer;
+    this.waiters.delete(requester);
+    if (answer?.type === 'rejected') throw toError(id, answer.error);
+    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
+  }
+
+  private takeRejection(requester: string): void {
+    const answer = this.answers.get(requester);
+    this.answers.delete(requester);
+    if (answer?.type === 'rejected') throw toError('', answer.error);
+  }
+
+  private waitFor(requester: string): Promise<Settled> {
+    const p = new Promise<Settled>((resolve, reject) => this.waiters.set(requester, { resolve, reject }));
+    // The caller awaits it; this keeps an early rejection from counting as unhandled meanwhile.
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private requesterId(label: string): string {
+    return `${label}#${++this.seq}`;
+  }
+
+  private assertAccepting(): void {
+    if (this.life !== 'ready') throw new ShuttingDownError();
+  }
+
+  private setLifecycle(next: SupervisorLifecycle): void {
+    this.life = next;
+    this.lifecycle$.next(next);
+  }
+
+  private report(err: unknown, context: { id?: string; what: string }): void {
+    try {
+      this.opts.onError?.(err, context);
+    } catch {
+      // An error reporter that throws must not take the supervisor down with it.
+    }
+  }
+
+  private view(entry: Entry): WorkspaceView {
+    const ctx = entry.actor.getSnapshot().context;
+    return {
+      id: ctx.id,
+      state: entry.state,
+      desired: ctx.desired,
+      endpoint: ctx.endpoint,
+      cycle: ctx.cycleCount,
+      pending: ctx.pending.length,
+      deferredUntil: ctx.deferred?.until ?? null,
+      backoffUntil: ctx.backoffUntil,
+      lastError: ctx.lastError,
+      spec: ctx.spec,
+    };
+  }
+}
+
+function why(c: Cycle): CycleWhy {
+  return {
+    n: c.n,
+    source: c.source,
+    reason: c.reason,
+    retry: c.retry,
+    requesters: c.requests.map(({ requester, source, reason, outcome, at }) => ({ requester, source, reason, outcome, at })),
+    startedAt: c.startedAt,
+    provisionAt: c.provisionAt,
+  };
+}
+
+function toError(id: string, e: { code: string; message: string }): WsupError {
+  return new WsupError(e.code as WsupErrorCode, e.message, id ? { workspaceId: id } : {});
+}

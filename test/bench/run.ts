@@ -1,0 +1,46 @@
+/**
+ * `npm run bench`: every benchmark in one process run, each printed as a table beside its baselines.
+ * Pass names to run a subset: `npm run bench -- storm bus`.
+ */
+import { benchRestartStorm, measureIdleHeap } from './restart-storm.ts';
+
+type Bench = { name: string; title: string; run: () => Promise<object[]> };
+
+const benches: Bench[] = [
+  {
+    name: 'storm',
+    title: 'restart storm: 10,000 workspaces × 20 concurrent restarts, FakeProvider 1 ms (targets: ≤ 2 cycles, 0 overlaps, wall ≤ 1.5× c)',
+    run: () => benchRestartStorm(10_000, 20),
+  },
+  {
+    name: 'heap',
+    title: 'idle workspace actors: heap per actor (target ≤ 10 KB) and creation time for 100,000 root actors',
+    run: async () => {
+      const r = await measureIdleHeap(100_000);
+      return [{ actors: r.count, bytesPerActor: Math.round(r.bytesPerActor), kbPerActor: (r.bytesPerActor / 1024).toFixed(2), createMs: Math.round(r.createMs) }];
+    },
+  },
+];
+
+async function optional(name: string, title: string, path: string, fn: string): Promise<void> {
+  try {
+    const mod = (await import(path)) as Record<string, () => Promise<object[]>>;
+    const run = mod[fn];
+    if (run) benches.push({ name, title, run });
+  } catch (err) {
+    console.error(`bench ${name} unavailable: ${(err as Error).message}`);
+  }
+}
+
+await optional('bus', 'bus: 1,000,000 file writes over 10,000 workspaces (target ≥ 1,000,000 events/s, 0 missed writes)', './bus.bench.ts', 'benchBus');
+await optional('store', 'store: durable transitions/s and p99 ack latency (targets: PGlite ≥ 5,000/s, PostgreSQL ≥ 20,000/s with group commit)', './store.bench.ts', 'benchStore');
+
+const only = process.argv.slice(2);
+if (!(globalThis as { gc?: unknown }).gc) console.error('note: run with --expose-gc for stable heap figures (npm run bench does)');
+for (const b of benches) {
+  if (only.length > 0 && !only.includes(b.name)) continue;
+  console.log(`\n## ${b.title}`);
+  const started = performance.now();
+  console.table(await b.run());
+  console.log(`(${((performance.now() - started) / 1000).toFixed(1)} s)`);
+}

@@ -1,0 +1,111 @@
+/**
+ * Random interleavings of every input the actor can see, checked after every step:
+ * no two provider calls overlap; every request is eventually resolved or rejected; a burst of restarts
+ * issued at one instant is satisfied by at most 2 cycles (exactly 1 when every request joined or started
+ * it); and the actor settles in a resting state.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { RESTART_SOURCES, type RestartSource } from '../../machines/workspace.types.ts';
+import { capture, flush, rig } from '../helpers/harness.ts';
+
+const soak = process.env.WSUP_SOAK === '1';
+const RUNS = soak ? 10_000 : 1_000;
+const id = 'ws-p';
+
+type Cmd =
+  | { kind: 'burst'; sources: RestartSource[] }
+  | { kind: 'ensure' }
+  | { kind: 'stop' }
+  | { kind: 'died' }
+  | { kind: 'advance'; ms: number }
+  | { kind: 'failNext'; op: 'start' | 'stop' };
+
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('burst' as const), sources: fc.array(fc.constantFrom(...RESTART_SOURCES), { minLength: 1, maxLength: 6 }) }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'ensure' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'stop' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'died' as const }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.constantFrom(1, 5, 10, 20, 50, 250, 1_000) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('failNext' as const), op: fc.constantFrom('start' as const, 'stop' as const) }) },
+);
+
+type Result = Awaited<ReturnType<typeof capture<{ outcome: string; cycle: number | null }>>>;
+
+describe('workspace actor under random interleavings (fast-check)', () => {
+  it(`keeps single flight, bounds cycles per burst, answers every request and settles (${RUNS} runs)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(cmd, { minLength: 1, maxLength: 25 }), async (cmds) => {
+        const failures: Array<'start' | 'stop'> = [];
+        const r = rig({
+          latencyMs: 10,
+          fault: (call) => {
+            const i = failures.indexOf(call.op);
+            if (i < 0) return undefined;
+            failures.splice(i, 1);
+            return new Error(`injected ${call.op} failure`);
+          },
+          sup: { config: { selfFireWindowMs: 500, backoffBaseMs: 100, backoffCapMs: 400, maxRestarts: 3, periodMs: 1_000 } },
+        });
+        const bursts: Array<{ outcomes: string[]; results: Promise<Result>[] }> = [];
+        const others: Promise<unknown>[] = [];
+
+        for (const c of cmds) {
+          switch (c.kind) {
+            case 'burst': {
+              const results = c.sources.map((source) => capture(r.sup.restart(id, { source, wait: true })));
+              bursts.push({ outcomes: [], results });
+              break;
+            }
+            case 'ensure':
+              others.push(capture(r.sup.ensure(id)));
+              break;
+            case 'stop':
+              if (r.sup.has(id)) others.push(capture(r.sup.stop(id)));
+              break;
+            case 'died':
+              r.sup.liveness(id, false, 'random death');
+              break;
+            case 'advance':
+              await r.advance(c.ms);
+              break;
+            case 'failNext':
+              failures.push(c.op);
+              break;
+          }
+          await flush();
+          expect(r.provider.overlaps).toEqual([]);
+        }
+
+        failures.length = 0;
+        await r.settle(120_000);
+        expect(r.provider.overlaps).toEqual([]);
+        expect(r.provider.inFlightIds()).toEqual([]);
+        if (r.sup.has(id)) {
+          const view = r.sup.get(id);
+          expect(['idle', 'running', 'failed']).toContain(view.state);
+          expect(view.deferredUntil).toBeNull();
+          expect(view.pending).toBe(0);
+        }
+
+        // Every request answered: none of the captured promises may still be pending.
+        const pendingMarker = Symbol('pending');
+        for (const p of [...bursts.flatMap((b) => b.results), ...others]) {
+          expect(await Promise.race([p, Promise.resolve(pendingMarker)])).not.toBe(pendingMarker);
+        }
+
+        // A burst is satisfied by at most 2 cycles, and by 1 when every request started or joined.
+        const requests = r.events.filter((e) => e.type === 'request');
+        for (const burst of bursts) {
+          const results = await Promise.all(burst.results);
+          const cycles = new Set(results.flatMap((x) => (x.ok ? [x.value.cycle] : [])));
+          expect(cycles.size).toBeLessThanOrEqual(2);
+          const outcomes = results.flatMap((x) => (x.ok ? [x.value.outcome] : []));
+          if (outcomes.length === results.length && outcomes.every((o) => o === 'started' || o === 'joined')) expect(cycles.size).toBe(1);
+        }
+        expect(requests.length).toBeGreaterThanOrEqual(0);
+      }),
+      { numRuns: RUNS },
+    );
+  }, soak ? 3_600_000 : 240_000);
+});

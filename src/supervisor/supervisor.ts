@@ -249,7 +249,7 @@ export class Supervisor {
     await new Promise<void>((resolve) => {
       const timer = this.clock.setTimeout(() => resolve(), deadlineMs);
       let left = busy.length;
-      if (left === 0) resolve();
+      if (left === 0 || deadlineMs <= 0) resolve();
       for (const entry of busy) {
         const from = entry.state;
         const sub = entry.actor.subscribe(() => {

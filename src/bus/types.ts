@@ -1,0 +1,111 @@
+/**
+ * The bus's port into the supervisor, and the event shapes producers send.
+ *
+ * The bus sits below the supervisor (design.md, "Layers"), so it never imports it: the supervisor implements
+ * {@link BusSink} and hands it to `createBus`. Keep the port this small; everything else is the actor's business.
+ */
+import type { SchedulerLike } from 'rxjs';
+
+/** Mirrors `machines/workspace.types.ts`; restated here so the bus depends on nothing but this port. */
+export type RestartSource = 'manual' | 'programmatic' | 'file-write' | 'liveness' | 'claim';
+
+export const RESTART_SOURCES: readonly RestartSource[] = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'];
+
+export interface RestartRequest {
+  source: RestartSource;
+  reason: string;
+  requester: string;
+}
+
+/** What the bus needs from the supervisor. */
+export interface BusSink {
+  /** true when the workspace exists and is not destroyed */
+  accepts(workspaceId: string): boolean;
+  restart(workspaceId: string, req: RestartRequest): void | Promise<unknown>;
+  liveness(workspaceId: string, alive: boolean, detail: string): void;
+  claim?(workspaceId: string, ownerId: string, claimBuildId: string): void;
+}
+
+/** A file was written into the workspace. `at` is the producer's timestamp (ms); coalescing uses scheduler time. */
+export interface FileWritten {
+  workspaceId: string;
+  path: string;
+  at: number;
+}
+
+export interface LivenessEvent {
+  workspaceId: string;
+  alive: boolean;
+  detail: string;
+}
+
+export interface ClaimEvent {
+  workspaceId: string;
+  ownerId: string;
+  claimBuildId: string;
+}
+
+export interface RestartEvent extends RestartRequest {
+  workspaceId: string;
+}
+
+/** One coalesced burst of writes to one workspace: what becomes a single `file-write` restart. */
+export interface Burst {
+  workspaceId: string;
+  /** Distinct paths in first-write order. */
+  paths: string[];
+  /** Writes folded into this burst (≥ paths.length: a path written twice counts twice). */
+  writes: number;
+  /** Scheduler time of the first and last write of the burst. */
+  firstAt: number;
+  lastAt: number;
+}
+
+/** Everything the routing stage delivers to the sink, in one ordered stream. */
+export type BusCommand =
+  | { kind: 'restart'; workspaceId: string; req: RestartRequest }
+  | { kind: 'liveness'; workspaceId: string; alive: boolean; detail: string }
+  | { kind: 'claim'; workspaceId: string; ownerId: string; claimBuildId: string };
+
+export interface CoalesceOptions {
+  quietMs: number;
+  maxWaitMs: number;
+  /** A group is released this long after its last burst flushed, if no write reopened it. */
+  idleExpireMs: number;
+  scheduler: SchedulerLike;
+  /** +1 when a workspace group is created, −1 when it is released: lets the bus count live groups. */
+  onGroup?: (delta: 1 | -1) => void;
+}
+
+export interface BusCounters {
+  /** File writes accepted at the edge. */
+  writesSeen: number;
+  /** Coalesced bursts flushed (each became one file-write restart, unless its workspace was gone by then). */
+  bursts: number;
+  /** Restarts handed to the sink, all sources. */
+  restartsIssued: number;
+  /** Writes absorbed into a burst without a restart of their own (writes − bursts, once flushed). */
+  writesFolded: number;
+  /** Events refused at the edge: invalid, unknown/destroyed workspace, or bus closed. */
+  rejected: number;
+  /** Commands not delivered: the workspace was destroyed between the event and the flush. */
+  dropped: number;
+  /** Sink calls that threw or rejected (reported through `onSinkError`). */
+  sinkErrors: number;
+  /** Per-workspace coalescing groups alive right now (released after `idleExpireMs` of silence). */
+  activeGroups: number;
+}
+
+export interface BusOptions {
+  sink: BusSink;
+  /** Source of time for every window; defaults to `asyncScheduler`. Tests pass a `TestScheduler`. */
+  scheduler?: SchedulerLike;
+  /** Trailing quiet window: a burst ends after this much silence. Default 2000. */
+  quietMs?: number;
+  /** Cap from a burst's first write: an endless stream still restarts this often. Default 15000. */
+  maxWaitMs?: number;
+  /** A workspace's group is released this long after its last burst flushed, if no write reopened it. Default 30000. */
+  idleExpireMs?: number;
+  /** Called when a sink call throws or its promise rejects; the bus keeps routing either way. */
+  onSinkError?: (err: unknown, cmd: BusCommand) => void;
+}

@@ -1,0 +1,399 @@
+/**
+ * Local-process provider, the embedded default: each workspace is a detached child process (by default
+ * the built-in HTTP agent from process-agent.ts) on a free loopback port; the endpoint is its URL.
+ *
+ * @example
+ * const local = createProcessProvider({ dataDir: '.wsup' });
+ * const endpoint = await local.start({ id: 'ws1' }, signal); // 'http://127.0.0.1:41234'
+ *
+ * Seed 001 (a restarted supervisor started a duplicate): every child is recorded (pid, kernel start time,
+ * nonce, port, command) through `ProcessRecords` before its health check, so a supervisor that comes back
+ * after kill -9 finds the record, sees the same process alive and adopts it instead of spawning another.
+ * The start time and the nonce in the health answer defeat pid and port reuse.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { assertWorkspaceId, ProviderTimeoutError, WsupError } from '../errors.ts';
+import { defaultAgentCommand } from './process-agent.ts';
+import type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec } from './types.ts';
+
+const recordSchema = z.object({
+  id: z.string(),
+  pid: z.number().int(),
+  /** Kernel start time of the pid (/proc/<pid>/stat field 22), `null` where /proc is unavailable. */
+  startTime: z.string().nullable(),
+  /** Random per spawn, echoed by the agent's /healthz: tells our process from a reused pid or port. */
+  nonce: z.string(),
+  port: z.number().int(),
+  host: z.string(),
+  command: z.array(z.string()),
+  specHash: z.string(),
+  startedAt: z.number(),
+  logPath: z.string(),
+});
+export type ProcessRecord = z.infer<typeof recordSchema>;
+
+/** The process fields of a `WorkspaceSpec`: checked at the edge, unknown fields ignored. */
+const specSchema = z.object({
+  command: z.array(z.string()).min(1).optional(),
+  env: z.record(z.string(), z.string()).optional(),
+  agentToken: z.string().optional(),
+});
+
+/** Where process records live: JSON files by default; the supervisor may back it with its store. */
+export interface ProcessRecords {
+  get(id: string): Promise<ProcessRecord | null>;
+  put(id: string, rec: ProcessRecord): Promise<void>;
+  delete(id: string): Promise<void>;
+  all(): Promise<ProcessRecord[]>;
+}
+
+/** One `<dir>/<id>.json` per workspace, written atomically (temp file + rename) so a crash never leaves half a record. */
+export class JsonFileProcessRecords implements ProcessRecords {
+  constructor(readonly dir: string) {}
+
+  async get(id: string): Promise<ProcessRecord | null> {
+    let text: string;
+    try {
+      text = await readFile(this.file(id), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    const parsed = recordSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new WsupError('WSUP_CORRUPT_STATE', `process record ${this.file(id)} is invalid (${parsed.error.message}): delete it and stop the process by hand`, { workspaceId: id });
+    return parsed.data;
+  }
+
+  async put(id: string, rec: ProcessRecord): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const tmp = `${this.file(id)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, JSON.stringify(rec, null, 2));
+    await rename(tmp, this.file(id));
+  }
+
+  async delete(id: string): Promise<void> {
+    await rm(this.file(id), { force: true });
+  }
+
+  async all(): Promise<ProcessRecord[]> {
+    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    });
+    const recs = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(n.slice(0, -5))));
+    return recs.filter((r): r is ProcessRecord => r !== null);
+  }
+
+  private file(id: string): string {
+    return join(this.dir, `${id}.json`);
+  }
+}
+
+export interface ProcessProviderOptions {
+  /** Root for records (`<dataDir>/processes/<id>.json`) and logs (`<id>.log`). Default `.wsup`. */
+  dataDir?: string;
+  /** Where records live; default the JSON files above. The supervisor may pass a store-backed one. */
+  records?: ProcessRecords;
+  /** argv of every workspace unless its spec has `command`. Default: the built-in agent. */
+  command?: string[];
+  /** Loopback address the child listens on. Default 127.0.0.1. */
+  host?: string;
+  /** How long start waits for `GET /healthz`. Default 10 000 ms. */
+  healthTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL of the process group on stop. Default 5 000 ms. */
+  stopGraceMs?: number;
+  /**
+   * Pass the supervisor's whole environment to workspaces. Default false: only PATH, HOME, locale, TZ and
+   * TMPDIR, so credentials (DATABASE_URL, AWS_*) do not leak into every workspace.
+   */
+  inheritEnv?: boolean;
+  /** Liveness poll of `watch`, and the timer functions it uses (tests pass their own). */
+  watchIntervalMs?: number;
+  timers?: { setInterval(fn: () => void, ms: number): unknown; clearInterval(handle: unknown): void };
+}
+
+/** The workspace's process exited before it answered its health check (bad command, port taken...). */
+export class ProcessExitedError extends WsupError {
+  constructor(id: string, detail: string) {
+    super('WSUP_INVALID_ARGUMENT', `workspace ${id}: process exited before its health check answered (${detail}); check the command and its log`, { workspaceId: id });
+  }
+}
+
+export class ProcessProvider implements Provider {
+  readonly kind = 'process';
+  readonly records: ProcessRecords;
+  /** Children spawned by this instance (adoptions do not count): seed 001's duplicate counter. */
+  spawned = 0;
+  private readonly opts: ProcessProviderOptions;
+  private readonly dataDir: string;
+  /** Workspaces being stopped here: their exit is not drift. */
+  private readonly stopping = new Set<string>();
+  private readonly unwatchers = new Set<() => void>();
+
+  constructor(opts: ProcessProviderOptions = {}) {
+    this.opts = opts;
+    this.dataDir = join(opts.dataDir ?? '.wsup', 'processes');
+    this.records = opts.records ?? new JsonFileProcessRecords(this.dataDir);
+  }
+
+  async start(spec: WorkspaceSpec, signal: AbortSignal): Promise<Endpoint> {
+    assertWorkspaceId(spec.id);
+    signal.throwIfAborted();
+    const want = this.resolve(spec);
+    const existing = await this.records.get(spec.id);
+    if (existing !== null) {
+      // Same process, same spec (token included): adopt it once it answers; anything else is replaced.
+      if (existing.specHash === want.specHash && isAlive(existing)) {
+        const healthy = await waitFor(() => probeHealth(existing), this.healthTimeout(), signal);
+        if (healthy) return endpointOf(existing);
+      }
+      await this.terminate(existing, signal);
+      await this.records.delete(spec.id);
+    }
+    // One retry covers the rare port taken between freePort() and the child's listen().
+    for (let attempt = 0; ; attempt++) {
+      const rec = await this.spawn(spec.id, want);
+      try {
+        const exited = () => !isAlive(rec);
+        const healthy = await waitFor(async () => (exited() ? 'exited' : probeHealth(rec)), this.healthTimeout(), signal);
+        if (healthy === true) return endpointOf(rec);
+        throw healthy === 'exited' ? new ProcessExitedError(spec.id, tail(rec.logPath)) : new ProviderTimeoutError(spec.id, 'start (health check)', this.healthTimeout());
+      } catch (err) {
+        // Leave nothing half-started behind: no process, no record, so the next start begins clean.
+        signalGroup(rec.pid, 'SIGKILL');
+        await this.records.delete(spec.id);
+        if (!(err instanceof ProcessExitedError) || attempt >= 1) throw err;
+      }
+    }
+  }
+
+  async stop(id: string, signal: AbortSignal): Promise<void> {
+    assertWorkspaceId(id);
+    signal.throwIfAborted();
+    const rec = await this.records.get(id);
+    if (rec === null) return;
+    this.stopping.add(id);
+    try {
+      await this.terminate(rec, signal);
+      await this.records.delete(id);
+    } finally {
+      this.stopping.delete(id);
+    }
+  }
+
+  async inspect(id: string): Promise<ProviderResource | null> {
+    assertWorkspaceId(id);
+    const rec = await this.records.get(id);
+    return rec === null ? null : this.describe(rec);
+  }
+
+  async list(): Promise<ProviderResource[]> {
+    return Promise.all((await this.records.all()).map((rec) => this.describe(rec)));
+  }
+
+  /** Polls liveness (pid + start time, no HTTP) and reports each recorded process that died once. */
+  watch(onEvent: (event: ProviderEvent) => void): () => void {
+    const timers = this.opts.timers ?? { setInterval, clearInterval: (h: unknown) => clearInterval(h as NodeJS.Timeout) };
+    const reported = new Set<string>();
+    let busy = false;
+    const tick = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        for (const rec of await this.records.all()) {
+          if (this.stopping.has(rec.id) || reported.has(rec.nonce) || isAlive(rec)) continue;
+          reported.add(rec.nonce);
+          onEvent({ id: rec.id, alive: false, detail: `process ${rec.pid} of workspace ${rec.id} is gone` });
+        }
+      } finally {
+        busy = false;
+      }
+    };
+    const handle = timers.setInterval(() => void tick().catch(() => undefined), this.opts.watchIntervalMs ?? 1_000);
+    const unwatch = () => {
+      timers.clearInterval(handle);
+      this.unwatchers.delete(unwatch);
+    };
+    this.unwatchers.add(unwatch);
+    return unwatch;
+  }
+
+  async close(): Promise<void> {
+    // Children are deliberately left running: they belong to the workspaces, not to this supervisor.
+    for (const unwatch of [...this.unwatchers]) unwatch();
+  }
+
+  private resolve(spec: WorkspaceSpec): { command: string[]; env: Record<string, string>; token: string | undefined; specHash: string } {
+    const parsed = specSchema.safeParse(spec);
+    if (!parsed.success) {
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${spec.id} has an invalid process spec: ${parsed.error.message}`, { workspaceId: spec.id });
+    }
+    const s = parsed.data;
+    const command = s.command ?? this.opts.command ?? defaultAgentCommand();
+    if (command.length === 0 || command[0] === '') {
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${spec.id}: empty command: pass spec.command or the provider's command`, { workspaceId: spec.id });
+    }
+    const env = s.env ?? {};
+    const specHash = createHash('sha256').update(JSON.stringify({ command, env, token: s.agentToken ?? null })).digest('hex').slice(0, 16);
+    return { command, env, token: s.agentToken, specHash };
+  }
+
+  private async spawn(id: string, want: ReturnType<ProcessProvider['resolve']>): Promise<ProcessRecord> {
+    const host = this.opts.host ?? '127.0.0.1';
+    const port = await freePort(host);
+    const nonce = randomBytes(12).toString('hex');
+    const logPath = join(this.dataDir, `${id}.log`);
+    await mkdir(this.dataDir, { recursive: true });
+    const out = openSync(logPath, 'a');
+    const [file, ...args] = want.command as [string, ...string[]];
+    const child = spawn(file, args, {
+      detached: true, // own process group: stop signals the group, and the child outlives us
+      stdio: ['ignore', out, out],
+      env: { ...this.baseEnv(), ...want.env, WSUP_WORKSPACE_ID: id, WSUP_HOST: host, WSUP_PORT: String(port), WSUP_AGENT_NONCE: nonce, WSUP_AGENT_TOKEN: want.token ?? randomBytes(24).toString('hex') },
+    });
+    closeSync(out);
+    await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject)).catch(async (err: unknown) => {
+      await this.records.delete(id);
+      throw new ProcessExitedError(id, `spawn ${file}: ${String(err)}`);
+    });
+    child.unref();
+    const pid = child.pid!;
+    const rec: ProcessRecord = { id, pid, startTime: processStartTime(pid), nonce, port, host, command: want.command, specHash: want.specHash, startedAt: Date.now(), logPath };
+    await this.records.put(id, rec);
+    this.spawned++;
+    return rec;
+  }
+
+  /** SIGTERM the group, wait the grace period, then SIGKILL it. A process already gone is success. */
+  private async terminate(rec: ProcessRecord, signal: AbortSignal): Promise<void> {
+    if (!isAlive(rec)) return;
+    signalGroup(rec.pid, 'SIGTERM');
+    if (await waitFor(() => !isAlive(rec), this.opts.stopGraceMs ?? 5_000, signal)) return;
+    signalGroup(rec.pid, 'SIGKILL');
+    if (!(await waitFor(() => !isAlive(rec), 5_000, signal))) throw new ProviderTimeoutError(rec.id, 'stop (SIGKILL)', 5_000);
+  }
+
+  private async describe(rec: ProcessRecord): Promise<ProviderResource> {
+    const alive = isAlive(rec);
+    const healthy = alive && (await probeHealth(rec));
+    const detail = { pid: rec.pid, port: rec.port, startedAt: rec.startedAt, logPath: rec.logPath };
+    if (!alive) return { id: rec.id, status: 'stopped', ref: String(rec.pid), detail };
+    return healthy
+      ? { id: rec.id, status: 'running', endpoint: endpointOf(rec), ref: String(rec.pid), detail }
+      : { id: rec.id, status: 'starting', ref: String(rec.pid), detail };
+  }
+
+  private baseEnv(): NodeJS.ProcessEnv {
+    if (this.opts.inheritEnv === true) return process.env;
+    const keep = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER'];
+    return Object.fromEntries(keep.flatMap((k) => (process.env[k] === undefined ? [] : [[k, process.env[k]]])));
+  }
+
+  private healthTimeout(): number {
+    return this.opts.healthTimeoutMs ?? 10_000;
+  }
+}
+
+export function createProcessProvider(opts: ProcessProviderOptions = {}): ProcessProvider {
+  return new ProcessProvider(opts);
+}
+
+const endpointOf = (rec: ProcessRecord): Endpoint => `http://${rec.host}:${rec.port}`;
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' | ') || 'no output';
+  } catch {
+    return 'no log';
+  }
+}
+
+/** `/proc/<pid>/stat` fields after the command name: [0] is the state, [19] the start time. */
+function procStat(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+function processStartTime(pid: number): string | null {
+  return procStat(pid)?.[19] ?? null;
+}
+
+/** The recorded process, not merely its pid, is alive: a zombie or a reused pid counts as gone. */
+export function isAlive(rec: Pick<ProcessRecord, 'pid' | 'startTime'>): boolean {
+  if (rec.pid <= 0) return false;
+  try {
+    process.kill(rec.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const stat = procStat(rec.pid);
+  if (stat === null) return rec.startTime === null; // no /proc here: the pid check is all we have
+  return stat[0] !== 'Z' && (rec.startTime === null || stat[19] === rec.startTime);
+}
+
+/** Signal the whole process group (the child is its leader), falling back to the pid alone. */
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, sig);
+      return;
+    } catch {
+      // ESRCH: no such group; try the pid, then give up: already gone is what we wanted.
+    }
+  }
+}
+
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** One health probe: 200 from /healthz and, when the body carries a nonce, our nonce. */
+function probeHealth(rec: ProcessRecord): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: rec.host, port: rec.port, path: '/healthz', agent: false, timeout: 1_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return resolve(false);
+        try {
+          const nonce = (JSON.parse(body) as { nonce?: unknown }).nonce;
+          resolve(nonce === undefined || nonce === rec.nonce);
+        } catch {
+          resolve(true); // a custom command may answer plain text
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy()).on('error', () => resolve(false));
+  });
+}
+
+/**
+ * Poll a check of the real world until it is truthy or `ms` pass (then `false`). Rejects with the
+ * signal's reason on abort.
+ */
+async function waitFor<T>(check: () => T | Promise<T>, ms: number, signal: AbortSignal): Promise<T | false> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    signal.throwIfAborted();
+    const v = await check();
+    if (v) return v;
+    if (Date.now() >= deadline) return false;
+    await sleep(25, undefined, { signal }).catch(() => signal.throwIfAborted());
+  }
+}

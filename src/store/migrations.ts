@@ -1,0 +1,145 @@
+/**
+ * Versioned schema migrations, applied on open. Append new migrations; never edit a released one.
+ *
+ * Each migration runs in its own transaction that first takes a transaction-scoped advisory lock keyed by
+ * the schema, then re-reads the version: two processes opening one database at once apply each migration
+ * exactly once, and a crash mid-migration leaves the previous version intact.
+ */
+import { WsupError, errorMessage } from '../errors.ts';
+import type { SqlEngine } from './engine.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Arbitrary constant naming "wsup migrations" in pg_advisory_xact_lock's (int, int) key space. */
+const MIGRATION_LOCK = 0x77737570;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'workspaces, events, claims, tokens, process records',
+    sql: `
+      CREATE TABLE workspaces (
+        id           text PRIMARY KEY,
+        spec         jsonb NOT NULL DEFAULT '{}'::jsonb,
+        desired      text NOT NULL,
+        state        text NOT NULL,
+        owner        text NOT NULL,
+        prebuild     boolean NOT NULL DEFAULT false,
+        pool         text,
+        snapshot     jsonb,
+        version      bigint NOT NULL DEFAULT 1,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        updated_at   timestamptz NOT NULL DEFAULT now(),
+        destroyed_at timestamptz
+      );
+      -- Claiming from a pool scans only unclaimed live prebuilds.
+      CREATE INDEX workspaces_pool_idx ON workspaces (pool, created_at)
+        WHERE prebuild AND destroyed_at IS NULL;
+
+      CREATE TABLE workspace_events (
+        seq          bigserial PRIMARY KEY,
+        workspace_id text NOT NULL,
+        at           timestamptz NOT NULL,
+        kind         text NOT NULL,
+        cycle        integer,
+        source       text,
+        reason       text,
+        requesters   jsonb,
+        outcome      text,
+        state_from   text,
+        state_to     text,
+        durations    jsonb,
+        error        text,
+        data         jsonb
+      );
+      CREATE INDEX workspace_events_workspace_seq_idx ON workspace_events (workspace_id, seq);
+      -- The log is evidence ("why did this restart?"): the database refuses to rewrite it.
+      CREATE FUNCTION workspace_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'workspace_events is append-only: % is not allowed', TG_OP;
+      END $$;
+      CREATE TRIGGER workspace_events_append_only BEFORE UPDATE OR DELETE ON workspace_events
+        FOR EACH ROW EXECUTE FUNCTION workspace_events_append_only();
+
+      CREATE TABLE claims (
+        workspace_id       text PRIMARY KEY REFERENCES workspaces (id),
+        owner_id           text NOT NULL,
+        claim_build_id     text NOT NULL,
+        claimed_at         timestamptz NOT NULL DEFAULT now(),
+        build_completed_at timestamptz,
+        acked_at           timestamptz
+      );
+
+      -- Hashes only (sha256 hex): a database dump must not hand out working tokens.
+      CREATE TABLE agent_tokens (
+        workspace_id text PRIMARY KEY,
+        token_hash   text NOT NULL UNIQUE,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        rotated_at   timestamptz
+      );
+      CREATE TABLE api_tokens (
+        hash       text PRIMARY KEY,
+        role       text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz
+      );
+
+      CREATE TABLE process_records (
+        workspace_id text PRIMARY KEY,
+        data         jsonb NOT NULL
+      );
+    `,
+  },
+];
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+export interface MigrationResult {
+  from: number;
+  to: number;
+  applied: number[];
+}
+
+export function newerSchemaError(found: number, known: number): WsupError {
+  return new WsupError(
+    'WSUP_STORE',
+    `database schema version ${found} is newer than this wsup (knows up to ${known}): upgrade wsup`,
+  );
+}
+
+/** Bring the schema up to the latest version; refuse a database written by a newer wsup. */
+export async function migrate(engine: SqlEngine, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationResult> {
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  const known = ordered.at(-1)?.version ?? 0;
+  const applied: number[] = [];
+  let from: number | null = null;
+  for (;;) {
+    const step = await engine.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))', [MIGRATION_LOCK]);
+      await tx.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version    integer PRIMARY KEY,
+        name       text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+      const { rows } = await tx.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+      const current = rows[0]?.v ?? 0;
+      if (current > known) throw newerSchemaError(current, known);
+      const next = ordered.find((m) => m.version > current);
+      if (!next) return { current, done: true as const };
+      try {
+        await tx.exec(next.sql);
+      } catch (err) {
+        throw new WsupError('WSUP_STORE', `migration ${next.version} (${next.name}) failed on ${engine.description}: ${errorMessage(err)}`, { cause: err });
+      }
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [next.version, next.name]);
+      return { current, done: false as const, version: next.version };
+    });
+    from ??= step.current;
+    if (step.done) return { from, to: step.current, applied };
+    applied.push(step.version);
+  }
+}

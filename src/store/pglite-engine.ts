@@ -1,0 +1,55 @@
+/** Embedded engine: PGlite (PostgreSQL in WASM), one session per process, data under a directory. */
+import { mkdirSync } from 'node:fs';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import type { SqlEngine, SqlQueryable, SqlResult } from './engine.ts';
+import { assertSchemaName } from './engine.ts';
+
+export interface PgliteEngineOptions {
+  /** A directory, or `memory://`. */
+  dataDir: string;
+  schema?: string | undefined;
+  /**
+   * Start from a tarball made by `PGlite.dumpDataDir()` instead of running initdb. Tests use it because
+   * initdb in WASM takes seconds; a loaded template takes about one.
+   */
+  loadDataDir?: Blob;
+}
+
+type Queryable = Pick<Transaction, 'query' | 'exec'>;
+
+function wrap(db: Queryable): SqlQueryable {
+  return {
+    async query<R>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<R>> {
+      const res = await db.query<R>(sql, [...params]);
+      return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+    },
+    async exec(sql: string): Promise<void> {
+      await db.exec(sql);
+    },
+  };
+}
+
+export async function openPglite(opts: PgliteEngineOptions): Promise<SqlEngine> {
+  const memory = opts.dataDir.startsWith('memory://');
+  if (!memory) mkdirSync(opts.dataDir, { recursive: true });
+  const db = await PGlite.create({
+    ...(memory ? {} : { dataDir: opts.dataDir }),
+    ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+  });
+  // PGlite is a single session, so a session-level search_path applies to every later statement.
+  if (opts.schema !== undefined) {
+    assertSchemaName(opts.schema);
+    await db.exec(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}; SET search_path TO ${opts.schema}`);
+  }
+  const outside = wrap(db);
+  let closing: Promise<void> | null = null;
+  return {
+    kind: 'pglite',
+    description: memory ? 'PGlite (in memory)' : `PGlite at ${opts.dataDir}`,
+    query: outside.query,
+    exec: outside.exec,
+    // PGlite serializes transactions with its own mutex; statements outside one wait their turn.
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    close: () => (closing ??= db.close()),
+  };
+}

@@ -48,6 +48,7 @@ export interface PersistWrite {
   state: LifecycleState;
   desired: WorkspaceContext['desired'];
   snapshot: Snapshot<unknown>;
+  spec: Record<string, unknown>;
   events: SupervisorEvent[];
 }
 
@@ -82,6 +83,8 @@ interface Waiter {
 export class Supervisor {
   readonly summary: Summary;
   private readonly entries = new Map<string, Entry>();
+  /** Workspaces whose stored state could not be restored: reported, refused, never silently dropped. */
+  private readonly quarantine = new Map<string, WsupError>();
   private readonly waiters = new Map<string, Waiter>();
   private readonly answers = new Map<string, Extract<WorkspaceEmitted, { type: 'answered' | 'rejected' }>>();
   private readonly events$ = new Subject<SupervisorEvent>();
@@ -197,6 +200,8 @@ export class Supervisor {
 
   get(id: string): WorkspaceView {
     assertWorkspaceId(id);
+    const bad = this.quarantine.get(id);
+    if (bad) throw bad;
     const entry = this.entries.get(id);
     if (!entry) throw new WorkspaceNotFoundError(id);
     return this.view(entry);
@@ -215,6 +220,19 @@ export class Supervisor {
     return out;
   }
 
+  /**
+   * Keep a workspace whose stored state is unreadable out of service, by id: every command on it fails with
+   * `error` (a `WSUP_CORRUPT_STATE` naming it) until an operator repairs or deletes the row.
+   */
+  quarantineWorkspace(id: string, error: WsupError): void {
+    this.quarantine.set(id, error);
+  }
+
+  /** Quarantined workspaces and why. */
+  quarantined(): Array<{ id: string; error: WsupError }> {
+    return [...this.quarantine].map(([id, error]) => ({ id, error }));
+  }
+
   /** The actor's persistable snapshot (for the store). */
   persistedSnapshot(id: string): Snapshot<unknown> {
     const entry = this.entries.get(id);
@@ -229,7 +247,14 @@ export class Supervisor {
   restore(id: string, snapshot: Snapshot<unknown>): WorkspaceView {
     assertWorkspaceId(id);
     if (this.entries.has(id)) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} is already loaded`, { workspaceId: id });
-    const entry = this.spawn(id, undefined, snapshot);
+    let entry: Entry;
+    try {
+      entry = this.spawn(id, undefined, snapshot);
+    } catch (err) {
+      this.entries.delete(id);
+      const message = err instanceof Error ? err.message : String(err);
+      throw new WsupError('WSUP_CORRUPT_STATE', `workspace ${id}: stored snapshot cannot be restored by this version of the statechart (${message})`, { workspaceId: id, cause: err });
+    }
     entry.actor.send({ type: 'REARM', at: this.clock.now() });
     return this.view(entry);
   }
@@ -290,6 +315,8 @@ export class Supervisor {
 
   private entry(id: string, spec?: Record<string, unknown>): Entry {
     assertWorkspaceId(id);
+    const bad = this.quarantine.get(id);
+    if (bad) throw bad;
     return this.entries.get(id) ?? this.spawn(id, spec, undefined);
   }
 
@@ -326,7 +353,7 @@ export class Supervisor {
   private write(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
     const events = entry.buffered;
     entry.buffered = [];
-    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), events });
+    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), spec: ctx.spec, events });
     const guarded = done.catch((err: unknown) => {
       this.report(err, { id, what: 'persisting a transition failed' });
       throw err;

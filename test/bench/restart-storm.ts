@@ -90,7 +90,7 @@ async function runWsup(plan: Plan) {
 
 /** One never-aborted signal shared by a baseline's calls (they have no cancellation story). */
 function sharedSignal(): AbortSignal {
-  const signal = sharedSignal();
+  const signal = new AbortController().signal;
   setMaxListeners(0, signal);
   return signal;
 }

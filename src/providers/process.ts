@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -26,7 +26,8 @@ import type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec
 
 const recordSchema = z.object({
   id: z.string(),
-  pid: z.number().int(),
+  /** 0 while the spawn is pending: the record is written before the fork, so a crash cannot leak a child. */
+  pid: z.number().int().nonnegative(),
   /** Kernel start time of the pid (/proc/<pid>/stat field 22), `null` where /proc is unavailable. */
   startTime: z.string().nullable(),
   /** Random per spawn, echoed by the agent's /healthz: tells our process from a reused pid or port. */
@@ -39,6 +40,13 @@ const recordSchema = z.object({
   logPath: z.string(),
 });
 export type ProcessRecord = z.infer<typeof recordSchema>;
+
+/** Validate a record read from any `ProcessRecords` backend; `where` names it in the error. */
+export function parseProcessRecord(id: string, data: unknown, where: string): ProcessRecord {
+  const parsed = recordSchema.safeParse(data);
+  if (!parsed.success) throw new WsupError('WSUP_CORRUPT_STATE', `process record ${where} is invalid (${parsed.error.message}): delete it and stop the process by hand`, { workspaceId: id });
+  return parsed.data;
+}
 
 /** The process fields of a `WorkspaceSpec`: checked at the edge, unknown fields ignored. */
 const specSchema = z.object({
@@ -136,6 +144,8 @@ export class ProcessProvider implements Provider {
   private readonly dataDir: string;
   /** Workspaces being stopped here: their exit is not drift. */
   private readonly stopping = new Set<string>();
+  /** Ids this instance is forking right now: their pending records are not resolved behind its back. */
+  private readonly spawning = new Set<string>();
   private readonly unwatchers = new Set<() => void>();
 
   constructor(opts: ProcessProviderOptions = {}) {
@@ -148,7 +158,7 @@ export class ProcessProvider implements Provider {
     assertWorkspaceId(spec.id);
     signal.throwIfAborted();
     const want = this.resolve(spec);
-    const existing = await this.records.get(spec.id);
+    const existing = await this.load(spec.id);
     if (existing !== null) {
       // Same process, same spec (token included): adopt it once it answers; anything else is replaced.
       if (existing.specHash === want.specHash && isAlive(existing)) {
@@ -178,7 +188,7 @@ export class ProcessProvider implements Provider {
   async stop(id: string, signal: AbortSignal): Promise<void> {
     assertWorkspaceId(id);
     signal.throwIfAborted();
-    const rec = await this.records.get(id);
+    const rec = await this.load(id);
     if (rec === null) return;
     this.stopping.add(id);
     try {
@@ -191,12 +201,35 @@ export class ProcessProvider implements Provider {
 
   async inspect(id: string): Promise<ProviderResource | null> {
     assertWorkspaceId(id);
-    const rec = await this.records.get(id);
+    const rec = await this.load(id);
     return rec === null ? null : this.describe(rec);
   }
 
   async list(): Promise<ProviderResource[]> {
-    return Promise.all((await this.records.all()).map((rec) => this.describe(rec)));
+    const recs = await Promise.all((await this.records.all()).map((rec) => this.settle(rec)));
+    return Promise.all(recs.flatMap((rec) => (rec === null ? [] : [this.describe(rec)])));
+  }
+
+  private async load(id: string): Promise<ProcessRecord | null> {
+    const rec = await this.records.get(id);
+    return rec === null ? null : this.settle(rec);
+  }
+
+  /**
+   * Resolve a record left pending by a supervisor that died between writing it and learning the child's
+   * pid: find the child by the nonce in its environment (or its health answer). None found means the fork
+   * never happened or the child is gone, so the record goes.
+   */
+  private async settle(rec: ProcessRecord): Promise<ProcessRecord | null> {
+    if (rec.pid > 0 || this.spawning.has(rec.id)) return rec;
+    const pid = findByNonce(rec.nonce) ?? (await healthPid(rec));
+    if (pid === null) {
+      await this.records.delete(rec.id);
+      return null;
+    }
+    const found = { ...rec, pid, startTime: processStartTime(pid) };
+    await this.records.put(rec.id, found);
+    return found;
   }
 
   /** Polls liveness (pid + start time, no HTTP) and reports each recorded process that died once. */
@@ -209,7 +242,7 @@ export class ProcessProvider implements Provider {
       busy = true;
       try {
         for (const rec of await this.records.all()) {
-          if (this.stopping.has(rec.id) || reported.has(rec.nonce) || isAlive(rec)) continue;
+          if (rec.pid === 0 || this.stopping.has(rec.id) || reported.has(rec.nonce) || isAlive(rec)) continue;
           reported.add(rec.nonce);
           onEvent({ id: rec.id, alive: false, detail: `process ${rec.pid} of workspace ${rec.id} is gone` });
         }
@@ -252,8 +285,20 @@ export class ProcessProvider implements Provider {
     const nonce = randomBytes(12).toString('hex');
     const logPath = join(this.dataDir, `${id}.log`);
     await mkdir(this.dataDir, { recursive: true });
-    const out = openSync(logPath, 'a');
     const [file, ...args] = want.command as [string, ...string[]];
+    // Write ahead: the record exists before the child does, so no crash can leave an unrecorded child.
+    const pending: ProcessRecord = { id, pid: 0, startTime: null, nonce, port, host, command: want.command, specHash: want.specHash, startedAt: Date.now(), logPath };
+    this.spawning.add(id);
+    try {
+      await this.records.put(id, pending);
+      return await this.fork(pending, file, args, openSync(logPath, 'a'), want);
+    } finally {
+      this.spawning.delete(id);
+    }
+  }
+
+  private async fork(pending: ProcessRecord, file: string, args: string[], out: number, want: ReturnType<ProcessProvider['resolve']>): Promise<ProcessRecord> {
+    const { id, host, port, nonce } = pending;
     const child = spawn(file, args, {
       detached: true, // own process group: stop signals the group, and the child outlives us
       stdio: ['ignore', out, out],
@@ -266,7 +311,7 @@ export class ProcessProvider implements Provider {
     });
     child.unref();
     const pid = child.pid!;
-    const rec: ProcessRecord = { id, pid, startTime: processStartTime(pid), nonce, port, host, command: want.command, specHash: want.specHash, startedAt: Date.now(), logPath };
+    const rec: ProcessRecord = { ...pending, pid, startTime: processStartTime(pid) };
     await this.records.put(id, rec);
     this.spawned++;
     return rec;
@@ -341,6 +386,48 @@ export function isAlive(rec: Pick<ProcessRecord, 'pid' | 'startTime'>): boolean 
   const stat = procStat(rec.pid);
   if (stat === null) return rec.startTime === null; // no /proc here: the pid check is all we have
   return stat[0] !== 'Z' && (rec.startTime === null || stat[19] === rec.startTime);
+}
+
+/** The live process whose environment carries this spawn's nonce (Linux /proc), or null. */
+function findByNonce(nonce: string): number | null {
+  const marker = `WSUP_AGENT_NONCE=${nonce}`;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return null; // no /proc: the health probe is the fallback
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) {
+        const pid = Number(entry);
+        if (isAlive({ pid, startTime: null })) return pid;
+      }
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return null;
+}
+
+/** The pid the agent reports on /healthz when its nonce matches, or null. */
+function healthPid(rec: ProcessRecord): Promise<number | null> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: rec.host, port: rec.port, path: '/healthz', agent: false, timeout: 1_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        try {
+          const b = JSON.parse(body) as { nonce?: unknown; pid?: unknown };
+          resolve(res.statusCode === 200 && b.nonce === rec.nonce && typeof b.pid === 'number' ? b.pid : null);
+        } catch {
+          resolve(null);
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy()).on('error', () => resolve(null));
+  });
 }
 
 /** Signal the whole process group (the child is its leader), falling back to the pid alone. */

@@ -47,9 +47,9 @@ function toCommit(w: PersistWrite) {
   };
 }
 
-/** One log row per supervisor event: the cycle's why travels with it. */
+/** One log row per supervisor event: queryable columns for the why, and the whole event in `data`. */
 export function toEventWrite(e: SupervisorEvent): EventWrite {
-  const base = { workspaceId: e.id, at: e.at, kind: e.type };
+  const base = { workspaceId: e.id, at: e.at, kind: e.type, data: e };
   switch (e.type) {
     case 'transition':
       return { ...base, stateFrom: e.from, stateTo: e.to, cycle: e.cycle?.n ?? null, source: e.cycle?.source ?? null, reason: e.cycle?.reason ?? null };
@@ -60,15 +60,23 @@ export function toEventWrite(e: SupervisorEvent): EventWrite {
     case 'cycle.started':
       return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters };
     case 'cycle.completed':
-      return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, durations: e.durations, data: { endpoint: e.endpoint } };
+      return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, durations: e.durations };
     case 'cycle.failed':
-      return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, error: e.error.message, data: { code: e.error.code } };
+      return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, error: e.error.message };
   }
+}
+
+/** The newest `limit` events of a workspace, oldest first, as the supervisor published them. */
+export async function eventHistory(store: WorkspaceStore, id: string, limit: number): Promise<SupervisorEvent[]> {
+  return (await store.events(id, { limit })).map((r) => r.data as SupervisorEvent);
 }
 
 async function recover(sup: Supervisor, store: WorkspaceStore, provider: Provider, policy: OrphanPolicy): Promise<RecoveryReport> {
   const report: RecoveryReport = { restored: [], corrupt: [], adopted: [], vanished: [], orphans: [] };
-  const { workspaces, corrupt } = await store.loadWorkspaces();
+  const loaded = await store.loadWorkspaces({ includeDestroyed: true });
+  const corrupt = loaded.corrupt;
+  const workspaces = loaded.workspaces.filter((w) => w.destroyedAt === null && w.state !== 'destroyed');
+  for (const w of loaded.workspaces) if (!workspaces.includes(w)) sup.rememberDestroyed(w.id);
   for (const bad of corrupt) {
     sup.quarantineWorkspace(bad.id, bad.error instanceof WsupError ? bad.error : new WsupError('WSUP_CORRUPT_STATE', bad.error.message, { workspaceId: bad.id }));
     report.corrupt.push({ id: bad.id, reason: bad.reason });

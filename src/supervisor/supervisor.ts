@@ -83,8 +83,11 @@ interface Waiter {
 export class Supervisor {
   readonly summary: Summary;
   private readonly entries = new Map<string, Entry>();
-  /** Workspaces whose stored state could not be restored: reported, refused, never silently dropped. */
-  private readonly quarantine = new Map<string, WsupError>();
+  /**
+   * Ids refused without an actor: stored state that could not be restored (reported, never silently
+   * dropped), and workspaces destroyed in an earlier life (a destroyed id never comes back).
+   */
+  private readonly refused = new Map<string, WsupError>();
   private readonly waiters = new Map<string, Waiter>();
   private readonly answers = new Map<string, Extract<WorkspaceEmitted, { type: 'answered' | 'rejected' }>>();
   private readonly events$ = new Subject<SupervisorEvent>();
@@ -153,6 +156,7 @@ export class Supervisor {
     await entry.lastWrite;
     if (waiting) {
       const settled = await waiting;
+      await entry.lastWrite; // the state we report is committed too
       return { id, outcome: answer.outcome, cycle: settled.cycle, state: entry.state, requester };
     }
     return { id, outcome: answer.outcome, cycle: answer.cycle, state: entry.state, requester };
@@ -168,6 +172,7 @@ export class Supervisor {
     this.takeRejection(requester);
     await entry.lastWrite;
     const settled = await waiting;
+    await entry.lastWrite; // answer "running" only once it is committed
     return { id, started: settled.starter === requester, endpoint: settled.endpoint ?? '', state: entry.state };
   }
 
@@ -200,7 +205,7 @@ export class Supervisor {
 
   get(id: string): WorkspaceView {
     assertWorkspaceId(id);
-    const bad = this.quarantine.get(id);
+    const bad = this.refused.get(id);
     if (bad) throw bad;
     const entry = this.entries.get(id);
     if (!entry) throw new WorkspaceNotFoundError(id);
@@ -225,12 +230,17 @@ export class Supervisor {
    * `error` (a `WSUP_CORRUPT_STATE` naming it) until an operator repairs or deletes the row.
    */
   quarantineWorkspace(id: string, error: WsupError): void {
-    this.quarantine.set(id, error);
+    this.refused.set(id, error);
   }
 
   /** Quarantined workspaces and why. */
   quarantined(): Array<{ id: string; error: WsupError }> {
-    return [...this.quarantine].map(([id, error]) => ({ id, error }));
+    return [...this.refused].flatMap(([id, error]) => (error.code === 'WSUP_DESTROYED' ? [] : [{ id, error }]));
+  }
+
+  /** A workspace destroyed before this supervisor started: every command on its id is refused. */
+  rememberDestroyed(id: string): void {
+    if (!this.entries.has(id)) this.refused.set(id, new WorkspaceDestroyedError(id));
   }
 
   /** The actor's persistable snapshot (for the store). */
@@ -315,7 +325,7 @@ export class Supervisor {
 
   private entry(id: string, spec?: Record<string, unknown>): Entry {
     assertWorkspaceId(id);
-    const bad = this.quarantine.get(id);
+    const bad = this.refused.get(id);
     if (bad) throw bad;
     return this.entries.get(id) ?? this.spawn(id, spec, undefined);
   }

@@ -2,7 +2,10 @@
  * `npm run bench`: every benchmark in one process run, each printed as a table beside its baselines.
  * Pass names to run a subset: `npm run bench -- storm bus`.
  */
+import { benchBus } from './bus.bench.ts';
 import { benchRestartStorm, measureIdleHeap } from './restart-storm.ts';
+import { benchServer } from './server.bench.ts';
+import { benchStore } from './store.bench.ts';
 
 type Bench = { name: string; title: string; run: () => Promise<object[]> };
 
@@ -20,20 +23,18 @@ const benches: Bench[] = [
       return [{ actors: r.count, bytesPerActor: Math.round(r.bytesPerActor), kbPerActor: (r.bytesPerActor / 1024).toFixed(2), createMs: Math.round(r.createMs) }];
     },
   },
+  { name: 'bus', title: 'bus: 1,000,000 file writes over 10,000 workspaces (target ≥ 1,000,000 events/s, 0 missed writes)', run: benchBus },
+  {
+    name: 'store',
+    title: 'store: durable transitions/s and p99 ack latency (targets: PGlite ≥ 5,000/s, PostgreSQL ≥ 20,000/s with group commit)',
+    run: benchStore,
+  },
+  {
+    name: 'server',
+    title: 'server: p99 ack with 200 clients (target ≤ 5 ms), fan-out to 1,000 subscribers at 10,000 transitions/s (target p99 ≤ 50 ms), npm start to ready (target ≤ 2 s warm)',
+    run: benchServer,
+  },
 ];
-
-async function optional(name: string, title: string, path: string, fn: string): Promise<void> {
-  try {
-    const mod = (await import(path)) as Record<string, () => Promise<object[]>>;
-    const run = mod[fn];
-    if (run) benches.push({ name, title, run });
-  } catch (err) {
-    console.error(`bench ${name} unavailable: ${(err as Error).message}`);
-  }
-}
-
-await optional('bus', 'bus: 1,000,000 file writes over 10,000 workspaces (target ≥ 1,000,000 events/s, 0 missed writes)', './bus.bench.ts', 'benchBus');
-await optional('store', 'store: durable transitions/s and p99 ack latency (targets: PGlite ≥ 5,000/s, PostgreSQL ≥ 20,000/s with group commit)', './store.bench.ts', 'benchStore');
 
 const only = process.argv.slice(2);
 if (!(globalThis as { gc?: unknown }).gc) console.error('note: run with --expose-gc for stable heap figures (npm run bench does)');

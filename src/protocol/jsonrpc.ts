@@ -1,0 +1,116 @@
+/**
+ * JSON-RPC 2.0 framing shared by the server and the client: frame schemas, the one error-code table,
+ * and limits both sides agree on. Pure: imports zod and types only, so browsers can load it.
+ *
+ * @example
+ * const frame = requestFrameSchema.safeParse(JSON.parse(text));
+ * if (!frame.success) reply(rpcError(null, ERROR_CODES.INVALID_REQUEST, 'not a request'));
+ */
+import { z } from 'zod';
+import type { WsupErrorCode } from '../errors.ts';
+
+/** Ids are echoed back verbatim, so they are bounded: a 1 MB string id would be reflected in full. */
+export const MAX_ID_LENGTH = 128;
+export const DEFAULT_MAX_BATCH = 50;
+/** Frames nested deeper than this are refused before validation (deep JSON is a stack-overflow lever). */
+export const MAX_DEPTH = 32;
+
+export const rpcIdSchema = z.union([
+  z.string().max(MAX_ID_LENGTH),
+  z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+  z.null(),
+]);
+export type RpcId = z.infer<typeof rpcIdSchema>;
+
+/** A request (with `id`) or a notification (without). Params are checked per method afterwards. */
+export const requestFrameSchema = z.strictObject({
+  jsonrpc: z.literal('2.0'),
+  method: z.string().min(1).max(64),
+  params: z.union([z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
+  id: rpcIdSchema.optional(),
+});
+export type RequestFrame = z.infer<typeof requestFrameSchema>;
+
+export interface RpcErrorObject {
+  code: number;
+  message: string;
+  data?: RpcErrorData;
+}
+
+/** Machine-readable detail: the wsup code, the workspace, the failing params path for -32602. */
+export interface RpcErrorData {
+  wsupCode?: string;
+  workspaceId?: string;
+  path?: Array<string | number>;
+  retryAfterMs?: number;
+}
+
+export type ResponseFrame =
+  | { jsonrpc: '2.0'; id: RpcId; result: unknown }
+  | { jsonrpc: '2.0'; id: RpcId; error: RpcErrorObject };
+
+export interface NotificationFrame {
+  jsonrpc: '2.0';
+  method: string;
+  params?: unknown;
+}
+
+/** Anything the server sends: validated by the client before use. */
+export const incomingFrameSchema = z.union([
+  z.object({ jsonrpc: z.literal('2.0'), id: rpcIdSchema, result: z.unknown() }),
+  z.object({
+    jsonrpc: z.literal('2.0'),
+    id: rpcIdSchema,
+    error: z.object({ code: z.number(), message: z.string(), data: z.record(z.string(), z.unknown()).optional() }),
+  }),
+  z.object({ jsonrpc: z.literal('2.0'), method: z.string(), params: z.unknown().optional() }),
+]);
+
+/**
+ * The one table of wire error codes. JSON-RPC's own codes first, then wsup's domain codes in the
+ * implementation-defined range; `WSUP_*` keys are `WsupError.code` values, so the server maps by lookup.
+ */
+export const ERROR_CODES = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  WSUP_INVALID_ID: -32602,
+  WSUP_INVALID_ARGUMENT: -32602,
+  WSUP_FORBIDDEN: -32003,
+  WSUP_NOT_FOUND: -32004,
+  WSUP_DESTROYED: -32010,
+  WSUP_SUPERSEDED: -32011,
+  WSUP_CYCLE_FAILED: -32012,
+  WSUP_PROVIDER_TIMEOUT: -32013,
+  WSUP_SHUTTING_DOWN: -32015,
+  WSUP_STORE: -32016,
+  WSUP_CORRUPT_STATE: -32017,
+  WSUP_RATE_LIMITED: -32029,
+} as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
+export type ErrorName = keyof typeof ERROR_CODES;
+
+/** Wire code for a `WsupError.code` (or any string); unknown codes are internal errors. */
+export function wireCode(code: string): number {
+  return (ERROR_CODES as Record<string, number>)[code] ?? ERROR_CODES.INTERNAL_ERROR;
+}
+
+export function rpcError(id: RpcId, code: number, message: string, data?: RpcErrorData): ResponseFrame {
+  return { jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } };
+}
+
+export function rpcResult(id: RpcId, result: unknown): ResponseFrame {
+  return { jsonrpc: '2.0', id, result };
+}
+
+/** Depth of a parsed JSON value, stopping early once past `limit` (so hostile input costs O(limit)). */
+export function exceedsDepth(value: unknown, limit = MAX_DEPTH): boolean {
+  const walk = (v: unknown, d: number): boolean => {
+    if (d > limit) return true;
+    if (v === null || typeof v !== 'object') return false;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (walk(child, d + 1)) return true;
+    return false;
+  };
+  return walk(value, 0);
+}

@@ -1,0 +1,93 @@
+/**
+ * The /control methods: params schema (validated by the server at the edge), result type (for the typed
+ * client) and the least role allowed to call each. One table drives dispatch, auth and the client's types.
+ *
+ * @example
+ * const parsed = METHODS['workspace.restart'].params.safeParse({ id: 'ws-1', source: 'manual' });
+ */
+import { z } from 'zod';
+import {
+  LIFECYCLE_STATES,
+  RESTART_SOURCES,
+  workspaceIdSchema,
+  type LifecycleState,
+  type Outcome,
+  type Role,
+  type WorkspaceEvent,
+  type WorkspaceView,
+} from './model.ts';
+
+const idParams = z.strictObject({ id: workspaceIdSchema });
+
+export const paramsSchemas = {
+  'workspace.create': z.strictObject({ id: workspaceIdSchema, spec: z.record(z.string(), z.unknown()).optional() }),
+  'workspace.ensure': idParams,
+  'workspace.restart': z.strictObject({
+    id: workspaceIdSchema,
+    source: z.enum(RESTART_SOURCES).optional(),
+    reason: z.string().max(1024).optional(),
+    wait: z.boolean().optional(),
+  }),
+  'workspace.stop': idParams,
+  'workspace.destroy': idParams,
+  'workspace.get': idParams,
+  'workspace.list': z.strictObject({
+    state: z.enum(LIFECYCLE_STATES).optional(),
+    limit: z.number().int().min(1).max(10_000).optional(),
+    cursor: z.string().max(64).optional(),
+  }),
+  'files.written': z.strictObject({ id: workspaceIdSchema, paths: z.array(z.string().min(1).max(4096)).min(1).max(10_000) }),
+  'events.subscribe': z.strictObject({ ids: z.array(workspaceIdSchema).max(10_000).optional() }),
+  'events.unsubscribe': z.strictObject({ subscription: z.string().max(64) }),
+  'events.history': z.strictObject({ id: workspaceIdSchema, limit: z.number().int().min(1).max(10_000).optional() }),
+  'machine.definition': z.strictObject({}),
+} as const;
+
+export type MethodName = keyof typeof paramsSchemas;
+export type Params<M extends MethodName> = z.input<(typeof paramsSchemas)[M]>;
+
+export interface Results {
+  'workspace.create': WorkspaceView;
+  'workspace.ensure': { id: string; started: boolean; endpoint: string; state: LifecycleState };
+  'workspace.restart': { id: string; outcome: Outcome; cycle: number | null; state: LifecycleState };
+  'workspace.stop': WorkspaceView;
+  'workspace.destroy': WorkspaceView;
+  'workspace.get': WorkspaceView;
+  'workspace.list': { items: WorkspaceView[]; nextCursor: string | null };
+  'files.written': { id: string; accepted: number };
+  'events.subscribe': { subscription: string };
+  'events.unsubscribe': { ok: boolean };
+  'events.history': { id: string; events: WorkspaceEvent[] };
+  'machine.definition': { definition: unknown };
+}
+export type Result<M extends MethodName> = Results[M];
+
+/** Least role for each method. Viewers read and watch; operators also command; admins do everything. */
+export const METHOD_ROLE: Record<MethodName, Role> = {
+  'workspace.create': 'operator',
+  'workspace.ensure': 'operator',
+  'workspace.restart': 'operator',
+  'workspace.stop': 'operator',
+  'workspace.destroy': 'operator',
+  'files.written': 'operator',
+  'workspace.get': 'viewer',
+  'workspace.list': 'viewer',
+  'events.subscribe': 'viewer',
+  'events.unsubscribe': 'viewer',
+  'events.history': 'viewer',
+  'machine.definition': 'viewer',
+};
+
+const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+export const roleAllows = (role: Role, method: MethodName): boolean => RANK[role] >= RANK[METHOD_ROLE[method]];
+
+export const METHOD_NAMES = Object.keys(paramsSchemas) as MethodName[];
+export const isMethodName = (m: string): m is MethodName => Object.hasOwn(paramsSchemas, m);
+
+/** Server → client notifications. */
+export interface Notifications {
+  /** One supervisor event for a subscription. */
+  event: { subscription: string; event: WorkspaceEvent };
+  /** Events were dropped because the subscriber read too slowly; `workspaces` is the state to resync from. */
+  lagged: { subscription: string; dropped: number; workspaces: WorkspaceView[] };
+}

@@ -1,0 +1,146 @@
+/**
+ * API tokens: bearer tokens on the WebSocket upgrade, each with a role and an optional expiry.
+ *
+ * The token file (`<dataDir>/tokens.json`, mode 0600) stores sha256 hashes only. The embedded default also
+ * keeps the admin token in plain text in `<dataDir>/admin.token` (0600) so the local CLI can find it, the
+ * way `~/.docker/config.json` or a kubeconfig does. The file is re-read when its mtime changes, so
+ * `wsup token --rotate` takes effect on a running server without a restart.
+ *
+ * @example
+ * const tokens = TokenFile.in('.wsup');
+ * const { token } = tokens.ensureAdmin();
+ * tokens.verify(token); // { role: 'admin' }
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ROLES, type Role } from '../protocol/index.ts';
+
+export interface TokenVerifier {
+  /** The token's role, or null when unknown or expired. Synchronous: it runs on every upgrade. */
+  verify(token: string): { role: Role } | null;
+}
+
+export const hashToken = (token: string): string => createHash('sha256').update(token, 'utf8').digest('hex');
+export const newToken = (): string => `wsup_${randomBytes(24).toString('base64url')}`;
+
+const entrySchema = z.object({
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  role: z.enum(ROLES),
+  createdAt: z.number(),
+  expiresAt: z.number().nullable(),
+  label: z.string().optional(),
+});
+const fileSchema = z.object({ version: z.literal(1), tokens: z.array(entrySchema) });
+export type TokenEntry = z.infer<typeof entrySchema>;
+
+const ADMIN_LABEL = 'default-admin';
+
+/** In-memory tokens (plain text in, hashed at once), for embedding and tests. */
+export function staticTokens(
+  list: Array<{ token: string; role: Role; expiresAt?: number | null }>,
+  now: () => number = Date.now,
+): TokenVerifier {
+  const byHash = new Map(list.map((t) => [hashToken(t.token), { role: t.role, expiresAt: t.expiresAt ?? null }]));
+  return {
+    verify(token) {
+      const e = byHash.get(hashToken(token));
+      if (!e || (e.expiresAt !== null && e.expiresAt <= now())) return null;
+      return { role: e.role };
+    },
+  };
+}
+
+export class TokenFile implements TokenVerifier {
+  private entries = new Map<string, TokenEntry>();
+  /** Inode + mtime of the file last read: every save is a rename, so a new inode means new content. */
+  private version = '';
+
+  constructor(
+    readonly path: string,
+    readonly adminPath: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The token files of a data dir. */
+  static in(dataDir: string, now?: () => number): TokenFile {
+    return new TokenFile(join(dataDir, 'tokens.json'), join(dataDir, 'admin.token'), now);
+  }
+
+  verify(token: string): { role: Role } | null {
+    this.reload();
+    const e = this.entries.get(hashToken(token));
+    if (!e || (e.expiresAt !== null && e.expiresAt <= this.now())) return null;
+    return { role: e.role };
+  }
+
+  /** First start: make an admin token unless one is stored. `created` says whether it is new. */
+  ensureAdmin(): { token: string; created: boolean } {
+    const existing = this.readAdmin();
+    if (existing !== null && this.verify(existing)?.role === 'admin') return { token: existing, created: false };
+    return { token: this.rotateAdmin(), created: true };
+  }
+
+  /** Replace the default admin token; the old one stops working as soon as the server sees the file. */
+  rotateAdmin(): string {
+    this.reload();
+    for (const [h, e] of this.entries) if (e.label === ADMIN_LABEL) this.entries.delete(h);
+    const token = this.add('admin', { label: ADMIN_LABEL });
+    writePrivate(this.adminPath, `${token}\n`);
+    return token;
+  }
+
+  /** Issue a token; only its hash is stored. */
+  add(role: Role, opts: { expiresAt?: number | null; label?: string } = {}): string {
+    this.reload();
+    const token = newToken();
+    const entry: TokenEntry = { hash: hashToken(token), role, createdAt: this.now(), expiresAt: opts.expiresAt ?? null };
+    if (opts.label !== undefined) entry.label = opts.label;
+    this.entries.set(entry.hash, entry);
+    this.save();
+    return token;
+  }
+
+  /** The plain-text admin token of the embedded default, if present. */
+  readAdmin(): string | null {
+    try {
+      return readFileSync(this.adminPath, 'utf8').trim() || null;
+    } catch {
+      return null;
+    }
+  }
+
+  private reload(): void {
+    let version: string;
+    try {
+      const st = statSync(this.path);
+      version = `${st.ino}:${st.mtimeMs}`;
+    } catch {
+      this.entries.clear();
+      this.version = '';
+      return;
+    }
+    if (version === this.version) return;
+    const parsed = fileSchema.safeParse(JSON.parse(readFileSync(this.path, 'utf8')));
+    if (!parsed.success) throw new Error(`token file ${this.path} is invalid (${parsed.error.message}): fix or delete it`);
+    this.entries = new Map(parsed.data.tokens.map((e) => [e.hash, e]));
+    this.version = version;
+  }
+
+  private save(): void {
+    writePrivate(this.path, JSON.stringify({ version: 1, tokens: [...this.entries.values()] }, null, 2));
+    const st = statSync(this.path);
+    this.version = `${st.ino}:${st.mtimeMs}`;
+  }
+}
+
+/** Write atomically with mode 0600 (temp file + rename), creating the directory 0700. */
+function writePrivate(path: string, text: string): void {
+  const dir = join(path, '..');
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}

@@ -1,0 +1,115 @@
+/**
+ * Method implementations over the Supervisor. Params arrive validated (see connection.ts); results are
+ * the shapes in `src/protocol/methods.ts`, so the typed client and the server cannot drift apart silently.
+ */
+import { workspaceMachine } from '../../machines/workspace.machine.ts';
+import { WorkspaceNotFoundError } from '../errors.ts';
+import type { MethodName, Params, Results, WorkspaceEvent, WorkspaceView } from '../protocol/index.ts';
+import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { EventSink, Hub } from './hub.ts';
+
+/** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
+export interface Caller extends EventSink {
+  readonly id: string;
+  readonly subscriptions: Set<string>;
+  notify(method: string, params: unknown): void;
+}
+
+/** Where `files.written` goes once the bus is wired; without it the server restarts with source `file-write`. */
+export type FilesWrittenHook = (id: string, paths: string[]) => void | Promise<void>;
+/** Store-backed history; without it the server answers from its in-memory ring. */
+export type HistoryFn = (id: string, limit: number) => WorkspaceEvent[] | Promise<WorkspaceEvent[]>;
+
+export interface HandlerDeps {
+  supervisor: Supervisor;
+  hub: Hub;
+  onFilesWritten?: FilesWrittenHook | undefined;
+  history?: HistoryFn | undefined;
+}
+
+type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
+
+const DEFAULT_LIST_LIMIT = 1000;
+/** A `lagged` notice for an all-workspaces subscription carries at most this many views. */
+const RESYNC_CAP = 10_000;
+
+export class Handlers {
+  private definition: unknown = null;
+  private readonly impl: Impl;
+
+  constructor(private readonly deps: HandlerDeps) {
+    const sup = deps.supervisor;
+    const who = (conn: Caller) => `rpc:${conn.id}`;
+    this.impl = {
+      'workspace.create': async (p) => sup.create(p.id, p.spec ?? {}),
+      'workspace.ensure': async (p, conn) => {
+        const r = await sup.ensure(p.id, { requester: who(conn) });
+        return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
+      },
+      'workspace.restart': async (p, conn) => {
+        const r = await sup.restart(p.id, {
+          requester: who(conn),
+          ...(p.source !== undefined ? { source: p.source } : {}),
+          ...(p.reason !== undefined ? { reason: p.reason } : {}),
+          ...(p.wait !== undefined ? { wait: p.wait } : {}),
+        });
+        return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
+      },
+      'workspace.stop': async (p, conn) => sup.stop(p.id, { requester: who(conn) }),
+      'workspace.destroy': async (p, conn) => sup.destroy(p.id, { requester: who(conn) }),
+      'workspace.get': async (p) => sup.get(p.id),
+      'workspace.list': async (p) => {
+        const limit = p.limit ?? DEFAULT_LIST_LIMIT;
+        const items = sup.list({ ...p, limit: limit + 1 });
+        const more = items.length > limit;
+        if (more) items.pop();
+        return { items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
+      },
+      'files.written': async (p) => {
+        if (!sup.accepts(p.id)) throw new WorkspaceNotFoundError(p.id);
+        if (deps.onFilesWritten) await deps.onFilesWritten(p.id, p.paths);
+        else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: 'files.written' });
+        return { id: p.id, accepted: p.paths.length };
+      },
+      'events.subscribe': async (p, conn) => {
+        const subscription = deps.hub.subscribe(conn, p.ids ?? null);
+        conn.subscriptions.add(subscription);
+        return { subscription };
+      },
+      'events.unsubscribe': async (p, conn) => {
+        if (!conn.subscriptions.delete(p.subscription)) return { ok: false };
+        return { ok: deps.hub.unsubscribe(p.subscription) };
+      },
+      'events.history': async (p) => {
+        const limit = p.limit ?? 100;
+        const events = deps.history ? await deps.history(p.id, limit) : deps.hub.history(p.id, limit);
+        if (events.length === 0 && !sup.has(p.id)) throw new WorkspaceNotFoundError(p.id);
+        return { id: p.id, events };
+      },
+      'machine.definition': async () => {
+        // toJSON walks the whole machine; compute it once per server.
+        this.definition ??= JSON.parse(JSON.stringify(workspaceMachine.toJSON())) as unknown;
+        return { definition: this.definition };
+      },
+    };
+  }
+
+  call<M extends MethodName>(method: M, params: unknown, conn: Caller): Promise<Results[M]> {
+    const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
+    return fn(params, conn);
+  }
+
+  /** Tell a subscriber it missed `dropped` events and give it the current state to start again from. */
+  resync(conn: Caller, sub: string, dropped: number): void {
+    const ids = this.deps.hub.idsOf(sub);
+    const sup = this.deps.supervisor;
+    const workspaces: WorkspaceView[] =
+      ids === null ? sup.list({ limit: RESYNC_CAP }) : ids.filter((id) => sup.has(id)).map((id) => sup.get(id));
+    conn.notify('lagged', { subscription: sub, dropped, workspaces });
+  }
+}
+
+function filesReason(paths: string[]): string {
+  const shown = paths.slice(0, 3).join(', ');
+  return paths.length > 3 ? `files written: ${shown} (+${paths.length - 3} more)` : `files written: ${shown}`;
+}

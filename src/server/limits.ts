@@ -1,0 +1,102 @@
+/**
+ * Per-connection limits: a token-bucket rate limiter and the heartbeat. Both read time through an
+ * injectable clock, so tests drive them without sleeping.
+ */
+import type { WebSocket } from 'ws';
+
+export interface ServerClock {
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const systemServerClock: ServerClock = {
+  now: () => performance.now(),
+  setInterval: (fn, ms) => {
+    const t = setInterval(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+};
+
+export interface Limits {
+  /** Largest accepted frame in bytes; bigger frames close the socket with 1009. Default 1 MiB. */
+  maxPayload: number;
+  /** Most requests in one batch. Default 50. */
+  maxBatch: number;
+  /** Token bucket: sustained requests per second and burst size. Defaults 500/s, burst 1000. */
+  ratePerSec: number;
+  burst: number;
+  /** Ping every `heartbeatMs`; a peer that has not ponged since the last ping is terminated. Default 30 s. */
+  heartbeatMs: number;
+  /** Stop sending events to a subscriber whose socket has this many bytes unsent. Default 1 MiB. */
+  maxBufferedBytes: number;
+  /** A lagging subscriber that has not drained within this long is closed (1008). Default 10 s. */
+  lagTimeoutMs: number;
+  /** How often a lagging subscriber's buffer is checked. Default 25 ms. */
+  drainCheckMs: number;
+  /** Graceful shutdown waits this long for in-flight calls before closing sockets. Default 10 s. */
+  drainTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxPayload: 1024 * 1024,
+  maxBatch: 50,
+  ratePerSec: 500,
+  burst: 1000,
+  heartbeatMs: 30_000,
+  maxBufferedBytes: 1024 * 1024,
+  lagTimeoutMs: 10_000,
+  drainCheckMs: 25,
+  drainTimeoutMs: 10_000,
+};
+
+/** Classic token bucket: `take()` is false when the caller is over its rate. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  constructor(
+    private readonly ratePerSec: number,
+    private readonly burst: number,
+    private readonly now: () => number,
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.ratePerSec);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+  /** Milliseconds until one token is available (for the error's retryAfterMs). */
+  retryAfterMs(): number {
+    return Math.ceil(((1 - this.tokens) / this.ratePerSec) * 1000);
+  }
+}
+
+/**
+ * Ping every socket each interval; one that did not pong since the previous ping is dead (half-open TCP,
+ * suspended laptop) and is terminated, which frees its subscriptions.
+ */
+export function startHeartbeat(sockets: () => Iterable<WebSocket>, intervalMs: number, clock: ServerClock): () => void {
+  const alive = new WeakMap<WebSocket, boolean>();
+  const seen = new WeakSet<WebSocket>();
+  const handle = clock.setInterval(() => {
+    for (const ws of sockets()) {
+      if (!seen.has(ws)) {
+        seen.add(ws);
+        ws.on('pong', () => alive.set(ws, true));
+      } else if (alive.get(ws) !== true) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, intervalMs);
+  return () => clock.clearInterval(handle);
+}

@@ -1,0 +1,240 @@
+/**
+ * The wsup control server: HTTP routes (`/`, `/healthz`, `/readyz`, `/metrics`) and JSON-RPC 2.0 over
+ * WebSocket at `/control`. It listens on its own or attaches to an existing `http.Server`, where it handles
+ * upgrades on its own path only. Lifecycle `starting → ready → draining → stopped` is observable and logged;
+ * `close()` is idempotent.
+ *
+ * @example
+ * const server = createServer({ supervisor, tokens: TokenFile.in('.wsup'), port: 7070 });
+ * const { url } = await server.listen(); // 'http://127.0.0.1:7070'
+ * // embedded instead: server.attach(myHttpServer); route requests with server.handleRequest(req, res)
+ * await server.close();
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import { BehaviorSubject, type Observable } from 'rxjs';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { TokenVerifier } from './auth.ts';
+import { Connection } from './connection.ts';
+import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
+import { Hub } from './hub.ts';
+import { DEFAULT_LIMITS, startHeartbeat, systemServerClock, type Limits, type ServerClock } from './limits.ts';
+import { silentLogger, type Logger } from './logger.ts';
+import { createMetrics, type ProviderCallTap } from './metrics.ts';
+import { PLACEHOLDER_PAGE } from './page.ts';
+import { gate, refuse } from './upgrade.ts';
+
+export type ServerLifecycle = 'starting' | 'ready' | 'draining' | 'stopped';
+export const CONTROL_PATH = '/control';
+
+export interface ServerOptions {
+  supervisor: Supervisor;
+  tokens: TokenVerifier;
+  /** Default 127.0.0.1: never exposed beyond the host unless asked. */
+  host?: string;
+  /** Default 7070; 0 picks a free port. */
+  port?: number;
+  /** Browser origins allowed to upgrade, besides the server's own origin. `*` allows any. */
+  originAllowList?: string[];
+  limits?: Partial<Limits>;
+  logger?: Logger;
+  clock?: ServerClock;
+  providerCalls?: ProviderCallTap;
+  onFilesWritten?: FilesWrittenHook;
+  history?: HistoryFn;
+  /** Events kept per workspace for `events.history` when no `history` is given. Default 100. */
+  historySize?: number;
+  /** HTML for `GET /` (the visualizer, once built). */
+  page?: string;
+}
+
+export interface WsupServer {
+  readonly lifecycle: ServerLifecycle;
+  readonly lifecycleChanges: Observable<ServerLifecycle>;
+  readonly hub: Hub;
+  readonly registry: Registry;
+  /** Open /control connections. */
+  readonly connections: number;
+  listen(): Promise<{ host: string; port: number; url: string }>;
+  attach(server: http.Server): void;
+  /** Route a plain HTTP request; false when the path is not the server's (embedding). */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  close(): Promise<void>;
+}
+
+export function createServer(opts: ServerOptions): WsupServer {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const logger = opts.logger ?? silentLogger;
+  const clock = opts.clock ?? systemServerClock;
+  const allow = opts.originAllowList ?? [];
+  const life = new BehaviorSubject<ServerLifecycle>('starting');
+  const metrics = createMetrics(opts.supervisor, opts.providerCalls);
+  const hub = new Hub(opts.supervisor, opts.historySize ?? 100);
+  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, clientTracking: false });
+  const conns = new Map<WebSocket, Connection>();
+  const attached: http.Server[] = [];
+  let owned: http.Server | null = null;
+  let stopHeartbeat: (() => void) | null = null;
+  let closing: Promise<void> | null = null;
+  let seq = 0;
+
+  const setLife = (next: ServerLifecycle) => {
+    if (life.value === next) return;
+    logger.info({ from: life.value, to: next }, `server ${next}`);
+    life.next(next);
+  };
+
+  const deps = {
+    handlers,
+    limits,
+    clock,
+    logger,
+    onError: (code: string) => metrics.error(code),
+    accepting: () => life.value === 'ready',
+  };
+
+  const onConnection = (ws: WebSocket, role: Connection['role']) => {
+    const conn = new Connection(ws, role, ++seq, deps);
+    conns.set(ws, conn);
+    metrics.connectionOpened();
+    logger.debug({ conn: conn.id, role }, 'connection opened');
+    ws.on('error', (err) => logger.debug({ conn: conn.id, err: err.message }, 'socket error'));
+    ws.on('close', (code) => {
+      conns.delete(ws);
+      metrics.connectionClosed();
+      for (const s of conn.subscriptions) hub.unsubscribe(s);
+      conn.dispose();
+      logger.debug({ conn: conn.id, code }, 'connection closed');
+    });
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, own: boolean) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== CONTROL_PATH) {
+      // Someone else's path on a shared server is theirs to answer.
+      if (own) refuse(socket, 404, `no WebSocket endpoint at ${url.pathname}: use ${CONTROL_PATH}`);
+      return;
+    }
+    if (life.value !== 'ready') return refuse(socket, 503, `server is ${life.value}: try again shortly`);
+    const verdict = gate(req, url, opts.tokens, allow);
+    if (!verdict.ok) {
+      metrics.error(`HTTP_${verdict.status}`);
+      return refuse(socket, verdict.status, verdict.message);
+    }
+    socket.on('error', () => socket.destroy());
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, verdict.role));
+  };
+
+  const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const text = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+    };
+    switch (path) {
+      case '/':
+        text(200, opts.page ?? PLACEHOLDER_PAGE, 'text/html; charset=utf-8');
+        return true;
+      case '/healthz':
+        text(200, 'ok\n');
+        return true;
+      case '/readyz': {
+        const ready = life.value === 'ready' && opts.supervisor.lifecycle === 'ready';
+        text(ready ? 200 : 503, `${life.value}\n`);
+        return true;
+      }
+      case '/metrics':
+        metrics.registry.metrics().then(
+          (body) => text(200, body, metrics.registry.contentType),
+          (err: unknown) => text(500, `metrics failed: ${String(err)}\n`),
+        );
+        return true;
+      default:
+        return false;
+    }
+  };
+
+  const ready = () => {
+    stopHeartbeat ??= startHeartbeat(() => conns.keys(), limits.heartbeatMs, clock);
+    setLife('ready');
+  };
+
+  async function drain(): Promise<void> {
+    setLife('draining');
+    owned?.close();
+    const idle = Promise.all([...conns.values()].map((c) => c.idle()));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, limits.drainTimeoutMs);
+      void idle.then(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    stopHeartbeat?.();
+    const closed = [...conns.keys()].map((ws) => new Promise<void>((r) => {
+      if (ws.readyState === ws.CLOSED) return r();
+      ws.once('close', () => r());
+      ws.close(1001, 'server shutting down');
+      // A peer that never answers the close handshake is cut off.
+      setTimeout(() => ws.terminate(), 1000).unref();
+    }));
+    await Promise.all(closed);
+    wss.close();
+    hub.close();
+    metrics.close();
+    for (const s of attached) s.removeListener('upgrade', attachedUpgrade);
+    if (owned) {
+      owned.closeAllConnections();
+      await new Promise<void>((r) => (owned!.listening ? owned!.close(() => r()) : r()));
+    }
+    setLife('stopped');
+    life.complete();
+  }
+
+  const attachedUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(req, socket, head, false);
+
+  return {
+    get lifecycle() {
+      return life.value;
+    },
+    get lifecycleChanges() {
+      return life.asObservable();
+    },
+    hub,
+    registry: metrics.registry,
+    get connections() {
+      return conns.size;
+    },
+    handleRequest,
+    async listen() {
+      if (owned) throw new Error('server is already listening');
+      const s = http.createServer((req, res) => {
+        if (!handleRequest(req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);
+      });
+      owned = s;
+      s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(req, socket, head, true));
+      const host = opts.host ?? '127.0.0.1';
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(opts.port ?? 7070, host, () => resolve());
+      });
+      const port = (s.address() as AddressInfo).port;
+      ready();
+      const shown = host.includes(':') ? `[${host}]` : host;
+      logger.info({ host, port }, 'listening');
+      return { host, port, url: `http://${shown}:${port}` };
+    },
+    attach(server) {
+      attached.push(server);
+      server.on('upgrade', attachedUpgrade);
+      ready();
+    },
+    close() {
+      closing ??= drain();
+      return closing;
+    },
+  };
+}

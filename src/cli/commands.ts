@@ -1,0 +1,120 @@
+/**
+ * Client commands of `wsup`: each opens one connection, makes its call(s), prints, and returns an exit code.
+ */
+import type { WsupClient, WorkspaceEvent } from '../client/index.ts';
+import { RESTART_SOURCES, type RestartSource } from '../protocol/index.ts';
+import { connect, UsageError, type ClientFlags } from './context.ts';
+import { emit, fail, table } from './output.ts';
+
+type Run = (client: WsupClient, flags: ClientFlags) => Promise<void>;
+
+/** Connect, run, close; map every failure to an exit code. */
+export async function withClient(flags: ClientFlags, run: Run): Promise<number> {
+  let client: WsupClient | null = null;
+  try {
+    client = connect(flags);
+    await run(client, flags);
+    return 0;
+  } catch (err) {
+    return fail(flags.json, err);
+  } finally {
+    client?.close();
+  }
+}
+
+export const ensure = (id: string, f: ClientFlags) =>
+  withClient(f, async (c) => {
+    const r = await c.call('workspace.ensure', { id });
+    emit(f.json, r, () => `${r.id} ${r.state} ${r.endpoint}${r.started ? ' (started by this call)' : ''}`);
+  });
+
+export const restart = (id: string, f: ClientFlags & { source?: string; reason?: string; wait?: boolean }) =>
+  withClient(f, async (c) => {
+    if (f.source !== undefined && !RESTART_SOURCES.includes(f.source as RestartSource)) {
+      throw new UsageError(`--source must be one of ${RESTART_SOURCES.join(', ')}`);
+    }
+    // Live progress only for a person at a terminal; --json and pipes get the single result.
+    const live = f.wait && !f.json && process.stdout.isTTY;
+    const sub = live ? await c.subscribe({ ids: [id] }, (ev) => process.stdout.write(`  ${describe(ev)}\n`)) : null;
+    const r = await c.call('workspace.restart', {
+      id,
+      ...(f.source ? { source: f.source as RestartSource } : {}),
+      ...(f.reason ? { reason: f.reason } : {}),
+      ...(f.wait ? { wait: true } : {}),
+    });
+    await sub?.unsubscribe();
+    emit(f.json, r, () => `${r.id} ${r.outcome} (cycle ${r.cycle ?? 'pending'}) now ${r.state}`);
+  });
+
+const viewCommand = (method: 'workspace.stop' | 'workspace.destroy') => (id: string, f: ClientFlags) =>
+  withClient(f, async (c) => {
+    const r = await c.call(method, { id });
+    emit(f.json, r, () => `${r.id} ${r.state}`);
+  });
+export const stop = viewCommand('workspace.stop');
+export const destroy = viewCommand('workspace.destroy');
+
+const COLS = ['id', 'state', 'desired', 'cycle', 'endpoint'];
+
+export const status = (id: string | undefined, f: ClientFlags) =>
+  withClient(f, async (c) => {
+    if (id === undefined) {
+      const r = await c.call('workspace.list', {});
+      emit(f.json, r, () => table(r.items as unknown as Array<Record<string, unknown>>, COLS));
+      return;
+    }
+    const r = await c.call('workspace.get', { id });
+    emit(f.json, r, () =>
+      [`${r.id}: ${r.state} (desired ${r.desired}), cycle ${r.cycle}`, `endpoint: ${r.endpoint ?? '-'}`, r.lastError ? `last error: ${r.lastError.message}` : '']
+        .filter(Boolean)
+        .join('\n'),
+    );
+  });
+
+export const list = (f: ClientFlags & { state?: string; limit?: string }) =>
+  withClient(f, async (c) => {
+    const limit = f.limit === undefined ? undefined : Number(f.limit);
+    if (limit !== undefined && !Number.isInteger(limit)) throw new UsageError('--limit must be an integer');
+    const r = await c.call('workspace.list', {
+      ...(f.state ? { state: f.state as 'running' } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    emit(f.json, r, () => table(r.items as unknown as Array<Record<string, unknown>>, COLS));
+  });
+
+export const filesWritten = (id: string, paths: string[], f: ClientFlags) =>
+  withClient(f, async (c) => {
+    const r = await c.call('files.written', { id, paths });
+    emit(f.json, r, () => `${r.id}: ${r.accepted} path(s) accepted`);
+  });
+
+/** Stream events until interrupted. With --json: one JSON document per line (NDJSON). */
+export const watch = (id: string | undefined, f: ClientFlags) =>
+  withClient(f, async (c) => {
+    await c.subscribe(id ? { ids: [id] } : {}, (ev) => {
+      process.stdout.write(f.json ? `${JSON.stringify(ev)}\n` : `${new Date(ev.at).toISOString()} ${describe(ev)}\n`);
+    }, { onResync: (info) => process.stderr.write(`wsup: resync (${info.reason}${info.dropped ? `, ${info.dropped} events dropped` : ''})\n`) });
+    if (!f.json) process.stderr.write(`watching ${id ?? 'all workspaces'} (Ctrl-C to stop)\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+  });
+
+/** One line: the transition and its why. */
+export function describe(ev: WorkspaceEvent): string {
+  switch (ev.type) {
+    case 'transition':
+      return `${ev.id} ${ev.from ?? '∅'} → ${ev.to}${ev.cycle ? ` (cycle ${ev.cycle.n}, ${ev.cycle.source}: ${ev.cycle.reason || '-'})` : ''}`;
+    case 'request':
+      return `${ev.id} request ${ev.requester} → ${ev.outcome}${ev.cycle !== null ? ` (cycle ${ev.cycle})` : ''}`;
+    case 'cycle.started':
+      return `${ev.id} cycle ${ev.cycle.n} started: ${ev.cycle.source} "${ev.cycle.reason}" for ${ev.cycle.requesters.map((r) => r.requester).join(', ') || '-'}`;
+    case 'cycle.provisioning':
+      return `${ev.id} cycle ${ev.cycle} provisioning`;
+    case 'cycle.completed':
+      return `${ev.id} cycle ${ev.cycle.n} completed in ${ev.durations.totalMs} ms → ${ev.endpoint}`;
+    case 'cycle.failed':
+      return `${ev.id} cycle ${ev.cycle.n} failed: ${ev.error.message}`;
+  }
+}

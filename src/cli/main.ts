@@ -1,0 +1,99 @@
+/**
+ * The `wsup` command line. Exit codes: 0 ok, 1 failure, 2 usage.
+ *
+ * @example
+ * wsup serve --data-dir .wsup            # embedded default; prints the visualizer URL
+ * wsup ensure ws-1 --json                 # {"id":"ws-1","started":true,"endpoint":"…","state":"running"}
+ * wsup restart ws-1 --reason deploy --wait
+ */
+import { Command, CommanderError, Option } from 'commander';
+import * as cmd from './commands.ts';
+import { defaultDataDir, type ClientFlags } from './context.ts';
+import type { ServeFlags } from './serve.ts';
+import type { TokenFlags } from './token.ts';
+
+const program = new Command('wsup')
+  .description('workspace lifecycle supervisor')
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError();
+
+/** The options every client command takes. */
+function client(c: Command): Command {
+  return c
+    .addOption(new Option('--url <url>', 'server URL (default http://127.0.0.1:7070)').env('WSUP_URL'))
+    .addOption(new Option('--token <token>', 'API token (default: <data-dir>/admin.token)').env('WSUP_TOKEN'))
+    .option('--data-dir <dir>', 'local data dir to find the admin token in', defaultDataDir())
+    .option('--timeout <ms>', 'per-call timeout in ms (0: none)')
+    .option('--json', 'print exactly one JSON document on stdout');
+}
+
+let exitCode = 0;
+const set = (p: Promise<number> | number) => Promise.resolve(p).then((c) => void (exitCode = c));
+
+program
+  .command('serve')
+  .description('run the server (embedded default: PGlite + local-process provider)')
+  .option('--port <port>', 'port (0: any free port)', '7070')
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--data-dir <dir>', 'data directory (tokens, PGlite, process records)', defaultDataDir())
+  .option('--provider <kind>', 'process | docker | ec2 | fake', 'process')
+  .addOption(new Option('--database-url <url>', 'PostgreSQL URL instead of embedded PGlite').env('DATABASE_URL'))
+  .option('--origin <origin...>', 'browser origins allowed to connect besides the server itself')
+  .option('--image <image>', 'docker: default image for workspaces created without a spec')
+  .option('--cmd <command>', 'docker: default command (words split on spaces; quotes group)')
+  .option('--ami <ami>', 'ec2: default AMI for workspaces created without a spec')
+  .option('--instance-type <type>', 'ec2: default instance type')
+  .option('--orphans <policy>', 'provider resources no stored workspace owns: report | remove', 'report')
+  .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
+  .action(async (f: ServeFlags) => {
+    // Loaded on demand: client commands must not pay for the server, store and providers at boot.
+    const { serve } = await import('./serve.ts');
+    await set(serve(f));
+  });
+
+client(program.command('ensure <id>').description('get-or-start a workspace; prints its endpoint')).action((id: string, f: ClientFlags) => set(cmd.ensure(id, f)));
+client(
+  program
+    .command('restart <id>')
+    .description('restart a workspace; prints the outcome (started, joined, queued, deferred)')
+    .option('--source <source>', 'manual | programmatic | file-write | liveness | claim', 'manual')
+    .option('--reason <text>', 'why, recorded on the cycle')
+    .option('--wait', 'return after the satisfying cycle completes (live progress on a terminal)'),
+).action((id: string, f: Parameters<typeof cmd.restart>[1]) => set(cmd.restart(id, f)));
+client(program.command('stop <id>').description('stop a workspace')).action((id: string, f: ClientFlags) => set(cmd.stop(id, f)));
+client(program.command('destroy <id>').description('stop a workspace and remove it for good')).action((id: string, f: ClientFlags) => set(cmd.destroy(id, f)));
+client(program.command('status [id]').description('one workspace in detail, or all in a table')).action((id: string | undefined, f: ClientFlags) => set(cmd.status(id, f)));
+client(program.command('list').description('list workspaces').option('--state <state>', 'only this state').option('--limit <n>', 'at most n')).action(
+  (f: Parameters<typeof cmd.list>[0]) => set(cmd.list(f)),
+);
+client(program.command('watch [id]').description('live transitions with their why (NDJSON with --json)')).action((id: string | undefined, f: ClientFlags) => set(cmd.watch(id, f)));
+client(program.command('files-written <id> <paths...>').description('report written files (restart with source file-write)')).action(
+  (id: string, paths: string[], f: ClientFlags) => set(cmd.filesWritten(id, paths, f)),
+);
+program
+  .command('token')
+  .description('print the local admin token, rotate it, or issue a role token')
+  .option('--data-dir <dir>', 'data directory', defaultDataDir())
+  .option('--rotate', 'replace the admin token (the old one stops working)')
+  .option('--add <role>', 'issue a new token for admin | operator | viewer')
+  .option('--expires-in <duration>', 'with --add: 90s, 15m, 12h, 7d')
+  .option('--json', 'print exactly one JSON document on stdout')
+  .action(async (f: TokenFlags) => {
+    const { token } = await import('./token.ts');
+    await set(token(f));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
+  } else {
+    process.stderr.write(`wsup: ${err instanceof Error ? err.message : String(err)}\n`);
+    exitCode = 1;
+  }
+}
+process.exitCode = exitCode;
+// Sockets, timers or the store may linger after a one-shot command; do not let them hold the shell.
+if (process.argv[2] !== 'serve' && process.argv[2] !== 'watch') setImmediate(() => process.exit(exitCode));

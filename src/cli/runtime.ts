@@ -1,0 +1,146 @@
+/**
+ * Builds what `wsup serve` runs: the store (PGlite in `<dataDir>/pglite` by default, PostgreSQL with a
+ * `postgres://` url), a provider, a durable supervisor restored from the store and reconciled with the
+ * provider, and the bus that coalesces file writes and carries provider liveness into the actors.
+ *
+ * @example
+ * const rt = await buildRuntime({ provider: 'process', dataDir: '.wsup', logger });
+ * const server = createServer({ supervisor: rt.supervisor, providerCalls: rt.providerCalls, tokens, onFilesWritten: rt.filesWritten });
+ * await rt.close();
+ */
+import { join } from 'node:path';
+import { createBus, type Bus } from '../bus/index.ts';
+import { WsupError, errorMessage } from '../errors.ts';
+import { createDockerProvider } from '../providers/docker.ts';
+import { createEc2Provider } from '../providers/ec2.ts';
+import { FakeProvider } from '../providers/fake.ts';
+import { createProcessProvider, parseProcessRecord, type ProcessRecord, type ProcessRecords } from '../providers/process.ts';
+import type { Provider } from '../providers/types.ts';
+import type { Logger } from '../server/logger.ts';
+import { ProviderCallTap } from '../server/metrics.ts';
+import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
+import { WorkspaceStore } from '../store/index.ts';
+import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
+import { Supervisor } from '../supervisor/supervisor.ts';
+
+export type ProviderKind = 'process' | 'docker' | 'ec2' | 'fake';
+
+export interface RuntimeOptions {
+  provider: ProviderKind;
+  dataDir: string;
+  /** `postgres://…` for PostgreSQL; otherwise PGlite in `<dataDir>/pglite`. */
+  databaseUrl?: string;
+  /** Skip the store entirely (tests, benchmarks): nothing survives a restart. */
+  memory?: boolean;
+  /** FakeProvider latency, for `--provider fake`. */
+  fakeLatencyMs?: number;
+  /** Default workspace spec for docker (`image`, `cmd`) and ec2 (`ami`, `instanceType`). */
+  image?: string;
+  cmd?: string[];
+  ami?: string;
+  instanceType?: string;
+  /** Provider resources no stored workspace owns: report (default) or remove. */
+  orphans?: OrphanPolicy;
+  logger: Logger;
+}
+
+export interface Runtime {
+  supervisor: Supervisor;
+  bus: Bus;
+  providerCalls: ProviderCallTap;
+  provider: Provider;
+  /** `files.written` on /control goes through the bus's burst coalescing. */
+  filesWritten: FilesWrittenHook;
+  /** Store-backed history for `events.history`, when the store is wired. */
+  history?: HistoryFn;
+  /** What got wired, for the startup banner. */
+  wiring: { provider: string; store: string };
+  close(): Promise<void>;
+}
+
+export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { logger } = opts;
+  const store = opts.memory ? null : await openStore(opts);
+  const provider = makeProvider(opts, store);
+  const providerCalls = new ProviderCallTap();
+  const common = {
+    provider,
+    onProviderCall: providerCalls.record,
+    onError: (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what),
+  };
+  let supervisor: Supervisor;
+  if (store) {
+    const opened = await openDurableSupervisor({ ...common, store, orphans: opts.orphans ?? 'report' });
+    supervisor = opened.supervisor;
+    const r = opened.recovery;
+    logger.info({ restored: r.restored.length, adopted: r.adopted.length, vanished: r.vanished, orphans: r.orphans }, 'recovered from the store');
+    for (const c of r.corrupt) logger.error({ workspaceId: c.id }, `quarantined: ${c.reason}`);
+  } else {
+    supervisor = new Supervisor(common);
+  }
+
+  const bus = createBus({ sink: supervisor, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
+  const unwatch = provider.watch?.((ev) => {
+    if (supervisor.accepts(ev.id)) bus.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail });
+  });
+  const filesWritten: FilesWrittenHook = (id, paths) => {
+    const at = Date.now();
+    for (const path of paths) bus.fileWritten({ workspaceId: id, path, at });
+  };
+
+  let closing: Promise<void> | null = null;
+  return {
+    supervisor,
+    bus,
+    providerCalls,
+    provider,
+    filesWritten,
+    ...(store ? { history: (id: string, limit: number) => eventHistory(store, id, limit) } : {}),
+    wiring: { provider: provider.kind, store: store ? store.kind : 'memory (nothing persisted)' },
+    close() {
+      closing ??= (async () => {
+        unwatch?.();
+        bus.close(); // flushes open bursts into the actors first: nothing written is lost
+        await supervisor.shutdown({ deadlineMs: 10_000 });
+        await provider.close?.();
+        await store?.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+async function openStore(opts: RuntimeOptions): Promise<WorkspaceStore> {
+  try {
+    return await WorkspaceStore.open(opts.databaseUrl ? { url: opts.databaseUrl } : { dataDir: join(opts.dataDir, 'pglite') });
+  } catch (err) {
+    if (err instanceof WsupError) throw err;
+    throw new WsupError('WSUP_STORE', `cannot open the store: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null): Provider {
+  switch (opts.provider) {
+    case 'fake':
+      return new FakeProvider({ latencyMs: opts.fakeLatencyMs ?? 50 });
+    case 'process':
+      return createProcessProvider({ dataDir: opts.dataDir, ...(store ? { records: storeProcessRecords(store) } : {}) });
+    case 'docker':
+      return createDockerProvider({ defaultSpec: { ...(opts.image ? { image: opts.image } : {}), ...(opts.cmd ? { cmd: opts.cmd } : {}) } });
+    case 'ec2':
+      return createEc2Provider({ defaultSpec: { ...(opts.ami ? { ami: opts.ami } : {}), ...(opts.instanceType ? { instanceType: opts.instanceType } : {}) } });
+  }
+}
+
+/** Local-process records live in the store, next to the workspaces they belong to. */
+function storeProcessRecords(store: WorkspaceStore): ProcessRecords {
+  return {
+    get: async (id) => {
+      const data = await store.processes.get(id);
+      return data === null ? null : parseProcessRecord(id, data, `of workspace ${id} in the store`);
+    },
+    put: (id, rec: ProcessRecord) => store.processes.put(id, rec as unknown as Record<string, unknown>),
+    delete: (id) => store.processes.delete(id),
+    all: async () => (await store.processes.list()).map((r) => parseProcessRecord(r.workspaceId, r.data, `of workspace ${r.workspaceId} in the store`)),
+  };
+}

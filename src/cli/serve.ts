@@ -1,0 +1,106 @@
+/**
+ * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
+ * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor).
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import pino from 'pino';
+import { createServer, TokenFile } from '../server/index.ts';
+import { buildRuntime, type ProviderKind } from './runtime.ts';
+
+export interface ServeFlags {
+  port: string;
+  host: string;
+  dataDir: string;
+  provider: string;
+  databaseUrl?: string;
+  origin?: string[];
+  image?: string;
+  cmd?: string;
+  ami?: string;
+  instanceType?: string;
+  orphans: string;
+  memory?: boolean;
+}
+
+const PROVIDERS: ProviderKind[] = ['process', 'docker', 'ec2', 'fake'];
+
+export async function serve(f: ServeFlags): Promise<number> {
+  const port = Number(f.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    process.stderr.write(`wsup: --port must be 0-65535, got ${f.port}\n`);
+    return 2;
+  }
+  if (!PROVIDERS.includes(f.provider as ProviderKind)) {
+    process.stderr.write(`wsup: --provider must be one of ${PROVIDERS.join(', ')}\n`);
+    return 2;
+  }
+  if (f.orphans !== 'report' && f.orphans !== 'remove') {
+    process.stderr.write(`wsup: --orphans must be report or remove, got ${f.orphans}\n`);
+    return 2;
+  }
+  if (f.provider === 'docker' && !f.image) process.stderr.write('wsup: note: no --image; every workspace must be created with a spec naming one\n');
+  if (f.provider === 'ec2' && !f.ami) process.stderr.write('wsup: note: no --ami; every workspace must be created with a spec naming one\n');
+  const started = performance.now();
+  // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
+  const logger = pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, pino.destination(2));
+  const dataDir = resolve(f.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const rt = await buildRuntime({
+    provider: f.provider as ProviderKind,
+    dataDir,
+    ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
+    ...(f.memory ? { memory: true } : {}),
+    ...(f.image ? { image: f.image } : {}),
+    ...(f.cmd ? { cmd: splitCommand(f.cmd) } : {}),
+    ...(f.ami ? { ami: f.ami } : {}),
+    ...(f.instanceType ? { instanceType: f.instanceType } : {}),
+    orphans: f.orphans,
+    logger,
+  });
+  const tokens = TokenFile.in(dataDir);
+  const admin = tokens.ensureAdmin();
+  const server = createServer({
+    supervisor: rt.supervisor,
+    tokens,
+    host: f.host,
+    port,
+    providerCalls: rt.providerCalls,
+    logger,
+    onFilesWritten: rt.filesWritten,
+    ...(rt.history ? { history: rt.history } : {}),
+    ...(f.origin ? { originAllowList: f.origin } : {}),
+  });
+  const { url } = await server.listen();
+  const ms = Math.round(performance.now() - started);
+  process.stdout.write(
+    [
+      `wsup ready on ${url} in ${ms} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
+      `  visualizer: ${url}/?token=${admin.token}`,
+      `  control:    ${url.replace(/^http/, 'ws')}/control`,
+      `  token:      ${tokens.adminPath}${admin.created ? ' (new admin token)' : ''}`,
+      '',
+    ].join('\n'),
+  );
+  // `on`, not `once`: wrappers (npx, tsx) relay the signal, and a second SIGINT must not kill the drain.
+  await new Promise<void>((r) => {
+    let seen = false;
+    const stop = (sig: string) => {
+      if (seen) return logger.info({ sig }, 'already shutting down');
+      seen = true;
+      r();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  logger.info({}, 'shutting down');
+  await server.close();
+  await rt.close();
+  return 0;
+}
+
+/** `--cmd "sleep infinity"` → ["sleep", "infinity"]; quotes group words ("sh -c 'a b'"). */
+export function splitCommand(cmd: string): string[] {
+  const words = cmd.match(/'[^']*'|"[^"]*"|\S+/g) ?? [];
+  return words.map((w) => (/^(['"]).*\1$/.test(w) ? w.slice(1, -1) : w));
+}

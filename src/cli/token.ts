@@ -1,0 +1,54 @@
+/**
+ * `wsup token`: print the local admin token, rotate it, or issue a role token with an expiry. Works on the
+ * data dir's token files directly (a running server re-reads them), so it needs no connection.
+ */
+import { resolve } from 'node:path';
+import { ROLES, type Role } from '../protocol/index.ts';
+import { TokenFile } from '../server/auth.ts';
+import { emit } from './output.ts';
+
+export interface TokenFlags {
+  dataDir: string;
+  rotate?: boolean;
+  add?: string;
+  expiresIn?: string;
+  json?: boolean;
+}
+
+/** `90s`, `15m`, `12h`, `7d` → milliseconds. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d+)\s*(s|m|h|d)$/.exec(text.trim());
+  if (!m) return null;
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+export function token(f: TokenFlags): number {
+  const tokens = TokenFile.in(resolve(f.dataDir));
+  if (f.add !== undefined) {
+    if (!ROLES.includes(f.add as Role)) {
+      process.stderr.write(`wsup: --add takes a role: ${ROLES.join(', ')}\n`);
+      return 2;
+    }
+    const ttl = f.expiresIn === undefined ? null : parseDuration(f.expiresIn);
+    if (f.expiresIn !== undefined && ttl === null) {
+      process.stderr.write('wsup: --expires-in takes a duration like 90s, 15m, 12h, 7d\n');
+      return 2;
+    }
+    const expiresAt = ttl === null ? null : Date.now() + ttl;
+    const t = tokens.add(f.add as Role, { expiresAt });
+    emit(f.json, { token: t, role: f.add, expiresAt }, () => t);
+    return 0;
+  }
+  if (f.rotate) {
+    const t = tokens.rotateAdmin();
+    emit(f.json, { token: t, role: 'admin', rotated: true, path: tokens.adminPath }, () => t);
+    return 0;
+  }
+  const t = tokens.readAdmin();
+  if (t === null) {
+    process.stderr.write(`wsup: no admin token in ${tokens.adminPath}: start \`wsup serve\` once, or run \`wsup token --rotate\`\n`);
+    return 1;
+  }
+  emit(f.json, { token: t, role: 'admin', path: tokens.adminPath }, () => t);
+  return 0;
+}

@@ -36,6 +36,16 @@ export type { LifecycleState, Outcome, RestartSource, WorkspaceConfig } from '..
 export type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec } from './providers/types.ts';
 export { FakeProvider, type FakeProviderOptions } from './providers/fake.ts';
 
+export { createProcessProvider } from './providers/process.ts';
+export { createDockerProvider } from './providers/docker.ts';
+export { createEc2Provider } from './providers/ec2.ts';
+
+// Durable state, the bus, the control server
+export { WorkspaceStore } from './store/index.ts';
+export { openDurableSupervisor, eventHistory, type OrphanPolicy, type RecoveryReport } from './supervisor/durable.ts';
+export { createBus, type Bus } from './bus/index.ts';
+export { createServer, TokenFile, staticTokens, type ServerOptions, type WsupServer } from './server/index.ts';
+
 // Errors
 export {
   WsupError,

@@ -100,7 +100,7 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     close() {
       closing ??= (async () => {
         unwatch?.();
-        bus.close(); // flushes open bursts into the actors first: nothing written is lost
+        await bus.close(); // flushes open bursts into the actors first: nothing written is lost
         await supervisor.shutdown({ deadlineMs: 10_000 });
         await provider.close?.();
         await store?.close();
@@ -139,7 +139,7 @@ function storeProcessRecords(store: WorkspaceStore): ProcessRecords {
       const data = await store.processes.get(id);
       return data === null ? null : parseProcessRecord(id, data, `of workspace ${id} in the store`);
     },
-    put: (id, rec: ProcessRecord) => store.processes.put(id, rec as unknown as Record<string, unknown>),
+    put: (id, rec: ProcessRecord) => store.processes.put(id, rec),
     delete: (id) => store.processes.delete(id),
     all: async () => (await store.processes.list()).map((r) => parseProcessRecord(r.workspaceId, r.data, `of workspace ${r.workspaceId} in the store`)),
   };

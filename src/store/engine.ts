@@ -17,9 +17,18 @@ export interface SqlResult<R> {
   rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * A hot statement: PostgreSQL prepares it once per connection under this name and then only binds and
+   * executes it (no parse, analyze or, once a generic plan wins, planning). One name, one text, always.
+   * PGlite ignores it.
+   */
+  name?: string;
+}
+
 export interface SqlQueryable {
   /** One statement with `$1`-style parameters. Pass jsonb values as JSON text (`JSON.stringify`). */
-  query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<SqlResult<R>>;
+  query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[], opts?: QueryOptions) => Promise<SqlResult<R>>;
   /** Several statements, no parameters: migrations. */
   exec: (sql: string) => Promise<void>;
 }

@@ -1,6 +1,6 @@
 /** Production engine: PostgreSQL through a `pg` Pool. */
 import pg from 'pg';
-import type { SqlEngine, SqlQueryable, SqlResult } from './engine.ts';
+import type { QueryOptions, SqlEngine, SqlQueryable, SqlResult } from './engine.ts';
 import { assertSchemaName, redactUrl } from './engine.ts';
 
 export interface PgEngineOptions {
@@ -17,8 +17,11 @@ const parseInt8 = (v: string): number => Number(v);
 
 function wrap(db: pg.Pool | pg.PoolClient): SqlQueryable {
   return {
-    async query<R>(sql: string, params: readonly unknown[] = []): Promise<SqlResult<R>> {
-      const res = await db.query({ text: sql, values: [...params], types: { getTypeParser } });
+    async query<R>(sql: string, params: readonly unknown[] = [], opts: QueryOptions = {}): Promise<SqlResult<R>> {
+      const config: pg.QueryConfig = { text: sql, values: [...params], types: { getTypeParser } };
+      // pg remembers per connection which names it has prepared, and prepares on first use.
+      if (opts.name !== undefined) config.name = opts.name;
+      const res = await db.query(config);
       return { rows: res.rows as R[], rowCount: res.rowCount ?? res.rows.length };
     },
     async exec(sql: string): Promise<void> {

@@ -1,23 +1,45 @@
 /**
  * Turning writes into batch parameters. Each write is validated and serialized when it is submitted, so a
  * bad write (unknown state, a value JSON cannot carry) rejects only its own caller and never poisons the
- * batch it would have joined. A batch then travels as ONE json parameter per table, expanded server-side
- * by `json_to_recordset` (json, not jsonb: only the snapshot fields need converting to jsonb): two
- * statements per transaction in steady state, whatever the batch size.
+ * batch it would have joined.
+ *
+ * Workspaces travel column-wise: one array parameter per small column, expanded server-side by `unnest`,
+ * and each snapshot (the ~1 KB blob that is most of the bytes) as its own `json` parameter, so the server
+ * never parses it as part of a bigger document and never builds jsonb from it: measured, parsing the
+ * snapshots (json_to_recordset, then jsonb_in) was most of the server's CPU per transition. Events, small,
+ * travel as ONE json parameter expanded by `json_to_recordset`.
  */
 import { LIFECYCLE_STATES } from '../../machines/workspace.types.ts';
 import { WsupError, errorMessage } from '../errors.ts';
 import { DESIRED_STATES, type CommitWrite, type EventWrite, type WorkspaceWrite } from './types.ts';
 
-/** Column name → JSON text of its value. Absent keys mean "keep the stored value". */
-type RawRow = Record<string, string>;
-
-export interface PreparedCommit {
-  workspaces: Map<string, RawRow>;
-  events: RawRow[];
+/**
+ * One workspace upsert, ready for the statement's parameters. Optional keys that are absent mean "keep
+ * the stored value" (or the default on insert); `pool` present (even null) means "set it".
+ */
+export interface PreparedWorkspace {
+  id: string;
+  state: string;
+  desired: string;
+  /** JSON text, or null for no snapshot (SQL NULL). */
+  snapshot: string | null;
+  /** JSON text. */
+  spec?: string;
+  owner?: string;
+  prebuild?: boolean;
+  pool?: string | null;
 }
 
-function json(what: string, value: unknown): string {
+export interface PreparedCommit {
+  workspaces: Map<string, PreparedWorkspace>;
+  /** JSON text of each event's row, in order. */
+  events: string[];
+  /** Every workspace id the write touches (upserts and events): what orders it against other writes. */
+  keys: string[];
+}
+
+/** `jsonb`: the value goes to a jsonb column, which (unlike json) cannot hold a NUL character. */
+function json(what: string, value: unknown, jsonb = true): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -25,13 +47,13 @@ function json(what: string, value: unknown): string {
     throw new WsupError('WSUP_INVALID_ARGUMENT', `${what} cannot be stored as JSON: ${errorMessage(err)}`, { cause: err });
   }
   // PostgreSQL's jsonb rejects NUL characters; catch it here rather than failing a whole batch.
-  if (text !== undefined && text.includes('\\u0000')) {
+  if (jsonb && text !== undefined && text.includes('\\u0000')) {
     throw new WsupError('WSUP_INVALID_ARGUMENT', `${what} contains a NUL character, which PostgreSQL cannot store`);
   }
   return text ?? 'null';
 }
 
-function prepareWorkspace(w: WorkspaceWrite): RawRow {
+function prepareWorkspace(w: WorkspaceWrite): PreparedWorkspace {
   const where = `workspace ${JSON.stringify(w.id)}`;
   if (typeof w.id !== 'string' || w.id.length === 0) throw new WsupError('WSUP_INVALID_ID', `commit: ${where} has no id`);
   if (!LIFECYCLE_STATES.includes(w.state)) {
@@ -40,46 +62,57 @@ function prepareWorkspace(w: WorkspaceWrite): RawRow {
   if (!DESIRED_STATES.includes(w.desired)) {
     throw new WsupError('WSUP_INVALID_ARGUMENT', `${where}: unknown desired state ${JSON.stringify(w.desired)}`, { workspaceId: w.id });
   }
-  const row: RawRow = {
-    id: JSON.stringify(w.id),
-    state: JSON.stringify(w.state),
-    desired: JSON.stringify(w.desired),
-    snapshot: json(`${where} snapshot`, w.snapshot ?? null),
-  };
-  if (w.spec !== undefined) row.spec = json(`${where} spec`, w.spec);
-  if (w.owner !== undefined) row.owner = JSON.stringify(w.owner);
-  if (w.prebuild !== undefined) row.prebuild = JSON.stringify(Boolean(w.prebuild));
-  if (w.pool !== undefined) {
-    row.pool = JSON.stringify(w.pool);
-    row.set_pool = 'true';
-  }
+  const snapshot = w.snapshot === undefined || w.snapshot === null ? null : json(`${where} snapshot`, w.snapshot, false);
+  const row: PreparedWorkspace = { id: w.id, state: w.state, desired: w.desired, snapshot: snapshot === 'null' ? null : snapshot };
+  const spec = w.spec === undefined ? undefined : json(`${where} spec`, w.spec);
+  if (spec !== undefined && spec !== 'null') row.spec = spec; // JSON null, like absent: keep the stored spec
+  if (w.owner !== undefined) row.owner = w.owner;
+  if (w.prebuild !== undefined) row.prebuild = Boolean(w.prebuild);
+  if (w.pool !== undefined) row.pool = w.pool;
   return row;
 }
 
-function prepareEvent(e: EventWrite): RawRow {
-  const where = `event ${JSON.stringify(e.kind)} of workspace ${JSON.stringify(e.workspaceId)}`;
+const EVENT_FIELDS = [
+  ['cycle', 'cycle'], ['source', 'source'], ['reason', 'reason'], ['requesters', 'requesters'],
+  ['outcome', 'outcome'], ['state_from', 'stateFrom'], ['state_to', 'stateTo'],
+  ['durations', 'durations'], ['error', 'error'], ['data', 'data'],
+] as const;
+
+/** One event as the JSON text of its row (column → value; absent and null fields left out). */
+function prepareEvent(e: EventWrite): string {
+  const where = () => `event ${JSON.stringify(e.kind)} of workspace ${JSON.stringify(e.workspaceId)}`;
   if (typeof e.workspaceId !== 'string' || typeof e.kind !== 'string' || !Number.isFinite(e.at)) {
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `${where}: needs workspaceId, kind and a finite at (ms)`);
+    throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()}: needs workspaceId, kind and a finite at (ms)`);
   }
-  const row: RawRow = {
-    workspace_id: JSON.stringify(e.workspaceId),
-    at_ms: JSON.stringify(e.at),
-    kind: JSON.stringify(e.kind),
-  };
-  const optional: Array<[string, unknown]> = [
-    ['cycle', e.cycle], ['source', e.source], ['reason', e.reason], ['requesters', e.requesters],
-    ['outcome', e.outcome], ['state_from', e.stateFrom], ['state_to', e.stateTo],
-    ['durations', e.durations], ['error', e.error], ['data', e.data],
-  ];
-  for (const [key, value] of optional) if (value !== undefined && value !== null) row[key] = json(`${where} ${key}`, value);
-  return row;
+  const row: Record<string, unknown> = { workspace_id: e.workspaceId, at_ms: e.at, kind: e.kind };
+  for (const [column, field] of EVENT_FIELDS) {
+    const value = e[field];
+    if (value !== undefined && value !== null) row[column] = value;
+  }
+  // One stringify per event; only a failing one pays for finding (and naming) the field at fault.
+  let text: string;
+  try {
+    text = JSON.stringify(row);
+  } catch {
+    for (const [column, field] of EVENT_FIELDS) if (e[field] !== undefined && e[field] !== null) json(`${where()} ${column}`, e[field]);
+    text = json(where(), row);
+  }
+  // Text columns and jsonb both reject NUL characters; catch it here rather than failing a whole batch.
+  if (text.includes('\\u0000')) {
+    for (const [column, field] of EVENT_FIELDS) if (e[field] !== undefined && e[field] !== null) json(`${where()} ${column}`, e[field]);
+    throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()} contains a NUL character, which PostgreSQL cannot store`);
+  }
+  return text;
 }
 
 /** Validate and serialize one caller's write. Throws `WSUP_INVALID_ARGUMENT`. */
 export function prepare(write: CommitWrite): PreparedCommit {
-  const workspaces = new Map<string, RawRow>();
-  for (const w of write.workspaces ?? []) workspaces.set(w.id, { ...workspaces.get(w.id), ...prepareWorkspace(w) });
-  return { workspaces, events: (write.events ?? []).map(prepareEvent) };
+  const workspaces = new Map<string, PreparedWorkspace>();
+  for (const w of write.workspaces ?? []) add(workspaces, prepareWorkspace(w));
+  const events = (write.events ?? []).map(prepareEvent);
+  const keys = new Set(workspaces.keys());
+  for (const e of write.events ?? []) keys.add(e.workspaceId);
+  return { workspaces, events, keys: [...keys] };
 }
 
 /**
@@ -88,23 +121,49 @@ export function prepare(write: CommitWrite): PreparedCommit {
  */
 export function merge(batch: readonly PreparedCommit[]): PreparedCommit {
   if (batch.length === 1) return batch[0]!;
-  const workspaces = new Map<string, RawRow>();
-  const events: RawRow[] = [];
+  const workspaces = new Map<string, PreparedWorkspace>();
+  const events: string[] = [];
   for (const c of batch) {
-    for (const [id, row] of c.workspaces) workspaces.set(id, { ...workspaces.get(id), ...row });
+    for (const row of c.workspaces.values()) add(workspaces, row);
     for (const e of c.events) events.push(e);
   }
-  return { workspaces, events };
+  return { workspaces, events, keys: [...new Set(batch.flatMap((c) => c.keys))] };
 }
 
-/** A JSON array of rows, built from already-serialized values; `i` carries the order for events. */
-export function toJsonArray(rows: Iterable<RawRow>, withIndex = false): string {
-  const parts: string[] = [];
-  let i = 0;
-  for (const row of rows) {
-    const fields = Object.entries(row).map(([k, v]) => `"${k}":${v}`);
-    if (withIndex) fields.push(`"i":${i++}`);
-    parts.push(`{${fields.join(',')}}`);
+/** A later upsert of a workspace overrides the fields it sets and keeps the ones it leaves out. */
+function add(into: Map<string, PreparedWorkspace>, row: PreparedWorkspace): void {
+  const earlier = into.get(row.id);
+  into.set(row.id, earlier ? { ...earlier, ...row } : row);
+}
+
+/**
+ * The parameters of one workspace statement: `$1`..`$8` are column arrays (null elements where a write
+ * leaves a field out), then `slots` (≥ rows) json parameters, one per row for its snapshot and null for
+ * the unused rest. See `workspaceRows` in store.ts.
+ */
+export function workspaceParams(rows: readonly PreparedWorkspace[], slots = rows.length): unknown[] {
+  const n = rows.length;
+  const ids = new Array<string>(n), desired = new Array<string>(n), states = new Array<string>(n);
+  const specs = new Array<string | null>(n), owners = new Array<string | null>(n), prebuild = new Array<boolean | null>(n);
+  const pools = new Array<string | null>(n), setPool = new Array<boolean>(n);
+  const params: unknown[] = [ids, desired, states, specs, owners, prebuild, pools, setPool];
+  for (let i = 0; i < n; i++) {
+    const r = rows[i]!;
+    ids[i] = r.id;
+    desired[i] = r.desired;
+    states[i] = r.state;
+    specs[i] = r.spec ?? null;
+    owners[i] = r.owner ?? null;
+    prebuild[i] = r.prebuild ?? null;
+    pools[i] = r.pool ?? null;
+    setPool[i] = r.pool !== undefined;
+    params.push(r.snapshot);
   }
-  return `[${parts.join(',')}]`;
+  for (let i = n; i < slots; i++) params.push(null);
+  return params;
+}
+
+/** A JSON array of already-serialized rows. */
+export function toJsonArray(rows: readonly string[]): string {
+  return `[${rows.join(',')}]`;
 }

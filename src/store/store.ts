@@ -18,7 +18,7 @@ import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
 import { GroupCommitter, type GroupCommitStats } from './group-commit.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
-import { merge, prepare, toJsonArray, type PreparedCommit } from './prepare.ts';
+import { merge, prepare, toJsonArray, workspaceParams, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
   SYSTEM_OWNER,
@@ -38,6 +38,12 @@ export interface StoreOptions extends EngineOptions {
   groupCommit?: boolean;
   /** Most writes per transaction. Default 1000. */
   maxBatch?: number;
+  /**
+   * Group-commit transactions in flight at once. Default 2 on PostgreSQL (the next batch is built and sent
+   * while the previous one commits; writes of one workspace still commit in order), 1 on PGlite (one
+   * session: transactions run one at a time anyway).
+   */
+  maxInFlight?: number;
 }
 
 export interface LoadResult {
@@ -80,6 +86,8 @@ export class WorkspaceStore {
     this.committer = new GroupCommitter((batch) => this.writeBatch(merge(batch)), {
       enabled: opts.groupCommit ?? true,
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+      maxInFlight: opts.maxInFlight ?? (engine.kind === 'postgres' ? 2 : 1),
+      keys: (c) => c.keys,
     });
     this.claims = new ClaimStore(engine);
     this.tokens = new TokenStore(engine);
@@ -187,53 +195,99 @@ export class WorkspaceStore {
   }
 }
 
-const UPDATE_WORKSPACES = `
+/** Most workspaces per statement: keeps a huge single write under PostgreSQL's 65,535 parameters. */
+const WORKSPACES_PER_STATEMENT = 2048;
+
+/**
+ * The rows of one workspace statement, for up to `slots` workspaces (parameters from `workspaceParams`):
+ * small columns as arrays, each snapshot as its own json parameter ($9...). json, not jsonb: only wsup
+ * reads the snapshot, whole, so the server checks it is JSON and stores the text; it never builds (and
+ * key-sorts) a jsonb tree from it. Unused slots are NULL, and unnest pads the arrays with NULL rows
+ * (id NULL), which match nothing and are never inserted.
+ */
+function workspaceRows(slots: number): string {
+  const snapshots = Array.from({ length: slots }, (_, i) => `$${i + 9}::json`).join(',');
+  return `unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::boolean[], $7::text[], $8::boolean[],
+    ARRAY[${snapshots}]::json[]) AS x(id, desired, state, spec, owner, prebuild, pool, set_pool, snapshot)`;
+}
+
+/**
+ * Statement texts depend on the number of snapshot slots, so slots come in powers of two: a dozen texts,
+ * each prepared once per connection (named), instead of a new text to parse and plan for every batch size.
+ */
+const slotsFor = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+const updateWorkspaces = (slots: number): string => `
   UPDATE workspaces w SET
     desired = x.desired, state = x.state, snapshot = x.snapshot,
     spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
     pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
     version = w.version + 1, updated_at = now(),
     destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
-  FROM json_to_recordset($1::json) AS x(id text, desired text, state text, snapshot jsonb, spec jsonb,
-    owner text, prebuild boolean, pool text, set_pool boolean)
+  FROM ${workspaceRows(slots)}
   WHERE w.id = x.id
   RETURNING w.id`;
 
-const INSERT_WORKSPACES = `
+const insertWorkspaces = (slots: number): string => `
   INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at)
-  SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, $2), COALESCE(x.prebuild, false),
+  SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, $${slots + 9}), COALESCE(x.prebuild, false),
          x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END
-  FROM json_to_recordset($1::json) AS x(id text, desired text, state text, snapshot jsonb, spec jsonb,
-    owner text, prebuild boolean, pool text)
+  FROM ${workspaceRows(slots)}
+  WHERE x.id IS NOT NULL
   ON CONFLICT (id) DO NOTHING
   RETURNING id`;
 
+const statements = new Map<string, string>();
+/** The text of a named statement, built once per process. */
+const statement = (name: string, build: () => string): string => {
+  let text = statements.get(name);
+  if (text === undefined) statements.set(name, (text = build()));
+  return text;
+};
+
 async function writeInto(tx: SqlQueryable, batch: PreparedCommit): Promise<void> {
   // Sorted so concurrent writers (several stores, no group commit) lock rows in one order: no deadlock.
-  let todo = [...batch.workspaces.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  // UPDATE first: in steady state every row exists and this is the only workspace statement. An UPDATE
-  // can keep stored fields a write leaves out (owner set by a claim, spec), which INSERT ... ON CONFLICT,
-  // seeing only EXCLUDED, cannot. Rows it did not find are inserted; a row another writer inserted in
-  // between makes the INSERT skip it, and the next round updates it.
-  for (let round = 0; todo.length > 0; round++) {
-    if (round === 10) throw new Error(`workspaces ${todo.map(([id]) => id).join(', ')} could be neither updated nor inserted`);
-    const rowsJson = toJsonArray(todo.map(([, r]) => r));
-    const { rows } = round % 2 === 0
-      ? await tx.query<{ id: string }>(UPDATE_WORKSPACES, [rowsJson])
-      : await tx.query<{ id: string }>(INSERT_WORKSPACES, [rowsJson, SYSTEM_OWNER]);
-    const done = new Set(rows.map((r) => r.id));
-    todo = todo.filter(([id]) => !done.has(id));
+  const sorted = [...batch.workspaces.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (let from = 0; from < sorted.length; from += WORKSPACES_PER_STATEMENT) {
+    await upsertWorkspaces(tx, sorted.slice(from, from + WORKSPACES_PER_STATEMENT));
   }
-  if (batch.events.length > 0) {
-    await tx.query(
-      `INSERT INTO workspace_events (workspace_id, at, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data)
-       SELECT x.workspace_id, to_timestamp(x.at_ms / 1000.0), x.kind, x.cycle, x.source, x.reason, x.requesters, x.outcome,
-              x.state_from, x.state_to, x.durations, x.error, x.data
-       FROM json_to_recordset($1::json) AS x(i integer, workspace_id text, at_ms double precision, kind text, cycle integer,
-         source text, reason text, requesters jsonb, outcome text, state_from text, state_to text, durations jsonb, error text, data jsonb)
-       ORDER BY x.i`,
-      [toJsonArray(batch.events, true)],
-    );
+  if (batch.events.length > 0) await tx.query(INSERT_EVENTS, [toJsonArray(batch.events)], { name: 'wsup_events_insert' });
+}
+
+/** Events in submission order (ordinality), so `seq` follows the order the writes were made in. */
+const INSERT_EVENTS = `
+  INSERT INTO workspace_events (workspace_id, at, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data)
+  SELECT x.workspace_id, to_timestamp(x.at_ms / 1000.0), x.kind, x.cycle, x.source, x.reason, x.requesters, x.outcome,
+         x.state_from, x.state_to, x.durations, x.error, x.data
+  FROM ROWS FROM (json_to_recordset($1::json) AS (workspace_id text, at_ms double precision, kind text, cycle integer,
+    source text, reason text, requesters jsonb, outcome text, state_from text, state_to text, durations jsonb, error text, data jsonb))
+    WITH ORDINALITY AS x(workspace_id, at_ms, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data, i)
+  ORDER BY x.i`;
+
+/**
+ * UPDATE first: in steady state every row exists and this is the only workspace statement. An UPDATE
+ * can keep stored fields a write leaves out (owner set by a claim, spec), which INSERT ... ON CONFLICT,
+ * seeing only EXCLUDED, cannot. Rows it did not find are inserted; a row another writer inserted in
+ * between makes the INSERT skip it, and the next round updates it.
+ */
+async function upsertWorkspaces(tx: SqlQueryable, rows: readonly PreparedWorkspace[]): Promise<void> {
+  let todo = rows;
+  for (let round = 0; todo.length > 0; round++) {
+    if (round === 10) throw new Error(`workspaces ${todo.map((r) => r.id).join(', ')} could be neither updated nor inserted`);
+    const slots = slotsFor(todo.length);
+    const params = workspaceParams(todo, slots);
+    let done: Array<{ id: string }>;
+    if (round % 2 === 0) {
+      const name = `wsup_workspaces_update_${slots}`;
+      ({ rows: done } = await tx.query<{ id: string }>(statement(name, () => updateWorkspaces(slots)), params, { name }));
+    } else {
+      const name = `wsup_workspaces_insert_${slots}`;
+      params.push(SYSTEM_OWNER);
+      ({ rows: done } = await tx.query<{ id: string }>(statement(name, () => insertWorkspaces(slots)), params, { name }));
+    }
+    if (done.length === todo.length) return;
+    const ids = new Set(done.map((r) => r.id));
+    todo = todo.filter((r) => !ids.has(r.id));
   }
 }
 

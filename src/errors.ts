@@ -12,7 +12,9 @@ export type WsupErrorCode =
   | 'WSUP_PROVIDER_TIMEOUT'
   | 'WSUP_SHUTTING_DOWN'
   | 'WSUP_STORE'
-  | 'WSUP_CORRUPT_STATE';
+  | 'WSUP_CORRUPT_STATE'
+  | 'WSUP_CLAIM_CONFLICT'
+  | 'WSUP_NOT_PREBUILD';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;
@@ -71,6 +73,20 @@ export class ProviderTimeoutError extends WsupError {
 export class ShuttingDownError extends WsupError {
   constructor(what = 'supervisor') {
     super('WSUP_SHUTTING_DOWN', `${what} is shutting down and accepts no new commands`);
+  }
+}
+
+/** A claim that cannot be granted: lost the race, pool empty, or the workspace is not claimable. */
+export class ClaimConflictError extends WsupError {
+  constructor(message: string, workspaceId?: string) {
+    super('WSUP_CLAIM_CONFLICT', message, workspaceId === undefined ? {} : { workspaceId });
+  }
+}
+
+/** The workspace was never a prebuild: its agent has no reinit to wait for (the HTTP 409 of issue 7). */
+export class NotPrebuildError extends WsupError {
+  constructor(id: string) {
+    super('WSUP_NOT_PREBUILD', `workspace ${id} is not a prebuild: no claim will ever reinitialize its agent, stop waiting`, { workspaceId: id });
   }
 }
 

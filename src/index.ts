@@ -46,6 +46,9 @@ export { openDurableSupervisor, eventHistory, type OrphanPolicy, type RecoveryRe
 export { createBus, type Bus } from './bus/index.ts';
 export { createServer, TokenFile, staticTokens, type ServerOptions, type WsupServer } from './server/index.ts';
 
+// Prebuild claims (the agent side is `wsup/agent`)
+export { ClaimService, decide, type AgentDecision, type ClaimResult, type ClaimServiceOptions } from './supervisor/claims.ts';
+
 // Errors
 export {
   WsupError,
@@ -53,5 +56,6 @@ export {
   WorkspaceDestroyedError,
   InvalidWorkspaceIdError,
   ShuttingDownError,
+  ClaimConflictError,
   type WsupErrorCode,
 } from './errors.ts';

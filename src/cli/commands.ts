@@ -88,6 +88,37 @@ export const filesWritten = (id: string, paths: string[], f: ClientFlags) =>
     emit(f.json, r, () => `${r.id}: ${r.accepted} path(s) accepted`);
   });
 
+/** Create a workspace with a spec (JSON); `--prebuild [--pool P]` makes it a claimable prebuild. */
+export const create = (id: string, f: ClientFlags & { spec?: string; prebuild?: boolean; pool?: string }) =>
+  withClient(f, async (c) => {
+    let spec: Record<string, unknown> | undefined;
+    if (f.spec !== undefined) {
+      try {
+        spec = JSON.parse(f.spec) as Record<string, unknown>;
+      } catch (err) {
+        throw new UsageError(`--spec is not JSON: ${(err as Error).message}`);
+      }
+      if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new UsageError('--spec must be a JSON object');
+    }
+    if (f.pool !== undefined && !f.prebuild) throw new UsageError('--pool needs --prebuild');
+    const r = await c.call('workspace.create', {
+      id,
+      ...(spec ? { spec } : {}),
+      ...(f.prebuild ? { prebuild: true as const } : {}),
+      ...(f.pool !== undefined ? { pool: f.pool } : {}),
+    });
+    emit(f.json, r, () => `${r.id} ${r.state}${f.prebuild ? ` (prebuild${f.pool ? ` in pool ${f.pool}` : ''})` : ''}`);
+  });
+
+/** Claim a prebuild (by id, or the oldest unclaimed one of `--pool`) for `--user`. */
+export const claim = (id: string | undefined, f: ClientFlags & { pool?: string; user?: string }) =>
+  withClient(f, async (c) => {
+    if ((id === undefined) === (f.pool === undefined)) throw new UsageError('pass a prebuild id or --pool <pool>, not both');
+    if (!f.user) throw new UsageError('--user <user> is required: the owner the agent reinitializes as');
+    const r = await c.call('workspace.claim', { ...(id !== undefined ? { id } : { pool: f.pool }), userId: f.user });
+    emit(f.json, r, () => `${r.id} claimed by ${r.ownerId} (claim build ${r.claimBuildId})`);
+  });
+
 /** Stream events until interrupted. With --json: one JSON document per line (NDJSON). */
 export const watch = (id: string | undefined, f: ClientFlags) =>
   withClient(f, async (c) => {

@@ -71,6 +71,21 @@ client(program.command('watch [id]').description('live transitions with their wh
 client(program.command('files-written <id> <paths...>').description('report written files (restart with source file-write)')).action(
   (id: string, paths: string[], f: ClientFlags) => set(cmd.filesWritten(id, paths, f)),
 );
+client(
+  program
+    .command('create <id>')
+    .description('create a workspace without starting it; --prebuild makes it claimable')
+    .option('--spec <json>', 'the workspace spec as a JSON object (default: the server\'s default spec)')
+    .option('--prebuild', 'a prebuild, owned by the system until claimed')
+    .option('--pool <pool>', 'the prebuild pool (template) it belongs to'),
+).action((id: string, f: Parameters<typeof cmd.create>[1]) => set(cmd.create(id, f)));
+client(
+  program
+    .command('claim [id]')
+    .description('claim a prebuild for a user; its agent reinitializes once the claim build completes')
+    .option('--pool <pool>', 'claim the oldest unclaimed prebuild of this pool instead of an id')
+    .option('--user <user>', 'the new owner'),
+).action((id: string | undefined, f: Parameters<typeof cmd.claim>[1]) => set(cmd.claim(id, f)));
 program
   .command('token')
   .description('print the local admin token, rotate it, or issue a role token')

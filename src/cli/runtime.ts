@@ -20,6 +20,7 @@ import type { Logger } from '../server/logger.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import { WorkspaceStore } from '../store/index.ts';
+import { ClaimService } from '../supervisor/claims.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
 
@@ -53,6 +54,8 @@ export interface Runtime {
   filesWritten: FilesWrittenHook;
   /** Store-backed history for `events.history`, when the store is wired. */
   history?: HistoryFn;
+  /** Prebuild claims and the `/agent` channel's state (issue 7), when the store is wired. */
+  claims?: ClaimService;
   /** What got wired, for the startup banner. */
   wiring: { provider: string; store: string };
   close(): Promise<void>;
@@ -69,12 +72,21 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     onError: (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what),
   };
   let supervisor: Supervisor;
+  // Claims load before recovery and follow it, so a claim build that completes during recovery is seen.
+  const claims = store ? new ClaimService({ store, onError: common.onError }) : null;
+  await claims?.load();
   if (store) {
-    const opened = await openDurableSupervisor({ ...common, store, orphans: opts.orphans ?? 'report' });
+    const opened = await openDurableSupervisor({
+      ...common,
+      store,
+      orphans: opts.orphans ?? 'report',
+      ...(claims ? { prepareSpec: claims.prepareSpec, beforeRecovery: (s: Supervisor) => claims.attach(s) } : {}),
+    });
     supervisor = opened.supervisor;
     const r = opened.recovery;
     logger.info({ restored: r.restored.length, adopted: r.adopted.length, vanished: r.vanished, orphans: r.orphans }, 'recovered from the store');
     for (const c of r.corrupt) logger.error({ workspaceId: c.id }, `quarantined: ${c.reason}`);
+    await claims?.reconcile();
   } else {
     supervisor = new Supervisor(common);
   }
@@ -96,12 +108,14 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     provider,
     filesWritten,
     ...(store ? { history: (id: string, limit: number) => eventHistory(store, id, limit) } : {}),
+    ...(claims ? { claims } : {}),
     wiring: { provider: provider.kind, store: store ? store.kind : 'memory (nothing persisted)' },
     close() {
       closing ??= (async () => {
         unwatch?.();
         await bus.close(); // flushes open bursts into the actors first: nothing written is lost
         await supervisor.shutdown({ deadlineMs: 10_000 });
+        claims?.close();
         await provider.close?.();
         await store?.close();
       })();

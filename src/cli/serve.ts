@@ -69,6 +69,7 @@ export async function serve(f: ServeFlags): Promise<number> {
     logger,
     onFilesWritten: rt.filesWritten,
     ...(rt.history ? { history: rt.history } : {}),
+    ...(rt.claims ? { claims: rt.claims } : {}),
     ...(f.origin ? { originAllowList: f.origin } : {}),
   });
   const { url } = await server.listen();

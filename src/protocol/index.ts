@@ -7,3 +7,4 @@
 export * from './jsonrpc.ts';
 export * from './model.ts';
 export * from './methods.ts';
+export * from './agent.ts';

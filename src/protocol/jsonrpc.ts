@@ -87,6 +87,8 @@ export const ERROR_CODES = {
   WSUP_SHUTTING_DOWN: -32015,
   WSUP_STORE: -32016,
   WSUP_CORRUPT_STATE: -32017,
+  WSUP_CLAIM_CONFLICT: -32018,
+  WSUP_NOT_PREBUILD: -32019,
   WSUP_RATE_LIMITED: -32029,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
 export type ErrorName = keyof typeof ERROR_CODES;

@@ -18,9 +18,19 @@ import {
 } from './model.ts';
 
 const idParams = z.strictObject({ id: workspaceIdSchema });
+const poolSchema = z.string().min(1).max(128);
 
 export const paramsSchemas = {
-  'workspace.create': z.strictObject({ id: workspaceIdSchema, spec: z.record(z.string(), z.unknown()).optional() }),
+  'workspace.create': z.strictObject({
+    id: workspaceIdSchema,
+    spec: z.record(z.string(), z.unknown()).optional(),
+    /** A prebuild: owned by the system owner until claimed; `pool` groups prebuilds of one template. */
+    prebuild: z.literal(true).optional(),
+    pool: poolSchema.optional(),
+  }),
+  'workspace.claim': z
+    .strictObject({ id: workspaceIdSchema.optional(), pool: poolSchema.optional(), userId: z.string().min(1).max(256) })
+    .refine((p) => (p.id === undefined) !== (p.pool === undefined), { message: 'pass exactly one of id and pool' }),
   'workspace.ensure': idParams,
   'workspace.restart': z.strictObject({
     id: workspaceIdSchema,
@@ -48,6 +58,7 @@ export type Params<M extends MethodName> = z.input<(typeof paramsSchemas)[M]>;
 
 export interface Results {
   'workspace.create': WorkspaceView;
+  'workspace.claim': { id: string; ownerId: string; claimBuildId: string };
   'workspace.ensure': { id: string; started: boolean; endpoint: string; state: LifecycleState };
   'workspace.restart': { id: string; outcome: Outcome; cycle: number | null; state: LifecycleState };
   'workspace.stop': WorkspaceView;
@@ -65,6 +76,7 @@ export type Result<M extends MethodName> = Results[M];
 /** Least role for each method. Viewers read and watch; operators also command; admins do everything. */
 export const METHOD_ROLE: Record<MethodName, Role> = {
   'workspace.create': 'operator',
+  'workspace.claim': 'operator',
   'workspace.ensure': 'operator',
   'workspace.restart': 'operator',
   'workspace.stop': 'operator',

@@ -28,6 +28,9 @@ export interface WorkspaceView {
   backoffUntil: number | null;
   lastError: { message: string; code: string; at: number; cycle: number } | null;
   spec: Record<string, unknown>;
+  /** Prebuilds only (when the server has the store): the owner (the system owner until claimed) and pool. */
+  owner?: string;
+  pool?: string | null;
 }
 
 export interface CycleWhy {

@@ -3,8 +3,9 @@
  * the shapes in `src/protocol/methods.ts`, so the typed client and the server cannot drift apart silently.
  */
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
-import { WorkspaceNotFoundError } from '../errors.ts';
+import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import type { MethodName, Params, Results, WorkspaceEvent, WorkspaceView } from '../protocol/index.ts';
+import type { ClaimService } from '../supervisor/claims.ts';
 import type { Supervisor } from '../supervisor/supervisor.ts';
 import type { EventSink, Hub } from './hub.ts';
 
@@ -25,6 +26,7 @@ export interface HandlerDeps {
   hub: Hub;
   onFilesWritten?: FilesWrittenHook | undefined;
   history?: HistoryFn | undefined;
+  claims?: ClaimService | undefined;
 }
 
 type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
@@ -40,8 +42,14 @@ export class Handlers {
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
     const who = (conn: Caller) => `rpc:${conn.id}`;
+    const label = <V extends WorkspaceView>(v: V): V => (deps.claims ? deps.claims.label(v) : v);
     this.impl = {
-      'workspace.create': async (p) => sup.create(p.id, p.spec ?? {}),
+      'workspace.create': async (p) => {
+        if (p.prebuild !== true && p.pool === undefined) return sup.create(p.id, p.spec ?? {});
+        if (p.prebuild !== true) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
+        return claimsOf(deps).createPrebuild(p.id, p.spec ?? {}, p.pool ?? null);
+      },
+      'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
       'workspace.ensure': async (p, conn) => {
         const r = await sup.ensure(p.id, { requester: who(conn) });
         return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
@@ -55,15 +63,15 @@ export class Handlers {
         });
         return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
       },
-      'workspace.stop': async (p, conn) => sup.stop(p.id, { requester: who(conn) }),
-      'workspace.destroy': async (p, conn) => sup.destroy(p.id, { requester: who(conn) }),
-      'workspace.get': async (p) => sup.get(p.id),
+      'workspace.stop': async (p, conn) => label(await sup.stop(p.id, { requester: who(conn) })),
+      'workspace.destroy': async (p, conn) => label(await sup.destroy(p.id, { requester: who(conn) })),
+      'workspace.get': async (p) => label(sup.get(p.id)),
       'workspace.list': async (p) => {
         const limit = p.limit ?? DEFAULT_LIST_LIMIT;
         const items = sup.list({ ...p, limit: limit + 1 });
         const more = items.length > limit;
         if (more) items.pop();
-        return { items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
+        return { items: deps.claims ? items.map(label) : items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
       },
       'files.written': async (p) => {
         if (!sup.accepts(p.id)) throw new WorkspaceNotFoundError(p.id);
@@ -105,8 +113,14 @@ export class Handlers {
     const sup = this.deps.supervisor;
     const workspaces: WorkspaceView[] =
       ids === null ? sup.list({ limit: RESYNC_CAP }) : ids.filter((id) => sup.has(id)).map((id) => sup.get(id));
-    conn.notify('lagged', { subscription: sub, dropped, workspaces });
+    const claims = this.deps.claims;
+    conn.notify('lagged', { subscription: sub, dropped, workspaces: claims ? workspaces.map((v) => claims.label(v)) : workspaces });
   }
+}
+
+function claimsOf(deps: HandlerDeps): ClaimService {
+  if (!deps.claims) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuilds and claims need the store: run wsup serve without --memory');
+  return deps.claims;
 }
 
 function filesReason(paths: string[]): string {

@@ -16,7 +16,10 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { AGENT_PATH } from '../protocol/index.ts';
+import type { ClaimService } from '../supervisor/claims.ts';
 import type { Supervisor } from '../supervisor/supervisor.ts';
+import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
 import type { TokenVerifier } from './auth.ts';
 import { Connection } from './connection.ts';
 import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
@@ -24,8 +27,8 @@ import { Hub } from './hub.ts';
 import { DEFAULT_LIMITS, startHeartbeat, systemServerClock, type Limits, type ServerClock } from './limits.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { createMetrics, type ProviderCallTap } from './metrics.ts';
-import { PLACEHOLDER_PAGE } from './page.ts';
-import { gate, refuse } from './upgrade.ts';
+import { createVisualizerSite } from './page.ts';
+import { gate, originAllowed, refuse } from './upgrade.ts';
 
 export type ServerLifecycle = 'starting' | 'ready' | 'draining' | 'stopped';
 export const CONTROL_PATH = '/control';
@@ -47,8 +50,14 @@ export interface ServerOptions {
   history?: HistoryFn;
   /** Events kept per workspace for `events.history` when no `history` is given. Default 100. */
   historySize?: number;
-  /** HTML for `GET /` (the visualizer, once built). */
+  /** Prebuild claims: enables `workspace.claim`, `workspace.create {prebuild}` and the `/agent` channel. */
+  claims?: ClaimService;
+  /** Test seam of the `/agent` channel: runs just before a reinit is written. */
+  beforeAgentDeliver?: AgentChannelOptions['beforeDeliver'];
+  /** HTML for `GET /` instead of the built visualizer. */
   page?: string;
+  /** Directory of the built visualizer served at `/`. Default `visualizer/dist`. */
+  visualizerDir?: string;
 }
 
 export interface WsupServer {
@@ -73,7 +82,11 @@ export function createServer(opts: ServerOptions): WsupServer {
   const life = new BehaviorSubject<ServerLifecycle>('starting');
   const metrics = createMetrics(opts.supervisor, opts.providerCalls);
   const hub = new Hub(opts.supervisor, opts.historySize ?? 100);
-  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history });
+  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims });
+  const agents: AgentChannel | null = opts.claims
+    ? createAgentChannel({ backend: opts.claims, logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
+    : null;
+  const site = createVisualizerSite(opts.visualizerDir);
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, clientTracking: false });
   const conns = new Map<WebSocket, Connection>();
   const attached: http.Server[] = [];
@@ -114,6 +127,11 @@ export function createServer(opts: ServerOptions): WsupServer {
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, own: boolean) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === AGENT_PATH && agents) {
+      if (life.value !== 'ready') return refuse(socket, 503, `server is ${life.value}: try again shortly`);
+      if (!originAllowed(req, allow)) return refuse(socket, 403, `origin ${req.headers.origin} is not allowed: add it to originAllowList`);
+      return agents.handleUpgrade(req, socket, head);
+    }
     if (url.pathname !== CONTROL_PATH) {
       // Someone else's path on a shared server is theirs to answer.
       if (own) refuse(socket, 404, `no WebSocket endpoint at ${url.pathname}: use ${CONTROL_PATH}`);
@@ -136,8 +154,16 @@ export function createServer(opts: ServerOptions): WsupServer {
     };
     switch (path) {
       case '/':
-        text(200, opts.page ?? PLACEHOLDER_PAGE, 'text/html; charset=utf-8');
+        if (opts.page === undefined) return site(req, res, path);
+        text(200, opts.page, 'text/html; charset=utf-8');
         return true;
+      case '/whoami': {
+        // The role of a token, so the page shows operator controls only to roles allowed to use them.
+        const verdict = gate(req, new URL(req.url ?? '/', 'http://localhost'), opts.tokens, allow);
+        if (verdict.ok) text(200, JSON.stringify({ role: verdict.role }), 'application/json; charset=utf-8');
+        else text(verdict.status, `${verdict.message}\n`);
+        return true;
+      }
       case '/healthz':
         text(200, 'ok\n');
         return true;
@@ -153,12 +179,12 @@ export function createServer(opts: ServerOptions): WsupServer {
         );
         return true;
       default:
-        return false;
+        return site(req, res, path);
     }
   };
 
   const ready = () => {
-    stopHeartbeat ??= startHeartbeat(() => conns.keys(), limits.heartbeatMs, clock);
+    stopHeartbeat ??= startHeartbeat(() => (agents ? [...conns.keys(), ...agents.sockets()] : conns.keys()), limits.heartbeatMs, clock);
     setLife('ready');
   };
 
@@ -181,7 +207,7 @@ export function createServer(opts: ServerOptions): WsupServer {
       // A peer that never answers the close handshake is cut off.
       setTimeout(() => ws.terminate(), 1000).unref();
     }));
-    await Promise.all(closed);
+    await Promise.all([...closed, agents?.close()]);
     wss.close();
     hub.close();
     metrics.close();

@@ -13,6 +13,17 @@ export interface Claim {
   claimedAt: number;
   buildCompletedAt: number | null;
   ackedAt: number | null;
+  /** The workspace cycle that is the claim build; null until the supervisor answered the claim's restart. */
+  claimCycle: number | null;
+}
+
+/** What the agent channel reads in one query: is this a prebuild, and where is its claim. */
+export interface AgentView {
+  workspaceId: string;
+  exists: boolean;
+  destroyed: boolean;
+  prebuild: boolean;
+  claim: Claim | null;
 }
 
 export type ClaimAttempt = { won: true; claim: Claim } | { won: false; currentOwner: string | null };
@@ -24,9 +35,10 @@ interface ClaimRow {
   claimed_at: Date;
   build_completed_at: Date | null;
   acked_at: Date | null;
+  claim_cycle: number | null;
 }
 
-const CLAIM_COLUMNS = 'workspace_id, owner_id, claim_build_id, claimed_at, build_completed_at, acked_at';
+const CLAIM_COLUMNS = 'workspace_id, owner_id, claim_build_id, claimed_at, build_completed_at, acked_at, claim_cycle';
 
 // One statement: the owner change and the claim row commit together or not at all.
 const claimSql = (target: string) => `
@@ -38,7 +50,7 @@ const claimSql = (target: string) => `
   INSERT INTO claims (workspace_id, owner_id, claim_build_id)
   SELECT id, $2, $3 FROM won
   ON CONFLICT (workspace_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, claim_build_id = EXCLUDED.claim_build_id,
-    claimed_at = now(), build_completed_at = NULL, acked_at = NULL
+    claimed_at = now(), build_completed_at = NULL, acked_at = NULL, claim_cycle = NULL
   RETURNING ${CLAIM_COLUMNS}`;
 
 export class ClaimStore {
@@ -80,6 +92,57 @@ export class ClaimStore {
     return rowCount > 0;
   }
 
+  /**
+   * Make `id` a prebuild of `pool` owned by the system owner: insert it (idle, no snapshot yet: the
+   * supervisor's first write fills it in) or, if it already is a prebuild, move it to `pool`. False when
+   * the id belongs to a workspace that is not a prebuild: a regular workspace never becomes claimable.
+   */
+  async registerPrebuild(id: string, spec: Record<string, unknown>, pool: string | null): Promise<boolean> {
+    const { rows } = await this.engine.query<{ id: string }>(
+      `INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot)
+       VALUES ($1, $2::jsonb, 'stopped', 'idle', $4, true, $3, NULL)
+       ON CONFLICT (id) DO UPDATE SET pool = EXCLUDED.pool WHERE workspaces.prebuild AND workspaces.destroyed_at IS NULL
+       RETURNING id`,
+      [id, JSON.stringify(spec), pool, SYSTEM_OWNER],
+    );
+    return rows.length > 0;
+  }
+
+  /** Record which cycle is the claim build (the answer to the claim's restart). */
+  async setClaimCycle(workspaceId: string, claimBuildId: string, cycle: number): Promise<void> {
+    await this.engine.query('UPDATE claims SET claim_cycle = $3 WHERE workspace_id = $1 AND claim_build_id = $2', [workspaceId, claimBuildId, cycle]);
+  }
+
+  /** Every live prebuild's owner and pool (claimed or not): the labels views carry. */
+  async prebuildLabels(): Promise<Array<{ id: string; owner: string; pool: string | null }>> {
+    const { rows } = await this.engine.query<{ id: string; owner: string; pool: string | null }>(
+      'SELECT id, owner, pool FROM workspaces WHERE prebuild AND destroyed_at IS NULL',
+    );
+    return rows;
+  }
+
+  /** Claims of live workspaces whose build has not completed: what a restarted supervisor must finish. */
+  async unfinished(): Promise<Claim[]> {
+    const { rows } = await this.engine.query<ClaimRow>(
+      `SELECT ${CLAIM_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')} FROM claims c JOIN workspaces w ON w.id = c.workspace_id
+       WHERE c.build_completed_at IS NULL AND w.destroyed_at IS NULL ORDER BY c.workspace_id`,
+    );
+    return rows.map(toClaim);
+  }
+
+  /** One read for the agent channel: the workspace's prebuild flag and its claim, consistent with each other. */
+  async agentView(workspaceId: string): Promise<AgentView> {
+    const { rows } = await this.engine.query<ClaimRow & { prebuild: boolean; destroyed_at: Date | null; has_claim: boolean }>(
+      `SELECT w.prebuild, w.destroyed_at, c.workspace_id IS NOT NULL AS has_claim,
+              ${CLAIM_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')}
+       FROM workspaces w LEFT JOIN claims c ON c.workspace_id = w.id WHERE w.id = $1`,
+      [workspaceId],
+    );
+    const r = rows[0];
+    if (!r) return { workspaceId, exists: false, destroyed: false, prebuild: false, claim: null };
+    return { workspaceId, exists: true, destroyed: r.destroyed_at !== null, prebuild: r.prebuild, claim: r.has_claim ? toClaim(r) : null };
+  }
+
   /** The agent's durable ack of its reinit; false if that claim build is not the current one. */
   async ack(workspaceId: string, claimBuildId: string): Promise<boolean> {
     const { rowCount } = await this.engine.query(
@@ -98,5 +161,6 @@ function toClaim(r: ClaimRow): Claim {
     claimedAt: r.claimed_at.getTime(),
     buildCompletedAt: r.build_completed_at?.getTime() ?? null,
     ackedAt: r.acked_at?.getTime() ?? null,
+    claimCycle: r.claim_cycle ?? null,
   };
 }

@@ -10,7 +10,7 @@ export { openEngine } from './open.ts';
 export { isPostgresUrl, DEFAULT_DATA_DIR, type SqlEngine, type SqlQueryable, type SqlResult, type EngineKind, type EngineOptions } from './engine.ts';
 export { migrate, MIGRATIONS, LATEST_SCHEMA_VERSION, type Migration, type MigrationResult } from './migrations.ts';
 export { GroupCommitter, type GroupCommitStats, type GroupCommitOptions } from './group-commit.ts';
-export { ClaimStore, type Claim, type ClaimAttempt } from './claims.ts';
+export { ClaimStore, type AgentView, type Claim, type ClaimAttempt } from './claims.ts';
 export { TokenStore, ProcessRecordStore, hashToken, type ApiToken } from './records.ts';
 export {
   SYSTEM_OWNER,

@@ -30,12 +30,15 @@ export interface RecoveryReport {
 export interface DurableOptions extends Omit<SupervisorOptions, 'persist'> {
   store: WorkspaceStore;
   orphans?: OrphanPolicy;
+  /** Called with the supervisor before any workspace is restored: subscribe here to miss no event of recovery. */
+  beforeRecovery?: (supervisor: Supervisor) => void;
 }
 
 /** Build a supervisor whose acknowledgements are durable, restore it from the store, and reconcile. */
 export async function openDurableSupervisor(opts: DurableOptions): Promise<{ supervisor: Supervisor; recovery: RecoveryReport }> {
-  const { store, orphans = 'report', ...rest } = opts;
+  const { store, orphans = 'report', beforeRecovery, ...rest } = opts;
   const supervisor = new Supervisor({ ...rest, persist: (w) => store.commit(toCommit(w)) });
+  beforeRecovery?.(supervisor);
   const recovery = await recover(supervisor, store, opts.provider, orphans);
   return { supervisor, recovery };
 }

@@ -34,8 +34,8 @@ export interface ProviderActorOptions {
   clock: Clock;
   /** Abort a provider call after this long. Default 10 minutes. */
   timeoutMs: number;
-  /** Last hook before a start: e.g. inject a fresh agent token into the spec. */
-  prepareSpec?: (input: ProvisionInput) => ProvisionInput['spec'];
+  /** Last hook before a start: e.g. inject a fresh agent token into the spec (stored before it is used). */
+  prepareSpec?: (input: ProvisionInput) => ProvisionInput['spec'] | Promise<ProvisionInput['spec']>;
   onCall?: (op: 'start' | 'stop', id: string, ms: number, ok: boolean) => void;
 }
 
@@ -76,7 +76,7 @@ async function withTimeout<T>(
 export function providerActors(opts: ProviderActorOptions) {
   return {
     provision: fromPromise<ProvisionOutput, ProvisionInput>(async ({ input, signal }) => {
-      const spec = opts.prepareSpec ? opts.prepareSpec(input) : input.spec;
+      const spec = opts.prepareSpec ? await opts.prepareSpec(input) : input.spec;
       const { value, at } = await withTimeout(opts, 'start', input.id, signal, (s) => opts.provider.start({ ...spec, id: input.id }, s));
       return { endpoint: value, at };
     }),

@@ -47,6 +47,9 @@ export interface WorkspaceView {
   backoffUntil: number | null;
   lastError: { message: string; code: string; at: number; cycle: number } | null;
   spec: Record<string, unknown>;
+  /** Prebuilds only (labelled by the ClaimService): the owner (the system owner until claimed) and pool. */
+  owner?: string;
+  pool?: string | null;
 }
 
 /** The "why" of a cycle: who asked, from where, and what each was told. */

@@ -16,6 +16,7 @@ afterAll(() => rig.close());
 /** Valid params for each method, so that only the role decides. */
 const PARAMS: Record<MethodName, Record<string, unknown>> = {
   'workspace.create': { id: 'auth-new' },
+  'workspace.claim': { id: 'auth-1', userId: 'auth-user' },
   'workspace.ensure': { id: 'auth-1' },
   'workspace.restart': { id: 'auth-1' },
   'workspace.stop': { id: 'auth-stop' },

@@ -1,0 +1,75 @@
+/**
+ * The `/agent` channel (issue 7): what a workspace's agent and the server say to each other. One JSON object
+ * per WebSocket text frame. Shared by the server (src/server/agent-channel.ts) and the agent SDK (src/agent).
+ *
+ * server → agent: `waiting` (state read, nothing to do yet), `reinit`, `acked`, `refused` (then close 4409).
+ * agent → server: `ack` of a reinit, by claim build id. The ack is durable: that claim is never sent again.
+ *
+ * @example
+ * const frame = agentServerFrameSchema.safeParse(JSON.parse(text));
+ * if (frame.success && frame.data.type === 'reinit') console.log(parseReinitPayload(frame.data.event, 'ws-1'));
+ */
+import { z } from 'zod';
+
+export const AGENT_PATH = '/agent';
+/** Close code after `refused`: the WebSocket twin of HTTP 409 Conflict. The agent must stop for good. */
+export const AGENT_REFUSED_CLOSE = 4409;
+export const REINIT_REASONS = ['prebuild_claimed'] as const;
+export type ReinitReason = (typeof REINIT_REASONS)[number];
+
+/** What an agent is told when its prebuild was claimed: reinitialize as `ownerId`. */
+export interface ReinitEvent {
+  workspaceId: string;
+  ownerId: string;
+  claimBuildId: string;
+  reason: ReinitReason;
+}
+
+/**
+ * A reinit as the SDK yields it. A legacy publisher sent a bare reason string: it is still understood, but
+ * carries no owner or build id, so it can be neither deduplicated nor acknowledged.
+ */
+export type ReinitNotice = (ReinitEvent & { legacy?: false }) | { workspaceId: string; ownerId: null; claimBuildId: null; reason: string; legacy: true };
+
+export const reinitEventSchema = z.object({
+  workspaceId: z.string().min(1).max(128),
+  ownerId: z.string().min(1).max(256),
+  claimBuildId: z.string().min(1).max(128),
+  reason: z.enum(REINIT_REASONS),
+});
+
+/** Why the agent is told to wait. */
+export type AgentWaitReason = 'unclaimed' | 'claim_build_running' | 'acknowledged';
+/** Why the agent is refused; every refusal means "stop waiting". */
+export type AgentRefusalCode = 'WSUP_NOT_PREBUILD' | 'WSUP_NOT_FOUND' | 'WSUP_DESTROYED';
+
+export type AgentServerFrame =
+  | { type: 'waiting'; workspaceId: string; why: AgentWaitReason }
+  | { type: 'reinit'; event: ReinitEvent | string }
+  | { type: 'acked'; claimBuildId: string; ok: boolean }
+  | { type: 'refused'; code: AgentRefusalCode; message: string }
+  | { type: 'error'; message: string };
+
+export const agentServerFrameSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('waiting'), workspaceId: z.string(), why: z.enum(['unclaimed', 'claim_build_running', 'acknowledged']) }),
+  z.object({ type: z.literal('reinit'), event: z.unknown() }),
+  z.object({ type: z.literal('acked'), claimBuildId: z.string(), ok: z.boolean() }),
+  z.object({ type: z.literal('refused'), code: z.string(), message: z.string() }),
+  z.object({ type: z.literal('error'), message: z.string() }),
+]);
+
+export type AgentClientFrame = { type: 'ack'; claimBuildId: string };
+export const agentClientFrameSchema = z.strictObject({ type: z.literal('ack'), claimBuildId: z.string().min(1).max(128) });
+
+/**
+ * Read a reinit payload: the JSON event, or (rolling upgrade) a bare reason string, given either as the
+ * string itself or as raw frame text that is not JSON. Null when it is neither.
+ */
+export function parseReinitPayload(payload: unknown, workspaceId: string): ReinitNotice | null {
+  if (typeof payload === 'string') {
+    const reason = payload.trim();
+    return reason === '' ? null : { workspaceId, ownerId: null, claimBuildId: null, reason, legacy: true };
+  }
+  const parsed = reinitEventSchema.safeParse(payload);
+  return parsed.success ? parsed.data : null;
+}

@@ -1,0 +1,273 @@
+/**
+ * Prebuild claims and what an agent should be told about them (issue 7).
+ *
+ * A claim is one conditional UPDATE in the store (exactly one of two concurrent claimers wins), then a
+ * restart of the workspace with source `claim`: that cycle is the claim build. The build is complete when
+ * a cycle carrying the claim's request, or any later cycle, completes; both facts are written to the store
+ * before anyone is told, so an agent that reconnects (or a supervisor that restarts) reads them back.
+ * What the agent is told is `decide(view)`, a pure function of that durable state: nothing is
+ * fire-and-forget, and an acknowledged claim is never delivered again.
+ *
+ * @example
+ * const claims = new ClaimService({ store });
+ * await claims.load();                                   // before the supervisor restores anything
+ * const { supervisor } = await openDurableSupervisor({ store, provider, beforeRecovery: (s) => claims.attach(s) });
+ * await claims.reconcile();                              // finish claims a crash interrupted
+ * await claims.createPrebuild('pb-1', { image: 'x' }, 'python');
+ * const { id, ownerId, claimBuildId } = await claims.claim({ pool: 'python', userId: 'alice' });
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Subscription } from 'rxjs';
+import type { WorkspaceContext } from '../../machines/workspace.types.ts';
+import { ClaimConflictError, errorMessage, WorkspaceDestroyedError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
+import type { AgentRefusalCode, AgentWaitReason, ReinitEvent } from '../protocol/agent.ts';
+import type { AgentView, Claim } from '../store/claims.ts';
+import type { WorkspaceStore } from '../store/store.ts';
+import { SYSTEM_OWNER } from '../store/types.ts';
+import type { Supervisor } from './supervisor.ts';
+import type { SupervisorEvent, WorkspaceView } from './types.ts';
+
+export type AgentDecision =
+  | { kind: 'reinit'; event: ReinitEvent }
+  | { kind: 'wait'; why: AgentWaitReason }
+  | { kind: 'refuse'; code: AgentRefusalCode; message: string };
+
+/** What to tell an agent, from the durable state alone. */
+export function decide(view: AgentView): AgentDecision {
+  const id = view.workspaceId;
+  if (!view.exists) return { kind: 'refuse', code: 'WSUP_NOT_FOUND', message: `workspace ${id} does not exist: stop waiting` };
+  if (view.destroyed) return { kind: 'refuse', code: 'WSUP_DESTROYED', message: `workspace ${id} is destroyed: stop waiting` };
+  if (!view.prebuild) return { kind: 'refuse', code: 'WSUP_NOT_PREBUILD', message: `workspace ${id} is not a prebuild: no claim will ever reinitialize it, stop waiting` };
+  const c = view.claim;
+  if (c === null) return { kind: 'wait', why: 'unclaimed' };
+  if (c.ackedAt !== null) return { kind: 'wait', why: 'acknowledged' };
+  if (c.buildCompletedAt === null) return { kind: 'wait', why: 'claim_build_running' };
+  return { kind: 'reinit', event: { workspaceId: id, ownerId: c.ownerId, claimBuildId: c.claimBuildId, reason: 'prebuild_claimed' } };
+}
+
+export interface ClaimResult {
+  id: string;
+  ownerId: string;
+  claimBuildId: string;
+}
+
+export interface ClaimServiceOptions {
+  store: WorkspaceStore;
+  newBuildId?: () => string;
+  /** Errors nobody awaits (a claim build that could not be started or recorded); never thrown. */
+  onError?: (err: unknown, context: { id?: string; what: string }) => void;
+  /** Test seam: runs right after a claim committed, before anything else learns of it. */
+  afterCommit?: (claim: Claim) => void | Promise<void>;
+}
+
+const CLAIM_LABEL = 'claim:';
+const claimRequester = (buildId: string) => `${CLAIM_LABEL}${buildId}`;
+const isClaimRequest = (requester: string, buildId: string) => requester.startsWith(`${claimRequester(buildId)}#`);
+
+export class ClaimService {
+  /** Claims whose build has not completed, by workspace: at most one each (claims are keyed by workspace). */
+  private readonly awaiting = new Map<string, { buildId: string; cycle: number | null }>();
+  private readonly watchers = new Map<string, Set<() => void>>();
+  /** Owner and pool of every live prebuild, for labelling views (operators filter by them). */
+  private readonly labels = new Map<string, { owner: string; pool: string | null }>();
+  private supervisor: Supervisor | null = null;
+  private subscription: Subscription | null = null;
+  private readonly newBuildId: () => string;
+
+  constructor(private readonly opts: ClaimServiceOptions) {
+    this.newBuildId = opts.newBuildId ?? (() => `cb-${randomUUID()}`);
+  }
+
+  /** Read unfinished claims from the store. Call before `attach`, so recovery's completions are matched. */
+  async load(): Promise<void> {
+    for (const c of await this.opts.store.claims.unfinished()) this.awaiting.set(c.workspaceId, { buildId: c.claimBuildId, cycle: c.claimCycle });
+    for (const l of await this.opts.store.claims.prebuildLabels()) this.labels.set(l.id, { owner: l.owner, pool: l.pool });
+  }
+
+  /** Follow the supervisor's cycles (synchronously: pass it as `beforeRecovery`). */
+  attach(supervisor: Supervisor): void {
+    this.supervisor = supervisor;
+    this.subscription = supervisor.events.subscribe((ev) => this.onEvent(ev));
+  }
+
+  /**
+   * After recovery: complete claims whose build finished while nobody listened, and start the claim build
+   * of a claim that committed but whose restart a crash lost.
+   */
+  async reconcile(): Promise<void> {
+    const sup = this.sup();
+    for (const [id, a] of [...this.awaiting]) {
+      if (!sup.has(id)) continue;
+      const view = sup.get(id);
+      if (a.cycle !== null) {
+        if (view.state === 'running' && view.cycle >= a.cycle) await this.complete(id, a.buildId);
+        continue;
+      }
+      const inFlight = this.requestCycle(id, a.buildId);
+      if (inFlight !== null) {
+        a.cycle = inFlight;
+        await this.opts.store.claims.setClaimCycle(id, a.buildId, inFlight);
+      } else if (await this.completedInLog(id, a.buildId)) await this.complete(id, a.buildId);
+      else await this.startClaimBuild(id, a.buildId, 'claim build resumed after a supervisor restart');
+    }
+  }
+
+  /** Create (or re-spec) a prebuild: system-owned until claimed. */
+  async createPrebuild(id: string, spec: Record<string, unknown>, pool: string | null): Promise<WorkspaceView> {
+    const sup = this.sup();
+    if (!(await this.opts.store.claims.registerPrebuild(id, spec, pool))) {
+      const row = await this.opts.store.getWorkspace(id);
+      if (row?.destroyedAt != null) throw new WorkspaceDestroyedError(id);
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} exists and is not a prebuild: pick another id for the prebuild`, { workspaceId: id });
+    }
+    const view = await sup.create(id, spec);
+    this.labels.set(id, { owner: this.labels.get(id)?.owner ?? SYSTEM_OWNER, pool });
+    return this.label(view);
+  }
+
+  /** `view` with its prebuild owner and pool, when it is a prebuild; other views unchanged. */
+  label<V extends WorkspaceView>(view: V): V {
+    const l = this.labels.get(view.id);
+    return l ? { ...view, owner: l.owner, pool: l.pool } : view;
+  }
+
+  /** Claim one prebuild (by id, or the oldest unclaimed one of a pool) for `userId`, and start its claim build. */
+  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string }): Promise<ClaimResult> {
+    if ((req.id === undefined) === (req.pool === undefined)) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim: pass exactly one of id and pool');
+    if (req.userId === SYSTEM_OWNER) throw new WsupError('WSUP_INVALID_ARGUMENT', `claim: ${SYSTEM_OWNER} owns unclaimed prebuilds and cannot claim one`);
+    const claims = this.opts.store.claims;
+    const buildId = this.newBuildId();
+    let claim: Claim;
+    if (req.id !== undefined) {
+      const r = await claims.claim({ workspaceId: req.id, ownerId: req.userId, claimBuildId: buildId });
+      if (!r.won) throw await this.whyNot(req.id, r.currentOwner);
+      claim = r.claim;
+    } else {
+      const c = await claims.claimFromPool({ pool: req.pool!, ownerId: req.userId, claimBuildId: buildId });
+      if (c === null) throw new ClaimConflictError(`pool ${req.pool} has no unclaimed prebuild: create more prebuilds or retry later`);
+      claim = c;
+    }
+    const id = claim.workspaceId;
+    this.awaiting.set(id, { buildId, cycle: null });
+    this.labels.set(id, { owner: claim.ownerId, pool: this.labels.get(id)?.pool ?? req.pool ?? null });
+    await this.opts.afterCommit?.(claim);
+    this.notify(id);
+    await this.startClaimBuild(id, buildId, `claimed by ${req.userId}`);
+    return { id, ownerId: claim.ownerId, claimBuildId: buildId };
+  }
+
+  /** What the agent of `id` should be told now. */
+  async decision(id: string): Promise<AgentDecision> {
+    return decide(await this.opts.store.claims.agentView(id));
+  }
+
+  /** The agent's durable ack: false when `claimBuildId` is not this workspace's current claim build. */
+  async ack(id: string, claimBuildId: string): Promise<boolean> {
+    const ok = await this.opts.store.claims.ack(id, claimBuildId);
+    if (ok) this.notify(id);
+    return ok;
+  }
+
+  /** Be called after every durable claim change of `id` (claimed, build completed, acked). */
+  watch(id: string, fn: () => void): () => void {
+    let set = this.watchers.get(id);
+    if (!set) this.watchers.set(id, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.watchers.get(id) === set) this.watchers.delete(id);
+    };
+  }
+
+  /** The workspace an agent token belongs to, or null. */
+  agentWorkspace(token: string): Promise<string | null> {
+    return this.opts.store.tokens.agentTokenWorkspace(token);
+  }
+
+  /**
+   * A `prepareSpec` hook: a fresh agent token for every provider start, its hash committed before the
+   * provider sees it (a spec that brings its own token gets that one registered instead).
+   */
+  readonly prepareSpec = async (input: { id: string; spec: { id: string; [k: string]: unknown } }) => {
+    const given = input.spec.agentToken;
+    const token = typeof given === 'string' && given !== '' ? given : `wsa_${randomBytes(24).toString('base64url')}`;
+    await this.opts.store.tokens.setAgentToken(input.id, token);
+    return { ...input.spec, agentToken: token };
+  };
+
+  close(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    this.watchers.clear();
+  }
+
+  private onEvent(ev: SupervisorEvent): void {
+    if (ev.type !== 'cycle.completed') return;
+    const a = this.awaiting.get(ev.id);
+    if (!a) return;
+    const carried = ev.cycle.requesters.some((r) => isClaimRequest(r.requester, a.buildId));
+    if (carried || (a.cycle !== null && ev.cycle.n >= a.cycle)) {
+      this.complete(ev.id, a.buildId).catch((err: unknown) => this.report(err, ev.id, 'recording a completed claim build failed'));
+    }
+  }
+
+  private async complete(id: string, buildId: string): Promise<void> {
+    await this.opts.store.claims.markBuildCompleted(id, buildId);
+    if (this.awaiting.get(id)?.buildId === buildId) this.awaiting.delete(id);
+    this.notify(id);
+  }
+
+  private async startClaimBuild(id: string, buildId: string, reason: string): Promise<void> {
+    try {
+      const r = await this.sup().restart(id, { source: 'claim', reason: `${reason} (claim build ${buildId})`, requester: claimRequester(buildId) });
+      const a = this.awaiting.get(id);
+      if (r.cycle === null || a?.buildId !== buildId) return;
+      a.cycle = r.cycle;
+      await this.opts.store.claims.setClaimCycle(id, buildId, r.cycle);
+    } catch (err) {
+      // The claim itself is committed: a restarted supervisor resumes its build (reconcile).
+      this.report(err, id, `starting the claim build ${buildId} failed`);
+    }
+  }
+
+  /** The cycle number the claim's request will be satisfied by, if the actor holds it now. */
+  private requestCycle(id: string, buildId: string): number | null {
+    const ctx = (this.sup().persistedSnapshot(id) as unknown as { context: WorkspaceContext }).context;
+    if (ctx.cycle?.requests.some((r) => isClaimRequest(r.requester, buildId))) return ctx.cycle.n;
+    const waiting = [...ctx.pending, ...(ctx.deferred?.requests ?? [])];
+    return waiting.some((r) => isClaimRequest(r.requester, buildId)) ? ctx.cycleCount + 1 : null;
+  }
+
+  private async completedInLog(id: string, buildId: string): Promise<boolean> {
+    const events = await this.opts.store.events(id, { limit: 500 });
+    return events.some((e) => {
+      const data = e.data as SupervisorEvent | null;
+      return data?.type === 'cycle.completed' && data.cycle.requesters.some((r) => isClaimRequest(r.requester, buildId));
+    });
+  }
+
+  private async whyNot(id: string, currentOwner: string | null): Promise<WsupError> {
+    if (currentOwner !== null) return new ClaimConflictError(`workspace ${id} is already claimed by ${currentOwner}: claim another prebuild or claim from its pool`, id);
+    const row = await this.opts.store.getWorkspace(id);
+    if (row === null) return new WorkspaceNotFoundError(id);
+    if (row.destroyedAt !== null) return new WorkspaceDestroyedError(id);
+    return new ClaimConflictError(`workspace ${id} is not a prebuild: only prebuilds (workspace.create with prebuild: true) can be claimed`, id);
+  }
+
+  private notify(id: string): void {
+    for (const fn of [...(this.watchers.get(id) ?? [])]) fn();
+  }
+
+  private sup(): Supervisor {
+    if (this.supervisor === null) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim service is not attached to a supervisor: call attach() first');
+    return this.supervisor;
+  }
+
+  private report(err: unknown, id: string, what: string): void {
+    try {
+      this.opts.onError?.(err, { id, what: `${what}: ${errorMessage(err)}` });
+    } catch {
+      // a throwing reporter must not break claims
+    }
+  }
+}

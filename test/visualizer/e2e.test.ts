@@ -1,0 +1,181 @@
+/**
+ * The visualizer end to end: a real server (FakeProvider), the page built from the current sources, and
+ * Debian's Chromium driven by playwright-core. Every wait is a Playwright auto-waiting locator or a page
+ * condition; the only timer is the load generator's pace in the 10,000-workspace run.
+ */
+import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PerfSummary } from '../../visualizer/src/ui/perf.ts';
+import { requireComponent } from '../helpers/require.ts';
+import { startRig, TOKENS, type ServerRig } from '../server/rig.ts';
+import { CHROMIUM, chromiumInstalled, launchChromium, visualizerDist } from './browser.ts';
+
+const SHOTS = join(import.meta.dirname, '../../test-output/visualizer');
+const DEMO = 'ws-demo';
+/** Slow provider starts for the demo workspace, so `starting` is on screen long enough to be seen. */
+const DEMO_START_MS = 1500;
+
+const run = requireComponent('chromium', chromiumInstalled(), `${CHROMIUM} is missing: apt-get install -y chromium (or source .ci/components/30-chromium.sh)`);
+
+describe.runIf(run)('visualizer in Chromium', () => {
+  let rig: ServerRig;
+  let browser: Browser;
+  let dist: { dir: string; built: boolean } | undefined;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    [dist, browser] = await Promise.all([visualizerDist(), launchChromium()]);
+    rig = await startRig({ server: { visualizerDir: dist.dir } });
+    rig.provider.fault = (call) => (call.id === DEMO && call.op === 'start' ? { latencyMs: DEMO_START_MS } : undefined);
+    await rig.supervisor.create(DEMO, { owner: 'alice', pool: 'gpu' });
+    await rig.supervisor.ensure(DEMO);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await rig?.close();
+    if (dist?.built) await rm(dist.dir, { recursive: true, force: true });
+  });
+
+  async function open(role: keyof typeof TOKENS, hash = ''): Promise<Page> {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    page.on('pageerror', (err) => pageErrors.push(`${role}: ${err.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') pageErrors.push(`${role} console: ${m.text()}`);
+    });
+    await page.goto(`${rig.url}/?token=${TOKENS[role]}${hash}`);
+    await page.getByTestId('connection').filter({ hasText: 'Connection: connected' }).waitFor();
+    return page;
+  }
+
+  const timelineRow = (page: Page, cycle: number) => page.locator(`[data-testid=timeline] tr[data-cycle="${cycle}"]`);
+
+  describe('an operator watching a workspace', () => {
+    it('shows starting then running and a new timeline row with the source and reason when the SDK restarts it', async () => {
+      const page = await open('operator', `#${DEMO}`);
+      const state = page.getByTestId('current-state');
+      await state.filter({ hasText: 'running' }).waitFor();
+      const before = rig.supervisor.get(DEMO).cycle;
+
+      const sdk = rig.client('operator');
+      const answer = await sdk.call('workspace.restart', { id: DEMO, source: 'manual', reason: 'e2e: restarted through the SDK' });
+      expect(answer.outcome).toBe('started');
+
+      await state.filter({ hasText: 'starting' }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'operator-starting.png') });
+      await state.filter({ hasText: 'running' }).waitFor();
+      const row = timelineRow(page, before + 1);
+      await row.filter({ hasText: '✓ completed' }).waitFor();
+      expect(await row.locator('[data-col=source]').textContent()).toBe('manual');
+      expect(await row.locator('[data-col=reason]').textContent()).toBe('e2e: restarted through the SDK');
+      // The chart marks the current state with text, not colour alone.
+      await page.locator('svg.chart g.node.current[data-state=running]').waitFor();
+      await page.screenshot({ path: join(SHOTS, 'operator-running.png'), fullPage: true });
+      await page.close();
+    });
+
+    it('shows the outcome of a restart clicked in the page and the cycle it caused', async () => {
+      const page = await open('operator', `#${DEMO}`);
+      await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
+      const next = rig.supervisor.get(DEMO).cycle + 1;
+      await page.getByLabel('Reason').fill('e2e: clicked Restart');
+      await page.getByRole('button', { name: 'Restart' }).click();
+
+      const outcome = page.getByTestId('outcomes').locator('li[data-kind=restart][data-status=done]');
+      await outcome.filter({ hasText: `started (cycle ${next})` }).waitFor();
+      const row = timelineRow(page, next);
+      await row.filter({ hasText: 'e2e: clicked Restart' }).waitFor();
+      await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
+      await row.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(SHOTS, 'operator-restart-clicked.png'), fullPage: true });
+      await page.close();
+    });
+  });
+
+  describe('a viewer', () => {
+    it('sees the workspace through keyboard navigation but no operator controls', async () => {
+      const page = await open('viewer');
+      await page.getByTestId('role').filter({ hasText: 'Role: viewer' }).waitFor();
+      const list = page.getByRole('listbox', { name: 'Workspaces' });
+      await list.locator(`[data-id="${DEMO}"]`).waitFor();
+      await list.focus();
+      await page.keyboard.press('Home');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: DEMO, level: 2 }).waitFor();
+      await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
+      await page.locator('[data-testid=timeline] tr[data-cycle]').first().waitFor();
+      expect(await page.getByRole('button', { name: 'Restart' }).count()).toBe(0);
+      expect(await page.getByRole('button', { name: 'Stop' }).count()).toBe(0);
+      expect(await page.getByTestId('outcomes').count()).toBe(0);
+      await page.screenshot({ path: join(SHOTS, 'viewer.png'), fullPage: true });
+      await page.close();
+    });
+  });
+
+  describe('10,000 workspaces at 1,000 transitions per second', () => {
+    it('keeps up, and reports update latency and frame times', async () => {
+      const N = 10_000;
+      const creates: Array<Promise<unknown>> = [];
+      for (let i = 0; i < N; i++) creates.push(rig.supervisor.create(`load-${String(i).padStart(5, '0')}`, { owner: `user-${i % 40}`, pool: `pool-${i % 7}` }));
+      await Promise.all(creates);
+      const page = await open('admin');
+      await page.getByTestId('counts').filter({ hasText: `${N + 1} workspaces` }).waitFor({ timeout: 30_000 });
+      await page.evaluate(() => window.wsupPerf!.reset());
+
+      // Each restart of an idle workspace is two transitions (idle → starting → running).
+      let transitions = 0;
+      let events = 0;
+      const sub = rig.supervisor.events.subscribe((ev) => {
+        events++;
+        if (ev.type === 'transition') transitions++;
+      });
+      const seconds = 3;
+      const restartsPerSec = 500;
+      const started = Date.now();
+      let issued = 0;
+      await new Promise<void>((resolve) => {
+        const pace = setInterval(() => {
+          const elapsed = (Date.now() - started) / 1000;
+          const due = Math.min(seconds, elapsed) * restartsPerSec;
+          for (; issued < due; issued++) void rig.supervisor.restart(`load-${String(issued % N).padStart(5, '0')}`, { source: 'manual', reason: 'load' });
+          if (elapsed >= seconds) {
+            clearInterval(pace);
+            resolve();
+          }
+        }, 10);
+      });
+      const loadMs = Date.now() - started;
+      await expect.poll(() => rig.supervisor.summary.getSnapshot().context.counts.running, { timeout: 20_000 }).toBeGreaterThanOrEqual(issued);
+      sub.unsubscribe();
+      // The page has applied every event (or resynced from a lagged notice) once its counts match.
+      await page.getByTestId('counts').filter({ hasText: `running ${issued + 1} ` }).waitFor({ timeout: 20_000 });
+      const perf = await page.evaluate(() => window.wsupPerf!.summary());
+      report(perf, { transitions, events, loadMs, workspaces: N + 1 });
+      await page.screenshot({ path: join(SHOTS, 'load-10k.png') });
+      expect(perf.events).toBeGreaterThan(0);
+      expect(perf.latency.n).toBeGreaterThan(0);
+      await page.close();
+    });
+  });
+
+  it('raised no page errors', () => {
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+function report(perf: PerfSummary, load: { transitions: number; events: number; loadMs: number; workspaces: number }): void {
+  const rate = Math.round((load.transitions / load.loadMs) * 1000);
+  console.log(
+    [
+      `[visualizer perf] ${load.workspaces} workspaces, ${load.transitions} transitions (${rate}/s) and ${load.events} events in ${load.loadMs} ms`,
+      `  page: ${perf.events} events applied in ${perf.batches} batches (${(perf.events / Math.max(1, perf.batches)).toFixed(1)} events/batch)`,
+      `  update latency (server event → page updated), ms: p50 ${perf.latency.p50.toFixed(0)}, p95 ${perf.latency.p95.toFixed(0)}, max ${perf.latency.max.toFixed(0)} (n=${perf.latency.n})`,
+      `  of which in the page (first event of a batch arrived → page updated), ms: p50 ${perf.inPage.p50.toFixed(0)}, p95 ${perf.inPage.p95.toFixed(0)}, max ${perf.inPage.max.toFixed(0)}`,
+      `  frame interval, ms: p50 ${perf.frames.p50.toFixed(1)}, p95 ${perf.frames.p95.toFixed(1)}, max ${perf.frames.max.toFixed(1)} (n=${perf.frames.n})`,
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,241 @@
+/**
+ * The visualizer's view model: event stream in, what the page shows out. No DOM and no I/O; time and
+ * scheduling are injected, so tests drive it with a fake clock and a manual scheduler.
+ *
+ * Events are batched: `receive` only queues, and one scheduled `flush` (an animation frame in the page)
+ * applies the whole batch and notifies listeners once, so 1,000 transitions a second cost ~60 renders,
+ * not 1,000.
+ *
+ * @example
+ * const model = new VisualizerModel({ clock: { now: Date.now }, schedule: (fn) => requestAnimationFrame(fn) });
+ * model.onChange((c) => render(model, c));
+ * model.load(views);                      // initial `workspace.list`
+ * client.subscribe({}, (ev) => model.receive(ev), { onResync: (r) => model.resync(r) });
+ */
+import { roleAllows, type Role, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
+import { WorkspaceDetail } from './detail.ts';
+import { WorkspaceList } from './list.ts';
+
+export interface Clock {
+  now(): number;
+}
+
+/** Runs `fn` later, once (requestAnimationFrame in the page, a queue in tests). */
+export type Scheduler = (fn: () => void) => void;
+
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface Change {
+  /** Events applied in this batch. */
+  events: number;
+  /** Server time of the oldest event in the batch (for update latency), or null. */
+  oldestAt: number | null;
+  /** Local time the batch's first event arrived (for the page's own share of the latency), or null. */
+  queuedAt: number | null;
+  /** Whether the list's membership, counts or rows changed. */
+  list: boolean;
+  /** Whether the selected workspace changed. */
+  detail: boolean;
+  /** Connection, role, resync or action outcomes changed. */
+  status: boolean;
+}
+
+export interface ResyncInfo {
+  reason: 'reconnected' | 'lagged';
+  dropped?: number;
+  workspaces?: WorkspaceView[];
+}
+
+export type ActionKind = 'restart' | 'ensure' | 'stop';
+
+export interface ActionRow {
+  seq: number;
+  workspaceId: string;
+  kind: ActionKind;
+  status: 'pending' | 'done' | 'failed';
+  /** `started`, `joined`, `queued`, `deferred`, `stopped`, or the error. */
+  outcome: string;
+  at: number;
+  finishedAt: number | null;
+}
+
+export interface ModelOptions {
+  clock: Clock;
+  schedule: Scheduler;
+  /** Most workspaces a `lagged` notice carries; fewer means it is the complete set. Default 10,000. */
+  resyncCap?: number;
+}
+
+const ACTION_LIMIT = 20;
+
+export class VisualizerModel {
+  readonly list = new WorkspaceList();
+  detail: WorkspaceDetail | null = null;
+  connection: { state: ConnectionState; detail: string | null; since: number } = { state: 'idle', detail: null, since: 0 };
+  /** Null until the server told us (or until a forbidden answer taught us). */
+  role: Role | null = null;
+  /** Set while a resync is being applied or fetched (after reconnect, or on `lagged`). */
+  resyncing = false;
+  lastResync: { reason: ResyncInfo['reason']; dropped: number; at: number } | null = null;
+  readonly actions: ActionRow[] = [];
+  private queue: WorkspaceEvent[] = [];
+  private scheduled = false;
+  private queuedAt: number | null = null;
+  private readonly listeners = new Set<(c: Change) => void>();
+  private actionSeq = 0;
+  private readonly clock: Clock;
+  private readonly schedule: Scheduler;
+  private readonly resyncCap: number;
+
+  constructor(opts: ModelOptions) {
+    this.clock = opts.clock;
+    this.schedule = opts.schedule;
+    this.resyncCap = opts.resyncCap ?? 10_000;
+  }
+
+  onChange(fn: (c: Change) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Operator controls are shown only when the role may command (an unknown role hides them). */
+  get canCommand(): boolean {
+    return this.role !== null && roleAllows(this.role, 'workspace.restart');
+  }
+
+  /** The complete initial list (or a full re-list after a reconnect). */
+  load(views: readonly WorkspaceView[]): void {
+    this.flushQueue();
+    this.list.upsertViews(views, true, this.clock.now());
+    this.applySelectedView(views);
+    this.emit({ list: true, detail: this.detail !== null, status: false });
+  }
+
+  /** Queue one live event; the batch is applied on the next scheduled flush. */
+  receive(ev: WorkspaceEvent): void {
+    this.queue.push(ev);
+    this.queuedAt ??= this.clock.now();
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.schedule(() => this.flush());
+  }
+
+  /** Apply every queued event and notify once. Called by the scheduler; safe to call directly. */
+  flush(): void {
+    this.scheduled = false;
+    const change = this.flushQueue();
+    if (change.events > 0) this.emit(change);
+  }
+
+  /**
+   * Events may have been missed. `lagged` carries the state to start again from: queued events are older
+   * than it, so they are applied first and the snapshot wins. After a reconnect the caller re-lists and
+   * calls `load`; until then the page says it is resyncing.
+   */
+  resync(info: ResyncInfo): void {
+    this.flushQueue();
+    this.lastResync = { reason: info.reason, dropped: info.dropped ?? 0, at: this.clock.now() };
+    if (info.workspaces) {
+      this.list.upsertViews(info.workspaces, info.workspaces.length < this.resyncCap, this.clock.now());
+      this.applySelectedView(info.workspaces);
+    }
+    if (this.detail) this.detail.stale = true; // its history must be fetched again
+    this.resyncing = info.workspaces === undefined;
+    this.emit({ list: info.workspaces !== undefined, detail: this.detail !== null, status: true });
+  }
+
+  /** The re-list after a reconnect has been applied. */
+  resynced(): void {
+    if (!this.resyncing) return;
+    this.resyncing = false;
+    this.emit({ list: false, detail: false, status: true });
+  }
+
+  setConnection(state: ConnectionState, detail?: string): void {
+    this.connection = { state, detail: detail ?? null, since: this.clock.now() };
+    this.emit({ list: false, detail: false, status: true });
+  }
+
+  setRole(role: Role | null): void {
+    this.role = role;
+    this.emit({ list: false, detail: false, status: true });
+  }
+
+  /** Open a workspace (null closes the view). The caller fetches its view and history. */
+  select(id: string | null): void {
+    if (this.detail?.id === id) return;
+    this.detail = id === null ? null : new WorkspaceDetail(id);
+    this.emit({ list: false, detail: true, status: false });
+  }
+
+  /** A fresh `workspace.get` answer for any workspace. */
+  applyView(view: WorkspaceView): void {
+    this.list.upsertViews([view], false, this.clock.now());
+    if (this.detail?.id === view.id) this.detail.applyView(view);
+    this.emit({ list: true, detail: this.detail?.id === view.id, status: false });
+  }
+
+  /** `events.history` for the selected workspace, oldest first. */
+  applyHistory(id: string, events: readonly WorkspaceEvent[]): void {
+    if (this.detail?.id !== id) return;
+    this.detail.applyHistory(events);
+    this.emit({ list: false, detail: true, status: false });
+  }
+
+  /** Record an action the user started; returns its sequence number for `actionDone`/`actionFailed`. */
+  actionStarted(workspaceId: string, kind: ActionKind): number {
+    const row: ActionRow = { seq: ++this.actionSeq, workspaceId, kind, status: 'pending', outcome: 'sent…', at: this.clock.now(), finishedAt: null };
+    this.actions.unshift(row);
+    if (this.actions.length > ACTION_LIMIT) this.actions.length = ACTION_LIMIT;
+    this.emit({ list: false, detail: false, status: true });
+    return row.seq;
+  }
+
+  actionDone(seq: number, outcome: string): void {
+    this.finishAction(seq, 'done', outcome);
+  }
+
+  /** A failed action; a forbidden answer also teaches us the role cannot command. */
+  actionFailed(seq: number, message: string, opts: { forbidden?: boolean } = {}): void {
+    if (opts.forbidden && (this.role === null || this.canCommand)) this.role = 'viewer';
+    this.finishAction(seq, 'failed', message);
+  }
+
+  private finishAction(seq: number, status: ActionRow['status'], outcome: string): void {
+    const row = this.actions.find((a) => a.seq === seq);
+    if (!row) return;
+    Object.assign(row, { status, outcome, finishedAt: this.clock.now() });
+    this.emit({ list: false, detail: false, status: true });
+  }
+
+  private applySelectedView(views: readonly WorkspaceView[]): void {
+    if (!this.detail) return;
+    const id = this.detail.id;
+    const v = views.find((w) => w.id === id);
+    if (v) this.detail.applyView(v);
+  }
+
+  private flushQueue(): Change {
+    const batch = this.queue;
+    const queuedAt = this.queuedAt;
+    this.queue = [];
+    this.queuedAt = null;
+    let oldestAt: number | null = null;
+    let list = false;
+    let detail = false;
+    for (const ev of batch) {
+      if (oldestAt === null || ev.at < oldestAt) oldestAt = ev.at;
+      if (this.list.applyEvent(ev)) list = true;
+      if (this.detail?.id === ev.id) {
+        this.detail.applyEvent(ev);
+        detail = true;
+      }
+    }
+    return { events: batch.length, oldestAt, queuedAt, list, detail, status: false };
+  }
+
+  private emit(c: Omit<Change, 'events' | 'oldestAt' | 'queuedAt'> & Partial<Change>): void {
+    const change: Change = { events: 0, oldestAt: null, queuedAt: null, ...c };
+    for (const fn of this.listeners) fn(change);
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The virtualized workspace list: a keyboard-navigable listbox that keeps only the rows in view (plus a
+ * few) in the DOM, so 10,000 workspaces cost ~40 elements. Rows are reused as the list scrolls.
+ *
+ * Keys: ↑/↓ move, PageUp/PageDown move a page, Home/End jump, Enter or Space opens the workspace.
+ *
+ * @example
+ * const list = new ListView(container, { onOpen: (id) => controller.open(id) });
+ * list.update(model.list.visible(), (id) => model.list.get(id), model.detail?.id ?? null);
+ */
+import type { Row } from '../model/list.ts';
+import { badge, h } from './dom.ts';
+
+export const ROW_HEIGHT = 30;
+const OVERSCAN = 8;
+
+export interface ListViewOptions {
+  onOpen(id: string): void;
+}
+
+export class ListView {
+  readonly el: HTMLDivElement;
+  private readonly spacer: HTMLDivElement;
+  private readonly pool: HTMLDivElement[] = [];
+  private ids: readonly string[] = [];
+  private rowOf: (id: string) => Row | undefined = () => undefined;
+  private selected: string | null = null;
+  private active = 0;
+
+  constructor(parent: HTMLElement, private readonly opts: ListViewOptions) {
+    this.spacer = h('div', { class: 'spacer' });
+    this.el = h('div', { class: 'list', role: 'listbox', tabindex: 0, 'aria-label': 'Workspaces', id: 'ws-list' }, this.spacer);
+    this.el.addEventListener('scroll', () => this.render());
+    this.el.addEventListener('keydown', (e) => this.onKey(e));
+    this.el.addEventListener('click', (e) => {
+      const row = (e.target as Element).closest<HTMLElement>('[data-index]');
+      if (!row) return;
+      this.active = Number(row.dataset.index);
+      this.open();
+    });
+    parent.append(this.el);
+  }
+
+  /** New data; cheap to call every frame (only the rows in view are touched). */
+  update(ids: readonly string[], rowOf: (id: string) => Row | undefined, selected: string | null): void {
+    if (ids !== this.ids) {
+      // Keep the active row on the same workspace when the filtered list changes under it.
+      const activeId = this.ids[this.active];
+      this.ids = ids;
+      const at = activeId === undefined ? -1 : ids.indexOf(activeId);
+      this.active = at >= 0 ? at : Math.min(this.active, Math.max(0, ids.length - 1));
+      this.spacer.style.height = `${ids.length * ROW_HEIGHT}px`;
+    }
+    this.rowOf = rowOf;
+    this.selected = selected;
+    this.render();
+  }
+
+  private render(): void {
+    const top = this.el.scrollTop;
+    const height = this.el.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.ids.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+    const needed = last - first;
+    while (this.pool.length < needed) {
+      const row = h('div', { class: 'row', role: 'option' });
+      this.pool.push(row);
+      this.spacer.append(row);
+    }
+    for (let i = 0; i < this.pool.length; i++) {
+      const el = this.pool[i]!;
+      const index = first + i;
+      const id = index < last ? this.ids[index] : undefined;
+      if (id === undefined) {
+        el.hidden = true;
+        continue;
+      }
+      el.hidden = false;
+      this.fill(el, index, id);
+    }
+    const activeId = this.ids[this.active];
+    if (activeId !== undefined && this.active >= first && this.active < last) this.el.setAttribute('aria-activedescendant', `opt-${activeId}`);
+    else this.el.removeAttribute('aria-activedescendant');
+  }
+
+  private fill(el: HTMLDivElement, index: number, id: string): void {
+    const row = this.rowOf(id);
+    const key = row ? `${id}|${row.state}|${row.cycle}|${row.owner}|${row.pool}|${this.selected === id}|${this.active === index}` : id;
+    if (el.dataset.key === key && el.dataset.index === String(index)) return;
+    el.dataset.key = key;
+    el.dataset.index = String(index);
+    el.dataset.id = id;
+    el.id = `opt-${id}`;
+    el.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+    el.setAttribute('aria-selected', String(this.selected === id));
+    el.setAttribute('aria-posinset', String(index + 1));
+    el.setAttribute('aria-setsize', String(this.ids.length));
+    el.classList.toggle('active', this.active === index);
+    el.replaceChildren(
+      h('span', { class: 'id' }, id),
+      row ? badge(row.state) : h('span', { class: 'badge' }, '…'),
+      h('span', { class: 'meta' }, `cycle ${row?.cycle ?? '?'}`),
+      h('span', { class: 'meta' }, row?.owner ?? '—'),
+      h('span', { class: 'meta' }, row?.pool ?? '—'),
+    );
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const page = Math.max(1, Math.floor(this.el.clientHeight / ROW_HEIGHT) - 1);
+    const moves: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -Infinity, End: Infinity };
+    if (e.key in moves) {
+      e.preventDefault();
+      const next = this.active + moves[e.key]!;
+      this.active = Math.max(0, Math.min(this.ids.length - 1, Number.isFinite(next) ? next : next > 0 ? this.ids.length - 1 : 0));
+      this.scrollToActive();
+      this.render();
+    } else if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      this.open();
+    }
+  }
+
+  private scrollToActive(): void {
+    const y = this.active * ROW_HEIGHT;
+    if (y < this.el.scrollTop) this.el.scrollTop = y;
+    else if (y + ROW_HEIGHT > this.el.scrollTop + this.el.clientHeight) this.el.scrollTop = y + ROW_HEIGHT - this.el.clientHeight;
+  }
+
+  private open(): void {
+    const id = this.ids[this.active];
+    if (id !== undefined) this.opts.onOpen(id);
+  }
+}

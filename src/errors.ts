@@ -14,7 +14,8 @@ export type WsupErrorCode =
   | 'WSUP_STORE'
   | 'WSUP_CORRUPT_STATE'
   | 'WSUP_CLAIM_CONFLICT'
-  | 'WSUP_NOT_PREBUILD';
+  | 'WSUP_NOT_PREBUILD'
+  | 'WSUP_FENCED';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;

@@ -89,6 +89,7 @@ export const ERROR_CODES = {
   WSUP_CORRUPT_STATE: -32017,
   WSUP_CLAIM_CONFLICT: -32018,
   WSUP_NOT_PREBUILD: -32019,
+  WSUP_FENCED: -32020,
   WSUP_RATE_LIMITED: -32029,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
 export type ErrorName = keyof typeof ERROR_CODES;

@@ -32,6 +32,13 @@ export interface GroupCommitOptions<W = unknown> {
   keys?: (write: W) => Iterable<string>;
 }
 
+/**
+ * What a transaction's runner resolves with: nothing (every write committed), or an array aligned with the
+ * batch where an entry is the error of a write the runner refused (left out of the commit), undefined
+ * for a committed one.
+ */
+export type BatchOutcome = void | ReadonlyArray<unknown>;
+
 /** Smallest batch worth its own concurrent transaction when a queue is split over free slots. */
 const SPLIT_MIN = 64;
 
@@ -55,7 +62,7 @@ export class GroupCommitter<W> {
 
   /** `run` writes a whole batch in ONE transaction and resolves after COMMIT. */
   constructor(
-    private readonly run: (batch: readonly W[]) => Promise<void>,
+    private readonly run: (batch: readonly W[]) => Promise<BatchOutcome>,
     opts: GroupCommitOptions<W> = {},
   ) {
     this.enabled = opts.enabled ?? true;
@@ -67,7 +74,12 @@ export class GroupCommitter<W> {
 
   submit(write: W): Promise<void> {
     this.stats.writes++;
-    if (!this.enabled) return this.execute([write]);
+    if (!this.enabled) {
+      return this.execute([write]).then((refused) => {
+        const err = refused?.[0];
+        if (err !== undefined) throw err instanceof Error ? err : new Error('write refused', { cause: err });
+      });
+    }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ write, resolve, reject });
       this.schedule();
@@ -128,8 +140,12 @@ export class GroupCommitter<W> {
 
   private launch(batch: Array<Pending<W>>): void {
     const done = this.execute(batch.map((p) => p.write)).then(
-      () => {
-        for (const p of batch) p.resolve();
+      (refused) => {
+        batch.forEach((p, i) => {
+          const err = refused?.[i];
+          if (err === undefined) p.resolve();
+          else p.reject(err);
+        });
       },
       (err: unknown) => {
         for (const p of batch) p.reject(err);
@@ -151,11 +167,11 @@ export class GroupCommitter<W> {
     });
   }
 
-  private async execute(batch: readonly W[]): Promise<void> {
+  private async execute(batch: readonly W[]): Promise<BatchOutcome> {
     this.stats.transactions++;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
     try {
-      await this.run(batch);
+      return await this.run(batch);
     } catch (err) {
       this.stats.failed++;
       throw err;

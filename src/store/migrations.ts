@@ -117,6 +117,39 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE workspaces SET (fillfactor = 50), ALTER COLUMN snapshot TYPE json USING snapshot::json;
     `,
   },
+  {
+    version: 4,
+    name: 'cluster: shard leases with fencing epochs, members, the forwarding inbox',
+    sql: `
+      -- One row per shard. A replica owns a shard while owner = it and expires_at > now() (database time);
+      -- every takeover increments epoch, and every write for the shard's workspaces checks it.
+      CREATE TABLE shard_leases (
+        shard      integer PRIMARY KEY,
+        owner      text,
+        epoch      bigint NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT '-infinity'
+      );
+      CREATE TABLE cluster_members (
+        replica      text PRIMARY KEY,
+        heartbeat_at timestamptz NOT NULL,
+        leaving      boolean NOT NULL DEFAULT false
+      );
+      -- Commands for a workspace another replica owns: the owner drains its shards' rows and answers each.
+      CREATE TABLE cluster_inbox (
+        id           bigserial PRIMARY KEY,
+        shard        integer NOT NULL,
+        workspace_id text NOT NULL,
+        method       text NOT NULL,
+        params       jsonb NOT NULL,
+        origin       text NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        done_at      timestamptz,
+        result       jsonb,
+        error        jsonb
+      );
+      CREATE INDEX cluster_inbox_open_idx ON cluster_inbox (shard, id) WHERE done_at IS NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

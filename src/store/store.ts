@@ -16,7 +16,7 @@ import { WsupError, errorMessage } from '../errors.ts';
 import { ClaimStore } from './claims.ts';
 import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
-import { GroupCommitter, type GroupCommitStats } from './group-commit.ts';
+import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
 import { merge, prepare, toJsonArray, workspaceParams, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
@@ -44,6 +44,13 @@ export interface StoreOptions extends EngineOptions {
    * session: transactions run one at a time anyway).
    */
   maxInFlight?: number;
+  /**
+   * Runs first in every commit transaction with the ids of the workspaces it writes, and answers the ids
+   * it refuses (with why): writes touching them are left out of the transaction and rejected with that
+   * error; the rest commit. The cluster's fencing check: a replica that lost a shard's lease cannot write
+   * that shard's workspaces, and its other shards' writes are not held hostage by it.
+   */
+  fence?: (tx: SqlQueryable, workspaceIds: readonly string[]) => Promise<ReadonlyMap<string, Error> | null>;
 }
 
 export interface LoadResult {
@@ -76,6 +83,7 @@ export class WorkspaceStore {
   readonly processes: ProcessRecordStore;
   private readonly committer: GroupCommitter<PreparedCommit>;
   private closing: Promise<void> | null = null;
+  private readonly fence: StoreOptions['fence'];
 
   private constructor(
     readonly engine: SqlEngine,
@@ -83,12 +91,13 @@ export class WorkspaceStore {
     private readonly ownsEngine: boolean,
     opts: StoreOptions,
   ) {
-    this.committer = new GroupCommitter((batch) => this.writeBatch(merge(batch)), {
+    this.committer = new GroupCommitter((batch) => this.writeBatch(batch), {
       enabled: opts.groupCommit ?? true,
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       maxInFlight: opts.maxInFlight ?? (engine.kind === 'postgres' ? 2 : 1),
       keys: (c) => c.keys,
     });
+    this.fence = opts.fence;
     this.claims = new ClaimStore(engine);
     this.tokens = new TokenStore(engine);
     this.processes = new ProcessRecordStore(engine);
@@ -134,24 +143,42 @@ export class WorkspaceStore {
     return this.committer.submit(prepared);
   }
 
-  private async writeBatch(batch: PreparedCommit): Promise<void> {
+  private async writeBatch(writes: readonly PreparedCommit[]): Promise<BatchOutcome> {
+    let refused: Array<Error | undefined> | undefined;
     try {
-      await this.engine.transaction((tx) => writeInto(tx, batch));
+      await this.engine.transaction(async (tx) => {
+        let todo = writes;
+        const fenced = this.fence ? await this.fence(tx, [...new Set(writes.flatMap((w) => w.keys))]) : null;
+        if (fenced && fenced.size > 0) {
+          refused = writes.map((w) => w.keys.map((k) => fenced.get(k)).find((e) => e !== undefined));
+          todo = writes.filter((_, i) => refused![i] === undefined);
+        }
+        if (todo.length > 0) await writeInto(tx, merge(todo));
+      });
+      return refused;
     } catch (err) {
+      const batch = merge(writes);
       const n = batch.workspaces.size + batch.events.length;
       throw new WsupError('WSUP_STORE', `commit of ${n} rows on ${this.engine.description} rolled back: ${errorMessage(err)}`, { cause: err });
     }
   }
 
-  /** Every workspace (live ones by default), split into readable rows and corrupt ones. */
-  async loadWorkspaces(opts: { includeDestroyed?: boolean } = {}): Promise<LoadResult> {
+  /** Every workspace id (live ones by default): cheap, no snapshots. */
+  async workspaceIds(opts: { includeDestroyed?: boolean } = {}): Promise<string[]> {
+    const live = opts.includeDestroyed ? '' : 'WHERE destroyed_at IS NULL';
+    const { rows } = await this.engine.query<{ id: string }>(`SELECT id FROM workspaces ${live} ORDER BY id`);
+    return rows.map((r) => r.id);
+  }
+
+  /** Every workspace (live ones by default; only `ids` if given), split into readable rows and corrupt ones. */
+  async loadWorkspaces(opts: { includeDestroyed?: boolean; ids?: readonly string[] } = {}): Promise<LoadResult> {
     const result: LoadResult = { workspaces: [], corrupt: [] };
-    const live = opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL';
+    const live = `${opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL'}${opts.ids ? ' AND id = ANY($2::text[])' : ''}`;
     // Keyset pages keep 100,000 snapshots from arriving as one result set.
     for (let after = ''; ; ) {
       const { rows } = await this.engine.query<WorkspaceRow>(
         `SELECT ${WORKSPACE_COLUMNS} FROM workspaces WHERE id > $1 ${live} ORDER BY id LIMIT ${LOAD_PAGE}`,
-        [after],
+        opts.ids ? [after, opts.ids] : [after],
       );
       for (const row of rows) {
         const problem = rowProblem(row.id, row.state, row.desired, row.snapshot);

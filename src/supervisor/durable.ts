@@ -12,7 +12,7 @@ import { Supervisor, type PersistWrite, type SupervisorOptions } from './supervi
 import type { SupervisorEvent } from './types.ts';
 
 /** What to do with a provider resource that no stored workspace owns. */
-export type OrphanPolicy = 'report' | 'remove';
+export type OrphanPolicy = 'report' | 'remove' | 'ignore';
 
 export interface RecoveryReport {
   /** Workspaces brought back from their snapshots. */
@@ -32,14 +32,16 @@ export interface DurableOptions extends Omit<SupervisorOptions, 'persist'> {
   orphans?: OrphanPolicy;
   /** Called with the supervisor before any workspace is restored: subscribe here to miss no event of recovery. */
   beforeRecovery?: (supervisor: Supervisor) => void;
+  /** Restore only these stored workspaces (a cluster replica's shard); default all. */
+  select?: (id: string) => boolean;
 }
 
 /** Build a supervisor whose acknowledgements are durable, restore it from the store, and reconcile. */
 export async function openDurableSupervisor(opts: DurableOptions): Promise<{ supervisor: Supervisor; recovery: RecoveryReport }> {
-  const { store, orphans = 'report', beforeRecovery, ...rest } = opts;
+  const { store, orphans = 'report', beforeRecovery, select, ...rest } = opts;
   const supervisor = new Supervisor({ ...rest, persist: (w) => store.commit(toCommit(w)) });
   beforeRecovery?.(supervisor);
-  const recovery = await recover(supervisor, store, opts.provider, orphans);
+  const recovery = await recover(supervisor, store, opts.provider, orphans, select);
   return { supervisor, recovery };
 }
 
@@ -74,9 +76,16 @@ export async function eventHistory(store: WorkspaceStore, id: string, limit: num
   return (await store.events(id, { limit })).map((r) => r.data as SupervisorEvent);
 }
 
-async function recover(sup: Supervisor, store: WorkspaceStore, provider: Provider, policy: OrphanPolicy): Promise<RecoveryReport> {
+async function recover(
+  sup: Supervisor,
+  store: WorkspaceStore,
+  provider: Provider,
+  policy: OrphanPolicy,
+  select: ((id: string) => boolean) | undefined,
+): Promise<RecoveryReport> {
   const report: RecoveryReport = { restored: [], corrupt: [], adopted: [], vanished: [], orphans: [] };
-  const loaded = await store.loadWorkspaces({ includeDestroyed: true });
+  const ids = select ? (await store.workspaceIds({ includeDestroyed: true })).filter(select) : undefined;
+  const loaded = await store.loadWorkspaces({ includeDestroyed: true, ...(ids ? { ids } : {}) });
   const corrupt = loaded.corrupt;
   const workspaces = loaded.workspaces.filter((w) => w.destroyedAt === null && w.state !== 'destroyed');
   for (const w of loaded.workspaces) if (!workspaces.includes(w)) sup.rememberDestroyed(w.id);
@@ -110,7 +119,7 @@ async function recover(sup: Supervisor, store: WorkspaceStore, provider: Provide
   }
   const known = new Set([...report.corrupt.map((c) => c.id), ...workspaces.map((w) => w.id)]);
   for (const [id, resource] of resources) {
-    if (known.has(id) || resource.status === 'absent') continue;
+    if (known.has(id) || resource.status === 'absent' || policy === 'ignore' || (select && !select(id))) continue;
     if (policy === 'report') {
       report.orphans.push({ id, action: 'reported' });
       continue;

@@ -3,6 +3,7 @@
  * Pass names to run a subset: `npm run bench -- storm bus`.
  */
 import { benchBus } from './bus.bench.ts';
+import { benchCluster } from './cluster.bench.ts';
 import { benchRestartStorm, measureIdleHeap } from './restart-storm.ts';
 import { benchServer } from './server.bench.ts';
 import { benchStore } from './store.bench.ts';
@@ -33,6 +34,11 @@ const benches: Bench[] = [
     name: 'server',
     title: 'server: p99 ack with 200 clients (target ≤ 5 ms), fan-out to 1,000 subscribers at 10,000 transitions/s (target p99 ≤ 50 ms), npm start to ready (target ≤ 2 s warm)',
     run: benchServer,
+  },
+  {
+    name: 'cluster',
+    title: 'cluster on PostgreSQL: commands/s through 1 vs 3 replicas, failover kill -9 → first command served (target ≤ 3 s, 0 duplicate starts)',
+    run: benchCluster,
   },
 ];
 

@@ -1,0 +1,133 @@
+/**
+ * Replicas as separate processes against one PostgreSQL schema, with the database-shared fake provider.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { ClusterMethod, ClusterParams } from '../../src/cluster/index.ts';
+import type { SqlEngine } from '../../src/store/engine.ts';
+import { openPostgres } from '../../src/store/pg-engine.ts';
+import { FAKE_TABLES } from './db-provider.ts';
+
+const CHILD = fileURLToPath(new URL('./replica-child.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export type CallOutcome = { ok: true; result: unknown } | { ok: false; code: string; message: string };
+
+export class ReplicaProcess {
+  readonly proc: ChildProcess;
+  readonly ready: Promise<number>;
+  readonly exited: Promise<void>;
+  port = 0;
+  dead = false;
+
+  constructor(
+    readonly name: string,
+    env: Record<string, string>,
+  ) {
+    this.proc = spawn(process.execPath, ['--import', 'tsx', CHILD], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.exited = new Promise((r) => this.proc.once('exit', () => r()));
+    this.ready = new Promise((resolve, reject) => {
+      createInterface({ input: this.proc.stdout! }).on('line', (l) => {
+        const m = /^READY (\d+)$/.exec(l);
+        if (m) resolve((this.port = Number(m[1])));
+      });
+      void this.exited.then(() => reject(new Error(`replica ${name} exited before READY`)));
+    });
+  }
+
+  async call(method: ClusterMethod, params: ClusterParams, timeoutMs = 30_000): Promise<CallOutcome> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.port}/call`, {
+        method: 'POST',
+        body: JSON.stringify({ method, params }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const body = (await res.json()) as { result?: unknown; error?: { code: string; message: string } };
+      return body.error ? { ok: false, ...body.error } : { ok: true, result: body.result };
+    } catch (err) {
+      return { ok: false, code: 'TRANSPORT', message: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  async get(path: string): Promise<unknown> {
+    return (await fetch(`http://127.0.0.1:${this.port}${path}`, { method: path === '/blink' ? 'POST' : 'GET' })).json();
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    this.dead = true;
+    this.proc.kill(signal);
+    await this.exited;
+  }
+}
+
+export class ClusterRig {
+  readonly replicas: ReplicaProcess[] = [];
+  readonly errors: unknown[] = [];
+  private n = 0;
+  private disposed = false;
+
+  private constructor(
+    readonly url: string,
+    readonly schema: string,
+    readonly db: SqlEngine,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  static async create(url: string, env: { latencyMs?: number; ttlMs?: number; windowMs?: number } = {}): Promise<ClusterRig> {
+    const schema = `wsup_cluster_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+    const db = await openPostgres({ url, schema, max: 4 });
+    await db.exec(FAKE_TABLES);
+    return new ClusterRig(url, schema, db, {
+      DATABASE_URL: url,
+      WSUP_CLUSTER_SCHEMA: schema,
+      WSUP_CLUSTER_LATENCY_MS: String(env.latencyMs ?? 20),
+      WSUP_CLUSTER_TTL_MS: String(env.ttlMs ?? 2000),
+      WSUP_CLUSTER_WINDOW_MS: String(env.windowMs ?? 60_000),
+    });
+  }
+
+  async spawn(): Promise<ReplicaProcess> {
+    const r = new ReplicaProcess(`r${this.n++}`, { ...this.env, WSUP_CLUSTER_REPLICA: `r${this.n - 1}` });
+    this.replicas.push(r);
+    await r.ready;
+    return r;
+  }
+
+  /** Start a replacement without waiting for it; a boot failure (unless disposing) is kept in `errors`. */
+  spawnInBackground(): void {
+    this.spawn().catch((err: unknown) => {
+      if (!this.disposed) this.errors.push(err);
+    });
+  }
+
+  alive(): ReplicaProcess[] {
+    return this.replicas.filter((r) => !r.dead);
+  }
+
+  /** SIGKILL, then tell the shared provider that this replica's in-flight calls died with it. */
+  async kill(r: ReplicaProcess): Promise<void> {
+    await r.kill('SIGKILL');
+    await this.db.query('INSERT INTO fake_dead VALUES ($1) ON CONFLICT DO NOTHING', [r.name]);
+  }
+
+  /** Shards whose lease is held right now, by owner. */
+  async owners(): Promise<Map<string, number>> {
+    const { rows } = await this.db.query<{ owner: string; n: number }>(
+      'SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner',
+    );
+    return new Map(rows.map((r) => [r.owner, r.n]));
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    await Promise.all(this.alive().map((r) => r.kill('SIGKILL')));
+    await this.db.close();
+    const admin = await openPostgres({ url: this.url, max: 1 });
+    try {
+      await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    } finally {
+      await admin.close();
+    }
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Two replicas in this process on a real PostgreSQL: forwarding, event fan-out, a LISTEN connection that
+ * drops mid-stream, and balance (a new replica takes its share; a leaving one hands over gracefully).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Replica } from '../../src/cluster/index.ts';
+import type { SqlEngine } from '../../src/store/engine.ts';
+import { isPostgresUrl } from '../../src/store/engine.ts';
+import { openPostgres } from '../../src/store/pg-engine.ts';
+import type { SupervisorEvent } from '../../src/supervisor/types.ts';
+import { DbFakeProvider, FAKE_TABLES } from './db-provider.ts';
+
+const url = process.env.DATABASE_URL;
+const pg = isPostgresUrl(url);
+if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50)); // polling other components, not a timer under test
+  }
+}
+
+describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
+  let schema: string;
+  let db: SqlEngine;
+  const replicas: Replica[] = [];
+  const start = async (name: string) => {
+    const r = await Replica.start({ url: url!, schema, replica: name, provider: new DbFakeProvider(db, name, 5), ttlMs: 2000, pollMs: 200 });
+    replicas.push(r);
+    return r;
+  };
+  const owned = async () => {
+    const { rows } = await db.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner');
+    return Object.fromEntries(rows.map((r) => [r.owner, r.n])) as Record<string, number>;
+  };
+
+  afterEach(async () => {
+    await Promise.all(replicas.splice(0).map((r) => r.close()));
+    await db.close();
+    const admin = await openPostgres({ url: url!, max: 1 });
+    await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.close();
+  });
+
+  const setup = async () => {
+    schema = `wsup_replicas_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+    db = await openPostgres({ url: url!, schema, max: 4 });
+    await db.exec(FAKE_TABLES);
+  };
+
+  it('forwards commands to the owner and fans events out; a dropped LISTEN connection loses neither', async () => {
+    await setup();
+    const a = await start('a');
+    const b = await start('b');
+    await until('shards split', async () => (await owned()).a === 32 && (await owned()).b === 32 && a.owned().length === 32 && b.owned().length === 32);
+    const ids = Array.from({ length: 60 }, (_, i) => `fw-${i}`);
+    const onB = ids.filter((id) => b.owned().includes(a.shardOf(id)));
+    expect(onB.length).toBeGreaterThan(10);
+
+    const seen: SupervisorEvent[] = [];
+    const sub = a.events.subscribe((e) => seen.push(e));
+    let resyncs = 0;
+    const rs = a.resyncs.subscribe(() => resyncs++);
+    // Through a, for workspaces b owns: forwarded; their events come back to a's subscribers over NOTIFY.
+    const ensured = await Promise.all(onB.map((id) => a.call('workspace.ensure', { id })));
+    expect(ensured.every((r) => (r as { state: string }).state === 'running')).toBe(true);
+    await until('events of b-owned workspaces at a', () => onB.every((id) => seen.some((e) => e.id === id && e.type === 'transition' && e.to === 'running')));
+
+    // Drop both listeners while forwarded restarts are in flight: the inbox poll still finds and answers them.
+    const inFlight = onB.map((id, i) => a.call('workspace.restart', { id, reason: `blink ${i}`, requester: `blink-${i}` }));
+    a.blinkListener();
+    b.blinkListener();
+    const answers = await Promise.all(inFlight);
+    expect(answers.map((r) => (r as { outcome: string }).outcome).every((o) => ['started', 'joined', 'queued'].includes(o))).toBe(true);
+    await until('a resynced after the blink', () => resyncs >= 1); // the reconnect (the first connect was before we subscribed)
+    // The subscriber is not stuck: events after the reconnect still arrive.
+    seen.length = 0;
+    await a.call('workspace.restart', { id: onB[0]!, reason: 'after the blink' });
+    await until('events after the blink', () => seen.some((e) => e.id === onB[0] && e.type === 'cycle.completed'));
+    // Each restart took effect once.
+    const { rows } = await db.query<{ op: string; n: number }>(
+      `SELECT split_part(data->>'requester', '#', 1) AS op, count(*)::int AS n FROM workspace_events WHERE kind = 'request' AND data->>'requester' LIKE 'blink-%' GROUP BY 1`,
+    );
+    expect(rows.length).toBe(onB.length);
+    expect(rows.every((r) => r.n === 1)).toBe(true);
+    sub.unsubscribe();
+    rs.unsubscribe();
+  }, 60_000);
+
+  it('a new replica takes its share; a leaving replica hands its shards over after in-flight cycles', async () => {
+    await setup();
+    const a = await start('a');
+    await until('a owns everything', () => a.owned().length === 64);
+    const ids = Array.from({ length: 40 }, (_, i) => `bal-${i}`);
+    await Promise.all(ids.map((id) => a.call('workspace.ensure', { id })));
+
+    const b = await start('b');
+    await until('b took its share', async () => (await owned()).b === 32 && (await owned()).a === 32 && b.owned().length === 32);
+
+    // Restarts keep flowing through a while b leaves: b finishes its cycles, then a takes b's shards.
+    const during = ids.map((id) => a.call('workspace.restart', { id, reason: 'during the handover', wait: true }));
+    await b.leave();
+    replicas.splice(replicas.indexOf(b), 1);
+    const results = await Promise.all(during);
+    expect(results.length).toBe(ids.length);
+    await until('a owns everything again', () => a.owned().length === 64);
+    const { rows: violations } = await db.query('SELECT * FROM fake_violations');
+    expect(violations).toEqual([]);
+    const { rows: refused } = await db.query('SELECT * FROM fake_refused');
+    expect(refused, 'a graceful handover leaves no call to the provider fence').toEqual([]);
+    const { rows: states } = await db.query<{ state: string }>('SELECT state FROM workspaces WHERE id = ANY($1::text[])', [ids]);
+    expect(states.every((s) => s.state === 'running')).toBe(true);
+  }, 60_000);
+});

@@ -46,6 +46,8 @@ program
   .option('--instance-type <type>', 'ec2: default instance type')
   .option('--orphans <policy>', 'provider resources no stored workspace owns: report | remove', 'report')
   .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
+  .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')
+  .option('--replica-id <id>', 'this replica\'s name in the cluster (default: random)')
   .action(async (f: ServeFlags) => {
     // Loaded on demand: client commands must not pay for the server, store and providers at boot.
     const { serve } = await import('./serve.ts');

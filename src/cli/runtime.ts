@@ -17,6 +17,8 @@ import { FakeProvider } from '../providers/fake.ts';
 import { createProcessProvider, parseProcessRecord, type ProcessRecord, type ProcessRecords } from '../providers/process.ts';
 import type { Provider } from '../providers/types.ts';
 import type { Logger } from '../server/logger.ts';
+import { clusterBackend, Replica } from '../cluster/index.ts';
+import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import { WorkspaceStore } from '../store/index.ts';
@@ -131,6 +133,49 @@ async function openStore(opts: RuntimeOptions): Promise<WorkspaceStore> {
     if (err instanceof WsupError) throw err;
     throw new WsupError('WSUP_STORE', `cannot open the store: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+export interface ClusterRuntime {
+  backend: ServerBackend;
+  replica: Replica;
+  providerCalls: ProviderCallTap;
+  wiring: { provider: string; store: string };
+  close(): Promise<void>;
+}
+
+/**
+ * `wsup serve --cluster`: this process is one replica of a cluster on PostgreSQL. Commands for workspaces
+ * it does not own are forwarded to their owner; leaving hands its shards over gracefully.
+ */
+export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: string }): Promise<ClusterRuntime> {
+  const { logger } = opts;
+  if (!opts.databaseUrl) throw new WsupError('WSUP_INVALID_ARGUMENT', '--cluster needs PostgreSQL: pass --database-url or set DATABASE_URL');
+  if (opts.provider === 'process') {
+    throw new WsupError('WSUP_INVALID_ARGUMENT', '--cluster cannot use --provider process (local processes live on one host): use docker, ec2 or fake');
+  }
+  const provider = makeProvider(opts, null);
+  const providerCalls = new ProviderCallTap();
+  const replica = await Replica.start({
+    url: opts.databaseUrl,
+    provider,
+    ...(opts.replicaId ? { replica: opts.replicaId } : {}),
+    supervisor: { onProviderCall: providerCalls.record },
+    onError: (err, what) => logger.error({ err: errorMessage(err) }, what),
+  });
+  let closing: Promise<void> | null = null;
+  return {
+    backend: clusterBackend(replica),
+    replica,
+    providerCalls,
+    wiring: { provider: provider.kind, store: `postgres cluster, replica ${replica.id}` },
+    close() {
+      closing ??= (async () => {
+        await replica.leave(); // hand shards over: in-flight cycles finish first
+        await provider.close?.();
+      })();
+      return closing;
+    },
+  };
 }
 
 function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null): Provider {

@@ -6,7 +6,8 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
 import { createServer, TokenFile } from '../server/index.ts';
-import { buildRuntime, type ProviderKind } from './runtime.ts';
+import type { Logger } from '../server/logger.ts';
+import { buildClusterRuntime, buildRuntime, type ProviderKind } from './runtime.ts';
 
 export interface ServeFlags {
   port: string;
@@ -21,6 +22,8 @@ export interface ServeFlags {
   instanceType?: string;
   orphans: string;
   memory?: boolean;
+  cluster?: boolean;
+  replicaId?: string;
 }
 
 const PROVIDERS: ProviderKind[] = ['process', 'docker', 'ec2', 'fake'];
@@ -46,6 +49,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   const logger = pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, pino.destination(2));
   const dataDir = resolve(f.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (f.cluster) return serveCluster(f, port, logger, dataDir, started);
   const rt = await buildRuntime({
     provider: f.provider as ProviderKind,
     dataDir,
@@ -83,8 +87,60 @@ export async function serve(f: ServeFlags): Promise<number> {
       '',
     ].join('\n'),
   );
+  await untilSignalled(logger);
+  logger.info({}, 'shutting down');
+  await server.close();
+  await rt.close();
+  return 0;
+}
+
+async function serveCluster(f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number): Promise<number> {
+  if (f.memory) {
+    process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
+    return 2;
+  }
+  const rt = await buildClusterRuntime({
+    provider: f.provider as ProviderKind,
+    dataDir,
+    ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
+    ...(f.replicaId ? { replicaId: f.replicaId } : {}),
+    ...(f.image ? { image: f.image } : {}),
+    ...(f.cmd ? { cmd: splitCommand(f.cmd) } : {}),
+    ...(f.ami ? { ami: f.ami } : {}),
+    ...(f.instanceType ? { instanceType: f.instanceType } : {}),
+    logger,
+  });
+  const tokens = TokenFile.in(dataDir);
+  const admin = tokens.ensureAdmin();
+  const server = createServer({
+    supervisor: rt.backend,
+    tokens,
+    host: f.host,
+    port,
+    providerCalls: rt.providerCalls,
+    logger,
+    ...(f.origin ? { originAllowList: f.origin } : {}),
+  });
+  const { url } = await server.listen();
+  process.stdout.write(
+    [
+      `wsup ready on ${url} in ${Math.round(performance.now() - started)} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
+      `  visualizer: ${url}/?token=${admin.token}`,
+      `  control:    ${url.replace(/^http/, 'ws')}/control`,
+      `  token:      ${tokens.adminPath}${admin.created ? ' (new admin token)' : ''}`,
+      '',
+    ].join('\n'),
+  );
+  await untilSignalled(logger);
+  logger.info({}, 'leaving the cluster: handing shards over');
+  await server.close();
+  await rt.close();
+  return 0;
+}
+
+function untilSignalled(logger: Logger): Promise<void> {
   // `on`, not `once`: wrappers (npx, tsx) relay the signal, and a second SIGINT must not kill the drain.
-  await new Promise<void>((r) => {
+  return new Promise<void>((r) => {
     let seen = false;
     const stop = (sig: string) => {
       if (seen) return logger.info({ sig }, 'already shutting down');
@@ -94,10 +150,6 @@ export async function serve(f: ServeFlags): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  logger.info({}, 'shutting down');
-  await server.close();
-  await rt.close();
-  return 0;
 }
 
 /** `--cmd "sleep infinity"` → ["sleep", "infinity"]; quotes group words ("sh -c 'a b'"). */

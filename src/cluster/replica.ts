@@ -20,6 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Subject, type Observable, type Subscription } from 'rxjs';
+import type { LifecycleState, WorkspaceContext } from '../../machines/workspace.types.ts';
 import { errorMessage, WsupError } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import type { SqlEngine, SqlQueryable } from '../store/engine.ts';
@@ -102,18 +103,19 @@ export class Replica {
   private flushing: ReturnType<typeof setTimeout> | null = null;
   private draining: Promise<void> | null = null;
   private drainAgain = false;
-  private closed = false;
+  private closing = false;
   private seq = 0;
 
   private constructor(
     private readonly opts: ReplicaOptions,
     private readonly engine: SqlEngine,
     store: WorkspaceStore,
+    schema: string,
   ) {
     this.store = store;
     this.id = opts.replica ?? `r-${randomUUID().slice(0, 8)}`;
     this.nShards = opts.shards ?? DEFAULT_SHARDS;
-    const prefix = `wsup_${opts.schema ?? 'public'}`;
+    const prefix = `wsup_${schema}`;
     this.chan = { inbox: `${prefix}_inbox`, reply: `${prefix}_reply`, events: `${prefix}_events` };
     this.keeper = new LeaseKeeper({
       engine,
@@ -146,7 +148,10 @@ export class Replica {
     }
     let self: Replica | null = null;
     const store = await WorkspaceStore.open({ engine, fence: (tx, ids) => self!.fence(tx, ids) });
-    const r = (self = new Replica(opts, engine, store));
+    // Channels are per database, schemas are not: name them after the schema, so clusters in two schemas
+    // of one database (a URL with search_path, parallel tests) never hear each other.
+    const { rows } = await engine.query<{ schema: string }>('SELECT current_schema() AS schema');
+    const r = (self = new Replica(opts, engine, store, opts.schema ?? rows[0]?.schema ?? 'public'));
     await r.listener.start();
     await r.keeper.tick();
     r.keeper.start();
@@ -156,6 +161,10 @@ export class Replica {
       void r.collectReplies();
     }, pollMs);
     return r;
+  }
+
+  get closed(): boolean {
+    return this.closing;
   }
 
   /** Every workspace event of the cluster (this replica's and, through NOTIFY, the others'). */
@@ -193,7 +202,8 @@ export class Replica {
     const local = this.keeper.lease(shard) ? this.shards.get(shard) : undefined;
     // One label for the command wherever it runs: a restart that committed here before the shard left is
     // found under it in the event log by the next owner, and not run twice.
-    const labelled = { ...params, requester: params.requester ?? `call:${this.id}:${++this.seq}` };
+    // Unique per call (a connection's `rpc:c1` is not): `<requester>~<replica>.<n>`.
+    const labelled = { ...params, requester: `${params.requester ?? 'call'}~${this.id}.${++this.seq}` };
     if (local) {
       try {
         return await execute(local.supervisor, method, labelled, labelled.requester);
@@ -205,6 +215,27 @@ export class Replica {
     return this.forward(shard, method, labelled);
   }
 
+  /** Workspaces of the whole cluster, from the store (every owner commits there before it answers). */
+  async list(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): Promise<WorkspaceView[]> {
+    const params: unknown[] = [filter.cursor ?? '', Math.max(1, Math.min(filter.limit ?? 1000, 10_000))];
+    if (filter.state) params.push(filter.state);
+    const { rows } = await this.engine.query<StoredRow>(
+      `SELECT id, spec, desired, state, snapshot FROM workspaces WHERE destroyed_at IS NULL AND id > $1 ${filter.state ? 'AND state = $3' : ''} ORDER BY id LIMIT $2`,
+      params,
+    );
+    return rows.map(viewOfRow);
+  }
+
+  /** Whether the cluster has the workspace (live or destroyed). */
+  async has(id: string): Promise<boolean> {
+    return (await this.engine.query('SELECT 1 FROM workspaces WHERE id = $1', [id])).rows.length > 0;
+  }
+
+  /** Whether commands for it can be taken: it exists and is not destroyed. */
+  async accepts(id: string): Promise<boolean> {
+    return (await this.engine.query('SELECT 1 FROM workspaces WHERE id = $1 AND destroyed_at IS NULL', [id])).rows.length > 0;
+  }
+
   /** Hand every shard over gracefully (in-flight cycles finish first), then close. */
   async leave(): Promise<void> {
     await this.keeper.leave();
@@ -213,8 +244,8 @@ export class Replica {
 
   /** Stop at once without handing over: what a crash looks like to the others, minus the process exit. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
     this.keeper.stop();
     if (this.poll) clearInterval(this.poll);
     if (this.flushing) clearTimeout(this.flushing);
@@ -325,7 +356,7 @@ export class Replica {
 
   private async collectReplies(ids?: number[]): Promise<void> {
     const want = ids ?? [...this.waiting.keys()];
-    if (want.length === 0 || this.closed) return;
+    if (want.length === 0 || this.closing) return;
     try {
       const { rows } = await this.engine.query<{ id: number; result: unknown; error: { code: string; message: string } | null }>(
         'SELECT id, result, error FROM cluster_inbox WHERE id = ANY($1::bigint[]) AND done_at IS NOT NULL',
@@ -339,7 +370,7 @@ export class Replica {
         else w.resolve(r.result);
       }
     } catch (err) {
-      if (!this.closed) this.report(err, 'reading forwarded answers failed');
+      if (!this.closing) this.report(err, 'reading forwarded answers failed');
     }
   }
 
@@ -353,7 +384,7 @@ export class Replica {
       do {
         this.drainAgain = false;
         const owned = this.keeper.owned().filter((s) => this.shards.has(s));
-        if (owned.length === 0 || this.closed) return;
+        if (owned.length === 0 || this.closing) return;
         const { rows } = await this.engine.query<InboxRow>(
           'SELECT id, workspace_id, method, params FROM cluster_inbox WHERE done_at IS NULL AND shard = ANY($1::int[]) ORDER BY id LIMIT 500',
           [owned],
@@ -371,7 +402,7 @@ export class Replica {
       } while (this.drainAgain);
     })()
       .catch((err: unknown) => {
-        if (!this.closed) this.report(err, 'draining the inbox failed');
+        if (!this.closing) this.report(err, 'draining the inbox failed');
       })
       .finally(() => {
         this.draining = null;
@@ -403,8 +434,8 @@ export class Replica {
   /** A restart an earlier owner already committed (it died before answering): its recorded answer. */
   private async recordedRestart(rt: ShardRuntime, row: InboxRow, requester: string): Promise<unknown> {
     const { rows } = await this.engine.query<{ data: { outcome: string; cycle: number | null } }>(
-      `SELECT data FROM workspace_events WHERE workspace_id = $1 AND kind = 'request' AND data->>'requester' LIKE $2 ORDER BY seq LIMIT 1`,
-      [row.workspace_id, `${requester}#%`],
+      `SELECT data FROM workspace_events WHERE workspace_id = $1 AND kind = 'request' AND left(data->>'requester', length($2)) = $2 ORDER BY seq LIMIT 1`,
+      [row.workspace_id, `${requester}#`],
     );
     const first = rows[0];
     if (!first) return null;
@@ -425,7 +456,7 @@ export class Replica {
   private flush(): void {
     this.flushing = null;
     const batch = this.outbox.splice(0);
-    if (batch.length === 0 || this.closed) return;
+    if (batch.length === 0 || this.closing) return;
     this.engine
       .query('SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x', [this.chan.events, batch])
       .catch((err: unknown) => this.report(err, 'publishing events failed'));
@@ -449,6 +480,31 @@ export class Replica {
   private report(err: unknown, what: string): void {
     this.opts.onError?.(err, what);
   }
+}
+
+interface StoredRow {
+  id: string;
+  spec: Record<string, unknown>;
+  desired: WorkspaceView['desired'];
+  state: LifecycleState;
+  snapshot: { context?: Partial<WorkspaceContext> } | null;
+}
+
+/** A workspace view from its stored row: the snapshot's context carries what the owner's actor knows. */
+function viewOfRow(row: StoredRow): WorkspaceView {
+  const ctx = row.snapshot?.context ?? {};
+  return {
+    id: row.id,
+    state: row.state,
+    desired: row.desired,
+    endpoint: ctx.endpoint ?? null,
+    cycle: ctx.cycleCount ?? 0,
+    pending: ctx.pending?.length ?? 0,
+    deferredUntil: ctx.deferred?.until ?? null,
+    backoffUntil: ctx.backoffUntil ?? null,
+    lastError: ctx.lastError ?? null,
+    spec: row.spec,
+  };
 }
 
 async function execute(sup: Supervisor, method: ClusterMethod, p: ClusterParams, requester: string): Promise<unknown> {

@@ -203,7 +203,9 @@ export class Connection implements EventSink {
       this.stopDrainWatch();
       const lagged = [...this.lagging];
       this.lagging.clear();
-      for (const [sub, dropped] of lagged) this.deps.handlers.resync(this, sub, dropped);
+      // A resync that cannot read the state (a cluster's store is unreachable) sends nothing: the
+      // subscriber keeps its events and is told again at the next overflow.
+      for (const [sub, dropped] of lagged) this.deps.handlers.resync(this, sub, dropped).catch(() => undefined);
       return;
     }
     if (this.deps.clock.now() - (this.lagSince ?? 0) > this.deps.limits.lagTimeoutMs) {

@@ -6,7 +6,7 @@ import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import type { MethodName, Params, Results, WorkspaceEvent, WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
-import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { ServerBackend } from './backend.ts';
 import type { EventSink, Hub } from './hub.ts';
 
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
@@ -22,7 +22,7 @@ export type FilesWrittenHook = (id: string, paths: string[]) => void | Promise<v
 export type HistoryFn = (id: string, limit: number) => WorkspaceEvent[] | Promise<WorkspaceEvent[]>;
 
 export interface HandlerDeps {
-  supervisor: Supervisor;
+  supervisor: ServerBackend;
   hub: Hub;
   onFilesWritten?: FilesWrittenHook | undefined;
   history?: HistoryFn | undefined;
@@ -65,16 +65,16 @@ export class Handlers {
       },
       'workspace.stop': async (p, conn) => label(await sup.stop(p.id, { requester: who(conn) })),
       'workspace.destroy': async (p, conn) => label(await sup.destroy(p.id, { requester: who(conn) })),
-      'workspace.get': async (p) => label(sup.get(p.id)),
+      'workspace.get': async (p) => label(await sup.get(p.id)),
       'workspace.list': async (p) => {
         const limit = p.limit ?? DEFAULT_LIST_LIMIT;
-        const items = sup.list({ ...p, limit: limit + 1 });
+        const items = await sup.list({ ...p, limit: limit + 1 });
         const more = items.length > limit;
         if (more) items.pop();
         return { items: deps.claims ? items.map(label) : items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
       },
       'files.written': async (p) => {
-        if (!sup.accepts(p.id)) throw new WorkspaceNotFoundError(p.id);
+        if (!(await sup.accepts(p.id))) throw new WorkspaceNotFoundError(p.id);
         if (deps.onFilesWritten) await deps.onFilesWritten(p.id, p.paths);
         else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: 'files.written' });
         return { id: p.id, accepted: p.paths.length };
@@ -91,7 +91,7 @@ export class Handlers {
       'events.history': async (p) => {
         const limit = p.limit ?? 100;
         const events = deps.history ? await deps.history(p.id, limit) : deps.hub.history(p.id, limit);
-        if (events.length === 0 && !sup.has(p.id)) throw new WorkspaceNotFoundError(p.id);
+        if (events.length === 0 && !(await sup.has(p.id))) throw new WorkspaceNotFoundError(p.id);
         return { id: p.id, events };
       },
       'machine.definition': async () => {
@@ -108,11 +108,12 @@ export class Handlers {
   }
 
   /** Tell a subscriber it missed `dropped` events and give it the current state to start again from. */
-  resync(conn: Caller, sub: string, dropped: number): void {
+  async resync(conn: Caller, sub: string, dropped: number): Promise<void> {
     const ids = this.deps.hub.idsOf(sub);
     const sup = this.deps.supervisor;
-    const workspaces: WorkspaceView[] =
-      ids === null ? sup.list({ limit: RESYNC_CAP }) : ids.filter((id) => sup.has(id)).map((id) => sup.get(id));
+    const workspaces: WorkspaceView[] = [];
+    if (ids === null) workspaces.push(...(await sup.list({ limit: RESYNC_CAP })));
+    else for (const id of ids) if (await sup.has(id)) workspaces.push(await sup.get(id));
     const claims = this.deps.claims;
     conn.notify('lagged', { subscription: sub, dropped, workspaces: claims ? workspaces.map((v) => claims.label(v)) : workspaces });
   }

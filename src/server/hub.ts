@@ -5,7 +5,7 @@
  */
 import type { Subscription } from 'rxjs';
 import type { WorkspaceEvent } from '../protocol/index.ts';
-import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { ServerBackend } from './backend.ts';
 import type { SupervisorEvent } from '../supervisor/types.ts';
 
 /** Compile-time proof that the wire type mirrors the supervisor's event type. */
@@ -31,7 +31,7 @@ export class Hub {
   private seq = 0;
 
   constructor(
-    supervisor: Supervisor,
+    supervisor: Pick<ServerBackend, 'events'>,
     private readonly ringSize = 100,
   ) {
     this.subscription = supervisor.events.subscribe((ev) => this.publish(toWire(ev)));

@@ -13,7 +13,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
-import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { ServerBackend } from './backend.ts';
 import type { CycleWhy } from '../supervisor/types.ts';
 
 export type ProviderCallListener = (op: 'start' | 'stop', id: string, ms: number, ok: boolean) => void;
@@ -39,7 +39,7 @@ export interface ServerMetrics {
   close(): void;
 }
 
-export function createMetrics(supervisor: Supervisor, tap?: ProviderCallTap): ServerMetrics {
+export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap): ServerMetrics {
   const registry = new Registry();
   const cycles = new Counter({
     name: 'wsup_requests_total',
@@ -66,6 +66,7 @@ export function createMetrics(supervisor: Supervisor, tap?: ProviderCallTap): Se
     labelNames: ['state'],
     registers: [registry],
     collect() {
+      if (!supervisor.summary) return; // a cluster backend: each replica's shards are counted by their supervisors
       const { counts } = supervisor.summary.getSnapshot().context;
       for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },

@@ -18,7 +18,7 @@ import { BehaviorSubject, type Observable } from 'rxjs';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_PATH } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
-import type { Supervisor } from '../supervisor/supervisor.ts';
+import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
 import type { TokenVerifier } from './auth.ts';
 import { Connection } from './connection.ts';
@@ -34,7 +34,8 @@ export type ServerLifecycle = 'starting' | 'ready' | 'draining' | 'stopped';
 export const CONTROL_PATH = '/control';
 
 export interface ServerOptions {
-  supervisor: Supervisor;
+  /** A Supervisor, or a cluster replica's backend (src/cluster). */
+  supervisor: ServerBackend;
   tokens: TokenVerifier;
   /** Default 127.0.0.1: never exposed beyond the host unless asked. */
   host?: string;

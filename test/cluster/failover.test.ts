@@ -96,14 +96,14 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
 
     const { rows: violations } = await cluster.db.query<{ workspace_id: string }>('SELECT workspace_id, replica, other, at FROM fake_violations');
     if (violations.length > 0) {
-      const { rows: calls } = await cluster.db.query('SELECT replica, op, began_at FROM fake_calls WHERE workspace_id = $1 ORDER BY id', [violations[0]!.workspace_id]);
+      const { rows: calls } = await cluster.db.query('SELECT replica, op, shard, epoch, began_at FROM fake_calls WHERE workspace_id = $1 ORDER BY id', [violations[0]!.workspace_id]);
       console.log(JSON.stringify({ violations, calls }));
     }
     expect(violations, 'two provider calls in flight for one workspace').toEqual([]);
 
     // Every acknowledged restart is in the log exactly once; an unacknowledged one at most once.
     const { rows: counted } = await cluster.db.query<{ op: string; n: number }>(
-      `SELECT split_part(data->>'requester', '#', 1) AS op, count(*)::int AS n FROM workspace_events
+      `SELECT split_part(split_part(data->>'requester', '#', 1), '~', 1) AS op, count(*)::int AS n FROM workspace_events
        WHERE kind = 'request' AND data->>'requester' LIKE 'rs-%' GROUP BY 1`,
     );
     const times = new Map(counted.map((r) => [r.op, r.n]));
@@ -112,7 +112,7 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
     const twice = counted.filter((r) => r.n > 1);
     if (twice.length > 0 && process.env.WSUP_CLUSTER_DEBUG) {
       const { rows } = await cluster.db.query(
-        `SELECT seq, workspace_id, data->>'requester' AS req, data->>'outcome' AS outcome, data->>'cycle' AS cycle, at FROM workspace_events WHERE kind = 'request' AND data->>'requester' LIKE $1 || '#%'`,
+        `SELECT seq, workspace_id, data->>'requester' AS req, data->>'outcome' AS outcome, data->>'cycle' AS cycle, at FROM workspace_events WHERE kind = 'request' AND data->>'requester' LIKE $1 || '~%'`,
         [twice[0]!.op],
       );
       const { rows: inbox } = await cluster.db.query(`SELECT id, workspace_id, origin, params, done_at, result, error FROM cluster_inbox WHERE params->>'requester' = $1`, [twice[0]!.op]);

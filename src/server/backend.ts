@@ -1,0 +1,29 @@
+/**
+ * What the control server needs of whatever runs the workspaces: the local Supervisor satisfies it as is;
+ * a cluster replica provides it by routing each command to the workspace's owner (src/cluster). Reads may
+ * be asynchronous (a cluster answers them from the store).
+ */
+import type { Observable } from 'rxjs';
+import type { LifecycleState } from '../../machines/workspace.types.ts';
+import type { Summary } from '../supervisor/summary.ts';
+import type { EnsureResult, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
+
+type MaybeAsync<T> = T | Promise<T>;
+
+export interface ServerBackend {
+  /** Every workspace event this server should publish (a cluster's: all replicas'). */
+  readonly events: Observable<SupervisorEvent>;
+  readonly lifecycle: SupervisorLifecycle;
+  /** Per-state counts for the gauge, when the backend keeps them. */
+  readonly summary?: Summary;
+  create(id: string, spec?: Record<string, unknown>): Promise<WorkspaceView>;
+  ensure(id: string, opts?: { requester?: string }): Promise<EnsureResult>;
+  restart(id: string, opts?: RestartOptions): Promise<RestartResult>;
+  stop(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
+  destroy(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
+  get(id: string): MaybeAsync<WorkspaceView>;
+  list(filter?: { state?: LifecycleState; limit?: number; cursor?: string }): MaybeAsync<WorkspaceView[]>;
+  has(id: string): MaybeAsync<boolean>;
+  /** Whether commands for `id` can be taken (exists, not destroyed). */
+  accepts(id: string): MaybeAsync<boolean>;
+}

@@ -1,0 +1,88 @@
+/**
+ * `wsup serve --cluster` as the README shows it: two replica processes on one PostgreSQL (a schema of
+ * its own through the URL's search_path), driven with the `wsup` CLI through either replica; one leaves
+ * (SIGTERM) and the other serves everything.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isPostgresUrl } from '../../src/store/engine.ts';
+import { openPostgres } from '../../src/store/pg-engine.ts';
+import { runCli } from '../cli/run-cli.ts';
+
+const url = process.env.DATABASE_URL;
+const pg = isPostgresUrl(url);
+if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
+
+function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env: { ...process.env, DATABASE_URL: dbUrl, WSUP_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const ready = new Promise<string>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).on('line', (l) => {
+      const m = /^wsup ready on (\S+)/.exec(l);
+      if (m) resolve(m[1]!);
+    });
+    proc.once('exit', (code) => reject(new Error(`wsup serve --cluster exited with ${code} before it was ready`)));
+  });
+  return { proc, url: ready };
+}
+
+describe.skipIf(!pg)('wsup serve --cluster', () => {
+  const schema = `wsup_serve_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const dir = mkdtempSync(join(tmpdir(), 'wsup-cluster-'));
+  const dbUrl = `${url}${url!.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  const procs: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    const admin = await openPostgres({ url: url!, schema, max: 1 }); // creates the schema
+    await admin.close();
+  });
+  afterAll(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    const admin = await openPostgres({ url: url!, max: 1 });
+    await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves any workspace through any replica, and keeps serving when one leaves', async () => {
+    const a = serve(dir, dbUrl, 'a');
+    procs.push(a.proc);
+    const aUrl = await a.url; // a writes the admin token both use (same data dir)
+    const b = serve(dir, dbUrl, 'b');
+    procs.push(b.proc);
+    const bUrl = await b.url;
+    const via = (u: string) => ['--url', u, '--data-dir', dir, '--json'];
+
+    const ids = Array.from({ length: 6 }, (_, i) => `cl-${i}`);
+    const ensured = await Promise.all(ids.map((id, i) => runCli(['ensure', id, ...via(i % 2 ? aUrl : bUrl)])));
+    for (const r of ensured) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const restarted = await runCli(['restart', 'cl-3', '--reason', 'through a', '--wait', ...via(aUrl)]);
+    expect(restarted.code, restarted.stdout + restarted.stderr).toBe(0);
+    expect(JSON.parse(restarted.stdout)).toMatchObject({ id: 'cl-3', outcome: 'started' });
+
+    const listed = await runCli(['list', ...via(bUrl)]);
+    const items = (JSON.parse(listed.stdout) as { items: Array<{ id: string; state: string }> }).items;
+    expect(items.map((w) => w.id).sort()).toEqual([...ids].sort());
+
+    // a leaves gracefully; b takes its shards and serves every workspace.
+    a.proc.kill('SIGTERM');
+    await new Promise((r) => a.proc.once('exit', r));
+    const after = await Promise.all(ids.map((id) => runCli(['restart', id, '--reason', 'after a left', ...via(bUrl)])));
+    for (const r of after) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const status = await runCli(['status', 'cl-3', ...via(bUrl)]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ id: 'cl-3' });
+  }, 120_000);
+
+  it('refuses --cluster without PostgreSQL, with a clear message', async () => {
+    const r = await runCli(['serve', '--cluster', '--provider', 'fake', '--port', '0', '--data-dir', dir], { DATABASE_URL: '' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('--cluster needs PostgreSQL');
+  }, 60_000);
+});

@@ -5,7 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { createServer, TokenFile } from '../server/index.ts';
+import { createServer, TokenFile, type ServerOptions, type WsupServer } from '../server/index.ts';
+import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
 import { buildClusterRuntime, buildRuntime, type ProviderKind } from './runtime.ts';
 
@@ -55,43 +56,19 @@ export async function serve(f: ServeFlags): Promise<number> {
     dataDir,
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.memory ? { memory: true } : {}),
-    ...(f.image ? { image: f.image } : {}),
-    ...(f.cmd ? { cmd: splitCommand(f.cmd) } : {}),
-    ...(f.ami ? { ami: f.ami } : {}),
-    ...(f.instanceType ? { instanceType: f.instanceType } : {}),
+    ...specFlags(f),
     orphans: f.orphans,
     logger,
   });
-  const tokens = TokenFile.in(dataDir);
-  const admin = tokens.ensureAdmin();
-  const server = createServer({
-    supervisor: rt.supervisor,
-    tokens,
-    host: f.host,
-    port,
-    providerCalls: rt.providerCalls,
-    logger,
-    onFilesWritten: rt.filesWritten,
-    ...(rt.history ? { history: rt.history } : {}),
-    ...(rt.claims ? { claims: rt.claims } : {}),
-    ...(f.origin ? { originAllowList: f.origin } : {}),
-  });
-  const { url } = await server.listen();
-  const ms = Math.round(performance.now() - started);
-  process.stdout.write(
-    [
-      `wsup ready on ${url} in ${ms} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
-      `  visualizer: ${url}/?token=${admin.token}`,
-      `  control:    ${url.replace(/^http/, 'ws')}/control`,
-      `  token:      ${tokens.adminPath}${admin.created ? ' (new admin token)' : ''}`,
-      '',
-    ].join('\n'),
-  );
-  await untilSignalled(logger);
-  logger.info({}, 'shutting down');
-  await server.close();
-  await rt.close();
-  return 0;
+  const server = (common: CommonServerOptions) =>
+    createServer({
+      ...common,
+      supervisor: rt.supervisor,
+      onFilesWritten: rt.filesWritten,
+      ...(rt.history ? { history: rt.history } : {}),
+      ...(rt.claims ? { claims: rt.claims } : {}),
+    });
+  return run({ f, port, dataDir, logger, started, rt, server, closing: 'shutting down' });
 }
 
 async function serveCluster(f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number): Promise<number> {
@@ -104,27 +81,35 @@ async function serveCluster(f: ServeFlags, port: number, logger: Logger, dataDir
     dataDir,
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.replicaId ? { replicaId: f.replicaId } : {}),
-    ...(f.image ? { image: f.image } : {}),
-    ...(f.cmd ? { cmd: splitCommand(f.cmd) } : {}),
-    ...(f.ami ? { ami: f.ami } : {}),
-    ...(f.instanceType ? { instanceType: f.instanceType } : {}),
+    ...specFlags(f),
     logger,
   });
-  const tokens = TokenFile.in(dataDir);
+  const server = (common: CommonServerOptions) => createServer({ ...common, supervisor: rt.backend });
+  return run({ f, port, dataDir, logger, started, rt, server, closing: 'leaving the cluster: handing shards over' });
+}
+
+type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList'>;
+
+/** Create the server, listen, print where to connect, wait for SIGINT/SIGTERM, drain, close the runtime. */
+async function run(o: {
+  f: ServeFlags;
+  port: number;
+  dataDir: string;
+  logger: Logger;
+  started: number;
+  rt: { providerCalls: ProviderCallTap; wiring: { provider: string; store: string }; close(): Promise<void> };
+  server: (common: CommonServerOptions) => WsupServer;
+  closing: string;
+}): Promise<number> {
+  const { f, logger, rt } = o;
+  const tokens = TokenFile.in(o.dataDir);
   const admin = tokens.ensureAdmin();
-  const server = createServer({
-    supervisor: rt.backend,
-    tokens,
-    host: f.host,
-    port,
-    providerCalls: rt.providerCalls,
-    logger,
-    ...(f.origin ? { originAllowList: f.origin } : {}),
-  });
+  const server = o.server({ tokens, host: f.host, port: o.port, providerCalls: rt.providerCalls, logger, ...(f.origin ? { originAllowList: f.origin } : {}) });
   const { url } = await server.listen();
+  const ms = Math.round(performance.now() - o.started);
   process.stdout.write(
     [
-      `wsup ready on ${url} in ${Math.round(performance.now() - started)} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
+      `wsup ready on ${url} in ${ms} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
       `  visualizer: ${url}/?token=${admin.token}`,
       `  control:    ${url.replace(/^http/, 'ws')}/control`,
       `  token:      ${tokens.adminPath}${admin.created ? ' (new admin token)' : ''}`,
@@ -132,10 +117,20 @@ async function serveCluster(f: ServeFlags, port: number, logger: Logger, dataDir
     ].join('\n'),
   );
   await untilSignalled(logger);
-  logger.info({}, 'leaving the cluster: handing shards over');
+  logger.info({}, o.closing);
   await server.close();
   await rt.close();
   return 0;
+}
+
+/** The default workspace spec from the provider flags. */
+function specFlags(f: ServeFlags) {
+  return {
+    ...(f.image ? { image: f.image } : {}),
+    ...(f.cmd ? { cmd: splitCommand(f.cmd) } : {}),
+    ...(f.ami ? { ami: f.ami } : {}),
+    ...(f.instanceType ? { instanceType: f.instanceType } : {}),
+  };
 }
 
 function untilSignalled(logger: Logger): Promise<void> {

@@ -61,6 +61,8 @@ export interface ReplicaOptions {
   handoverMs?: number;
   supervisor?: Omit<SupervisorOptions, 'provider' | 'persist'>;
   onError?: (err: unknown, what: string) => void;
+  /** Shard ownership changes (gained, handed over, lost), for logs. */
+  onShard?: (e: { shard: number; epoch: number; what: 'gained' | 'released' | 'lost' }) => void;
 }
 
 interface ShardRuntime {
@@ -109,6 +111,8 @@ export class Replica {
   private constructor(
     private readonly opts: ReplicaOptions,
     private readonly engine: SqlEngine,
+    /** Lease traffic only: renewals must never queue behind commits for a pooled connection. */
+    private readonly leaseEngine: SqlEngine,
     store: WorkspaceStore,
     schema: string,
   ) {
@@ -118,7 +122,7 @@ export class Replica {
     const prefix = `wsup_${schema}`;
     this.chan = { inbox: `${prefix}_inbox`, reply: `${prefix}_reply`, events: `${prefix}_events` };
     this.keeper = new LeaseKeeper({
-      engine,
+      engine: leaseEngine,
       replica: this.id,
       shards: this.nShards,
       ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}),
@@ -151,7 +155,8 @@ export class Replica {
     // Channels are per database, schemas are not: name them after the schema, so clusters in two schemas
     // of one database (a URL with search_path, parallel tests) never hear each other.
     const { rows } = await engine.query<{ schema: string }>('SELECT current_schema() AS schema');
-    const r = (self = new Replica(opts, engine, store, opts.schema ?? rows[0]?.schema ?? 'public'));
+    const leaseEngine = await openEngine({ url: opts.url, maxConnections: 2, ...(opts.schema !== undefined ? { schema: opts.schema } : {}) });
+    const r = (self = new Replica(opts, engine, leaseEngine, store, opts.schema ?? rows[0]?.schema ?? 'public'));
     await r.listener.start();
     await r.keeper.tick();
     r.keeper.start();
@@ -208,8 +213,9 @@ export class Replica {
       try {
         return await execute(local.supervisor, method, labelled, labelled.requester);
       } catch (err) {
-        // The shard left us mid-command: not acknowledged; the new owner runs (or recognises) it.
-        if (!isShutdown(err)) throw err;
+        // The shard left us mid-command (its cycle may have failed on the fence): not acknowledged; the
+        // new owner runs it, or recognises it in the log.
+        if (!isShutdown(err) && this.keeper.valid(local.lease)) throw err;
       }
     }
     return this.forward(shard, method, labelled);
@@ -255,6 +261,7 @@ export class Replica {
     for (const [, w] of this.waiting) w.reject(new WsupError('WSUP_SHUTTING_DOWN', `replica ${this.id} is closing: the forwarded command may still run`));
     this.waiting.clear();
     await this.engine.close();
+    await this.leaseEngine.close();
   }
 
   // --- shards -------------------------------------------------------------------------------------
@@ -283,6 +290,7 @@ export class Replica {
     }
     const events = supervisor.events.subscribe((ev) => this.publish(ev));
     this.shards.set(shard, { lease, supervisor, events, calls });
+    this.opts.onShard?.({ shard, epoch, what: 'gained' });
     queueMicrotask(() => void this.drain());
   }
 
@@ -295,12 +303,14 @@ export class Replica {
     while (rt.calls.size > 0) await Promise.allSettled([...rt.calls]);
     rt.events.unsubscribe();
     this.shards.delete(shard);
+    this.opts.onShard?.({ shard, epoch: rt.lease.epoch, what: 'released' });
   }
 
   private lose(shard: number): void {
     const rt = this.shards.get(shard);
     if (!rt) return;
     this.shards.delete(shard);
+    this.opts.onShard?.({ shard, epoch: rt.lease.epoch, what: 'lost' });
     rt.events.unsubscribe();
     // Abort at once: the lease is gone; whatever it still wanted to write is refused by the fence. Calls
     // being aborted are waited for before this replica may run the shard again.
@@ -421,7 +431,7 @@ export class Replica {
       const done = row.method === 'workspace.restart' ? await this.recordedRestart(rt, row, requester) : null;
       result = done ?? (await execute(rt.supervisor, row.method, row.params, requester));
     } catch (err) {
-      if (err instanceof FencedError || isShutdown(err)) return; // the next owner runs it
+      if (isShutdown(err) || !this.keeper.valid(rt.lease)) return; // the shard left us: the next owner runs it
       error = { code: err instanceof WsupError ? err.code : 'WSUP_INTERNAL', message: errorMessage(err) };
     }
     await this.engine.query(

@@ -26,6 +26,9 @@ const replica = await Replica.start({
   ttlMs: Number(process.env.WSUP_CLUSTER_TTL_MS ?? 2000),
   // Short backoff: a workspace that failed during a takeover settles within the test's patience.
   supervisor: { config: { backoffBaseMs: 100, backoffCapMs: 1000, selfFireWindowMs: Number(process.env.WSUP_CLUSTER_WINDOW_MS ?? 60_000) } },
+  onShard: (e) => {
+    if (process.env.WSUP_CLUSTER_DEBUG) process.stderr.write(`[${replicaId}] ${new Date().toISOString()} shard ${e.shard} epoch ${e.epoch} ${e.what}\n`);
+  },
   onError: (err, what) => {
     if (process.env.WSUP_CLUSTER_DEBUG) process.stderr.write(`[${replicaId}] ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
   },

@@ -196,11 +196,6 @@ export class Replica {
     this.listener.blink();
   }
 
-  /** Force a lease round now (tests; the keeper also runs on its own timer). */
-  tick(): Promise<void> {
-    return this.keeper.tick();
-  }
-
   /** Run a command wherever its workspace lives; resolves once the owner committed its effect. */
   async call(method: ClusterMethod, params: ClusterParams): Promise<unknown> {
     const shard = shardOf(params.id, this.nShards);
@@ -268,7 +263,6 @@ export class Replica {
 
   private async gain(lease: Lease): Promise<void> {
     const { shard, epoch } = lease;
-    const store = this.store;
     await this.winding.get(shard); // this replica's previous run of the shard: its calls must be over first
     // The keeper renews this very object, and voids it when the shard is dropped or handed over.
     const check = () => {
@@ -278,14 +272,15 @@ export class Replica {
     const { supervisor } = await openDurableSupervisor({
       ...this.opts.supervisor,
       provider: fencedProvider(this.opts.provider, check, lease.signal, calls),
-      store,
+      store: this.store,
       orphans: 'ignore',
       select: (id) => shardOf(id, this.nShards) === shard,
       onError: (err, ctx) => this.report(err, `${ctx.what}${ctx.id ? ` (${ctx.id})` : ''}`),
     });
     if (!this.keeper.valid(lease)) {
-      // Lost while loading (a lease round ran late): nothing of it may run here.
-      await supervisor.shutdown({ deadlineMs: 0 });
+      // Lost while loading (a lease round ran late): nothing of it may run here, and calls its recovery
+      // started are over before the shard can be loaded here again.
+      await this.retire(shard, supervisor, calls, 0);
       throw new FencedError(shard, 'lease lapsed while its workspaces were loading');
     }
     const events = supervisor.events.subscribe((ev) => this.publish(ev));
@@ -297,10 +292,9 @@ export class Replica {
   private async release(shard: number): Promise<void> {
     const rt = this.shards.get(shard);
     if (!rt) return;
-    await rt.supervisor.shutdown({ deadlineMs: this.opts.handoverMs ?? 30_000 }); // waits for its commits too
-    // A call the shutdown aborted (its actor was stopped mid-cycle) must be over before the lease is
-    // released: the next owner may start one the moment it is.
-    while (rt.calls.size > 0) await Promise.allSettled([...rt.calls]);
+    // In-flight cycles finish (until handoverMs), and calls the shutdown aborted are over, before the lease
+    // is released: the next owner may start one the moment it is.
+    await this.retire(shard, rt.supervisor, rt.calls, this.opts.handoverMs ?? 30_000);
     rt.events.unsubscribe();
     this.shards.delete(shard);
     this.opts.onShard?.({ shard, epoch: rt.lease.epoch, what: 'released' });
@@ -312,15 +306,23 @@ export class Replica {
     this.shards.delete(shard);
     this.opts.onShard?.({ shard, epoch: rt.lease.epoch, what: 'lost' });
     rt.events.unsubscribe();
-    // Abort at once: the lease is gone; whatever it still wanted to write is refused by the fence. Calls
-    // being aborted are waited for before this replica may run the shard again.
-    const done = rt.supervisor.shutdown({ deadlineMs: 0 }).then(async () => {
-      while (rt.calls.size > 0) await Promise.allSettled([...rt.calls]);
+    // Abort at once: the lease is gone; whatever it still wanted to write is refused by the fence.
+    void this.retire(shard, rt.supervisor, rt.calls, 0);
+  }
+
+  /**
+   * Stop a shard's supervisor (letting in-flight cycles run up to `deadlineMs`) and wait until every
+   * provider call it made has settled, aborted ones included. A later gain of the shard here waits for it.
+   */
+  private retire(shard: number, supervisor: Supervisor, calls: Set<Promise<unknown>>, deadlineMs: number): Promise<void> {
+    const done = supervisor.shutdown({ deadlineMs }).then(async () => {
+      while (calls.size > 0) await Promise.allSettled([...calls]);
     });
     this.winding.set(shard, done);
     void done.finally(() => {
       if (this.winding.get(shard) === done) this.winding.delete(shard);
     });
+    return done;
   }
 
   /** Refuse the writes of shards whose lease is gone; the other shards' writes in the batch commit. */
@@ -352,11 +354,12 @@ export class Replica {
       [shard, params.id, method, JSON.stringify(params), this.id, this.chan.inbox],
     );
     const inboxId = rows[0]!.id;
+    const timeoutMs = this.opts.forwardTimeoutMs ?? 60_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(inboxId);
-        reject(new WsupError('WSUP_SHUTTING_DOWN', `no answer from the owner of shard ${shard} within ${this.opts.forwardTimeoutMs ?? 60_000} ms: inbox ${inboxId} stays queued and will run once the shard has an owner`, { workspaceId: params.id }));
-      }, this.opts.forwardTimeoutMs ?? 60_000);
+        reject(new WsupError('WSUP_SHUTTING_DOWN', `no answer from the owner of shard ${shard} within ${timeoutMs} ms: inbox ${inboxId} stays queued and will run once the shard has an owner`, { workspaceId: params.id }));
+      }, timeoutMs);
       this.waiting.set(inboxId, {
         resolve: (v) => (clearTimeout(timer), resolve(v)),
         reject: (e) => (clearTimeout(timer), reject(e)),

@@ -42,7 +42,6 @@ export class Handlers {
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
     const who = (conn: Caller) => `rpc:${conn.id}`;
-    const label = <V extends WorkspaceView>(v: V): V => (deps.claims ? deps.claims.label(v) : v);
     this.impl = {
       'workspace.create': async (p) => {
         if (p.prebuild !== true && p.pool === undefined) return sup.create(p.id, p.spec ?? {});
@@ -63,15 +62,15 @@ export class Handlers {
         });
         return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
       },
-      'workspace.stop': async (p, conn) => label(await sup.stop(p.id, { requester: who(conn) })),
-      'workspace.destroy': async (p, conn) => label(await sup.destroy(p.id, { requester: who(conn) })),
-      'workspace.get': async (p) => label(await sup.get(p.id)),
+      'workspace.stop': async (p, conn) => this.label(await sup.stop(p.id, { requester: who(conn) })),
+      'workspace.destroy': async (p, conn) => this.label(await sup.destroy(p.id, { requester: who(conn) })),
+      'workspace.get': async (p) => this.label(await sup.get(p.id)),
       'workspace.list': async (p) => {
         const limit = p.limit ?? DEFAULT_LIST_LIMIT;
         const items = await sup.list({ ...p, limit: limit + 1 });
         const more = items.length > limit;
         if (more) items.pop();
-        return { items: deps.claims ? items.map(label) : items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
+        return { items: this.labelAll(items), nextCursor: more ? (items.at(-1)?.id ?? null) : null };
       },
       'files.written': async (p) => {
         if (!(await sup.accepts(p.id))) throw new WorkspaceNotFoundError(p.id);
@@ -107,6 +106,15 @@ export class Handlers {
     return fn(params, conn);
   }
 
+  /** A prebuild's view with its owner and pool (when claims are wired); other views as they are. */
+  private label<V extends WorkspaceView>(v: V): V {
+    return this.deps.claims ? this.deps.claims.label(v) : v;
+  }
+
+  private labelAll(views: WorkspaceView[]): WorkspaceView[] {
+    return this.deps.claims ? views.map((v) => this.label(v)) : views;
+  }
+
   /** Tell a subscriber it missed `dropped` events and give it the current state to start again from. */
   async resync(conn: Caller, sub: string, dropped: number): Promise<void> {
     const ids = this.deps.hub.idsOf(sub);
@@ -114,8 +122,7 @@ export class Handlers {
     const workspaces: WorkspaceView[] = [];
     if (ids === null) workspaces.push(...(await sup.list({ limit: RESYNC_CAP })));
     else for (const id of ids) if (await sup.has(id)) workspaces.push(await sup.get(id));
-    const claims = this.deps.claims;
-    conn.notify('lagged', { subscription: sub, dropped, workspaces: claims ? workspaces.map((v) => claims.label(v)) : workspaces });
+    conn.notify('lagged', { subscription: sub, dropped, workspaces: this.labelAll(workspaces) });
   }
 }
 

@@ -39,6 +39,8 @@ interface ClaimRow {
 }
 
 const CLAIM_COLUMNS = 'workspace_id, owner_id, claim_build_id, claimed_at, build_completed_at, acked_at, claim_cycle';
+/** The same columns qualified by the alias `c`, for joins. */
+const CLAIM_COLUMNS_OF_C = CLAIM_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ');
 
 // One statement: the owner change and the claim row commit together or not at all.
 const claimSql = (target: string) => `
@@ -124,7 +126,7 @@ export class ClaimStore {
   /** Claims of live workspaces whose build has not completed: what a restarted supervisor must finish. */
   async unfinished(): Promise<Claim[]> {
     const { rows } = await this.engine.query<ClaimRow>(
-      `SELECT ${CLAIM_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')} FROM claims c JOIN workspaces w ON w.id = c.workspace_id
+      `SELECT ${CLAIM_COLUMNS_OF_C} FROM claims c JOIN workspaces w ON w.id = c.workspace_id
        WHERE c.build_completed_at IS NULL AND w.destroyed_at IS NULL ORDER BY c.workspace_id`,
     );
     return rows.map(toClaim);
@@ -134,7 +136,7 @@ export class ClaimStore {
   async agentView(workspaceId: string): Promise<AgentView> {
     const { rows } = await this.engine.query<ClaimRow & { prebuild: boolean; destroyed_at: Date | null; has_claim: boolean }>(
       `SELECT w.prebuild, w.destroyed_at, c.workspace_id IS NOT NULL AS has_claim,
-              ${CLAIM_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')}
+              ${CLAIM_COLUMNS_OF_C}
        FROM workspaces w LEFT JOIN claims c ON c.workspace_id = w.id WHERE w.id = $1`,
       [workspaceId],
     );

@@ -33,12 +33,24 @@ export interface SqlQueryable {
   exec: (sql: string) => Promise<void>;
 }
 
+export interface TransactionOptions {
+  /**
+   * `fn` runs exactly one statement: the engine may run it as its own (implicit) transaction, without
+   * BEGIN and COMMIT: one round trip instead of three. A statement outside BEGIN is atomic, and the
+   * driver answers it only after PostgreSQL's ReadyForQuery, which follows the commit.
+   */
+  singleStatement?: boolean;
+}
+
 export interface SqlEngine extends SqlQueryable {
   readonly kind: EngineKind;
   /** For messages: never contains a password. */
   readonly description: string;
-  /** Run `fn` in BEGIN/COMMIT on one connection; ROLLBACK and rethrow if it throws. */
-  transaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T>;
+  /**
+   * Run `fn` in BEGIN/COMMIT on one connection; ROLLBACK and rethrow if it throws. Either way, once the
+   * promise resolves the transaction has committed.
+   */
+  transaction<T>(fn: (tx: SqlQueryable) => Promise<T>, opts?: TransactionOptions): Promise<T>;
   /** Idempotent. */
   close(): Promise<void>;
 }

@@ -150,7 +150,25 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX cluster_inbox_open_idx ON cluster_inbox (shard, id) WHERE done_at IS NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'commit check: a one-statement group commit that lost an upsert race fails whole',
+    sql: `
+      -- A group commit is one statement (update, insert, append events). When a workspace it meant to
+      -- insert was inserted by another writer meanwhile, this fails it, so nothing of it is written and the
+      -- store retries the batch statement by statement. WS001 is what the store looks for.
+      CREATE FUNCTION wsup_commit_check(expected integer, written integer) RETURNS integer LANGUAGE plpgsql AS $$
+      BEGIN
+        IF written <> expected THEN
+          RAISE EXCEPTION 'wrote % of % workspaces: another writer inserted the rest meanwhile', written, expected
+            USING ERRCODE = 'WS001';
+        END IF;
+        RETURN written;
+      END $$;
+    `,
+  },
 ];
+
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
 

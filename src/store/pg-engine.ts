@@ -1,6 +1,6 @@
 /** Production engine: PostgreSQL through a `pg` Pool. */
 import pg from 'pg';
-import type { QueryOptions, SqlEngine, SqlQueryable, SqlResult } from './engine.ts';
+import type { QueryOptions, SqlEngine, SqlQueryable, SqlResult, TransactionOptions } from './engine.ts';
 import { assertSchemaName, redactUrl } from './engine.ts';
 
 export interface PgEngineOptions {
@@ -73,7 +73,8 @@ export async function openPostgres(opts: PgEngineOptions): Promise<SqlEngine> {
     description: `PostgreSQL at ${redactUrl(opts.url)}${opts.schema !== undefined ? ` (schema ${opts.schema})` : ''}`,
     query: outside.query,
     exec: outside.exec,
-    async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>, topts: TransactionOptions = {}): Promise<T> {
+      if (topts.singleStatement) return fn(outside);
       const client = await pool.connect();
       let broken: Error | undefined;
       try {

@@ -49,7 +49,7 @@ export async function openPglite(opts: PgliteEngineOptions): Promise<SqlEngine> 
     query: outside.query,
     exec: outside.exec,
     // PGlite serializes transactions with its own mutex; statements outside one wait their turn.
-    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    transaction: (fn, topts) => (topts?.singleStatement ? fn(outside) : db.transaction((tx) => fn(wrap(tx)))),
     close: () => (closing ??= db.close()),
   };
 }

@@ -6,8 +6,8 @@
  * Workspaces travel column-wise: one array parameter per small column, expanded server-side by `unnest`,
  * and each snapshot (the ~1 KB blob that is most of the bytes) as its own `json` parameter, so the server
  * never parses it as part of a bigger document and never builds jsonb from it: measured, parsing the
- * snapshots (json_to_recordset, then jsonb_in) was most of the server's CPU per transition. Events, small,
- * travel as ONE json parameter expanded by `json_to_recordset`.
+ * snapshots (json_to_recordset, then jsonb_in) was most of the server's CPU per transition. Events travel
+ * column-wise too (`eventParams`): no JSON text per event to build here, nor to parse into a record there.
  */
 import { LIFECYCLE_STATES } from '../../machines/workspace.types.ts';
 import { WsupError, errorMessage } from '../errors.ts';
@@ -30,10 +30,27 @@ export interface PreparedWorkspace {
   pool?: string | null;
 }
 
+/** One event row: absent fields are null; the jsonb columns as JSON text. */
+export interface PreparedEvent {
+  workspaceId: string;
+  atMs: number;
+  kind: string;
+  cycle: number | null;
+  source: string | null;
+  reason: string | null;
+  requesters: string | null;
+  outcome: string | null;
+  stateFrom: string | null;
+  stateTo: string | null;
+  durations: string | null;
+  error: string | null;
+  data: string | null;
+}
+
 export interface PreparedCommit {
   workspaces: Map<string, PreparedWorkspace>;
-  /** JSON text of each event's row, in order. */
-  events: string[];
+  /** In order. */
+  events: PreparedEvent[];
   /** Every workspace id the write touches (upserts and events): what orders it against other writes. */
   keys: string[];
 }
@@ -72,37 +89,40 @@ function prepareWorkspace(w: WorkspaceWrite): PreparedWorkspace {
   return row;
 }
 
-const EVENT_FIELDS = [
-  ['cycle', 'cycle'], ['source', 'source'], ['reason', 'reason'], ['requesters', 'requesters'],
-  ['outcome', 'outcome'], ['state_from', 'stateFrom'], ['state_to', 'stateTo'],
-  ['durations', 'durations'], ['error', 'error'], ['data', 'data'],
-] as const;
+/** A text column's value: PostgreSQL text cannot hold a NUL character, so refuse it here, not in the batch. */
+function text(where: () => string, column: string, value: string | null | undefined): string | null {
+  if (value === undefined || value === null) return null;
+  const t = String(value);
+  if (t.includes('\0')) throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()} ${column} contains a NUL character, which PostgreSQL cannot store`);
+  return t;
+}
 
-/** One event as the JSON text of its row (column → value; absent and null fields left out). */
-function prepareEvent(e: EventWrite): string {
+/** A jsonb column's value as JSON text (null when absent). */
+const jsonb = (where: () => string, column: string, value: unknown): string | null =>
+  value === undefined || value === null ? null : json(`${where()} ${column}`, value);
+
+function prepareEvent(e: EventWrite): PreparedEvent {
   const where = () => `event ${JSON.stringify(e.kind)} of workspace ${JSON.stringify(e.workspaceId)}`;
   if (typeof e.workspaceId !== 'string' || typeof e.kind !== 'string' || !Number.isFinite(e.at)) {
     throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()}: needs workspaceId, kind and a finite at (ms)`);
   }
-  const row: Record<string, unknown> = { workspace_id: e.workspaceId, at_ms: e.at, kind: e.kind };
-  for (const [column, field] of EVENT_FIELDS) {
-    const value = e[field];
-    if (value !== undefined && value !== null) row[column] = value;
-  }
-  // One stringify per event; only a failing one pays for finding (and naming) the field at fault.
-  let text: string;
-  try {
-    text = JSON.stringify(row);
-  } catch {
-    for (const [column, field] of EVENT_FIELDS) if (e[field] !== undefined && e[field] !== null) json(`${where()} ${column}`, e[field]);
-    text = json(where(), row);
-  }
-  // Text columns and jsonb both reject NUL characters; catch it here rather than failing a whole batch.
-  if (text.includes('\\u0000')) {
-    for (const [column, field] of EVENT_FIELDS) if (e[field] !== undefined && e[field] !== null) json(`${where()} ${column}`, e[field]);
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()} contains a NUL character, which PostgreSQL cannot store`);
-  }
-  return text;
+  const cycle = e.cycle ?? null;
+  if (cycle !== null && !Number.isInteger(cycle)) throw new WsupError('WSUP_INVALID_ARGUMENT', `${where()}: cycle ${String(cycle)} is not an integer`);
+  return {
+    workspaceId: text(where, 'workspaceId', e.workspaceId)!,
+    atMs: e.at,
+    kind: text(where, 'kind', e.kind)!,
+    cycle,
+    source: text(where, 'source', e.source),
+    reason: text(where, 'reason', e.reason),
+    requesters: jsonb(where, 'requesters', e.requesters),
+    outcome: text(where, 'outcome', e.outcome),
+    stateFrom: text(where, 'state_from', e.stateFrom),
+    stateTo: text(where, 'state_to', e.stateTo),
+    durations: jsonb(where, 'durations', e.durations),
+    error: text(where, 'error', e.error),
+    data: jsonb(where, 'data', e.data),
+  };
 }
 
 /** Validate and serialize one caller's write. Throws `WSUP_INVALID_ARGUMENT`. */
@@ -122,7 +142,7 @@ export function prepare(write: CommitWrite): PreparedCommit {
 export function merge(batch: readonly PreparedCommit[]): PreparedCommit {
   if (batch.length === 1) return batch[0]!;
   const workspaces = new Map<string, PreparedWorkspace>();
-  const events: string[] = [];
+  const events: PreparedEvent[] = [];
   for (const c of batch) {
     for (const row of c.workspaces.values()) add(workspaces, row);
     for (const e of c.events) events.push(e);
@@ -163,7 +183,25 @@ export function workspaceParams(rows: readonly PreparedWorkspace[], slots = rows
   return params;
 }
 
-/** A JSON array of already-serialized rows. */
-export function toJsonArray(rows: readonly string[]): string {
-  return `[${rows.join(',')}]`;
+/** The 13 column arrays of an events statement (`$n` .. `$n+12`), in `INSERT` column order. */
+export function eventParams(events: readonly PreparedEvent[]): unknown[][] {
+  const n = events.length;
+  const cols = Array.from({ length: 13 }, () => new Array<unknown>(n));
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!;
+    cols[0]![i] = e.workspaceId;
+    cols[1]![i] = e.atMs;
+    cols[2]![i] = e.kind;
+    cols[3]![i] = e.cycle;
+    cols[4]![i] = e.source;
+    cols[5]![i] = e.reason;
+    cols[6]![i] = e.requesters;
+    cols[7]![i] = e.outcome;
+    cols[8]![i] = e.stateFrom;
+    cols[9]![i] = e.stateTo;
+    cols[10]![i] = e.durations;
+    cols[11]![i] = e.error;
+    cols[12]![i] = e.data;
+  }
+  return cols;
 }

@@ -18,7 +18,7 @@ import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
 import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
-import { merge, prepare, toJsonArray, workspaceParams, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
+import { eventParams, merge, prepare, workspaceParams, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
   SYSTEM_OWNER,
@@ -144,23 +144,48 @@ export class WorkspaceStore {
   }
 
   private async writeBatch(writes: readonly PreparedCommit[]): Promise<BatchOutcome> {
-    let refused: Array<Error | undefined> | undefined;
     try {
-      await this.engine.transaction(async (tx) => {
-        let todo = writes;
-        const fenced = this.fence ? await this.fence(tx, [...new Set(writes.flatMap((w) => w.keys))]) : null;
-        if (fenced && fenced.size > 0) {
-          refused = writes.map((w) => w.keys.map((k) => fenced.get(k)).find((e) => e !== undefined));
-          todo = writes.filter((_, i) => refused![i] === undefined);
-        }
-        if (todo.length > 0) await writeInto(tx, merge(todo));
-      });
-      return refused;
+      try {
+        return await this.writeOnce(writes, true);
+      } catch (err) {
+        // Another writer inserted one of the new workspaces meanwhile: nothing was written; take the long way.
+        if ((err as { code?: unknown }).code !== UPSERT_RACED) throw err;
+        return await this.writeOnce(writes, false);
+      }
     } catch (err) {
       const batch = merge(writes);
       const n = batch.workspaces.size + batch.events.length;
       throw new WsupError('WSUP_STORE', `commit of ${n} rows on ${this.engine.description} rolled back: ${errorMessage(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * One attempt at a batch. `oneStatement`: the whole batch as ONE statement (`commitStatement`); without a
+   * fence that needs no BEGIN/COMMIT either: one round trip, committed (implicitly, at its Sync) before the
+   * driver resolves it, so ack ⇒ durable still holds.
+   */
+  private async writeOnce(writes: readonly PreparedCommit[], oneStatement: boolean): Promise<BatchOutcome> {
+    if (oneStatement && !this.fence) {
+      const batch = merge(writes);
+      if (batch.workspaces.size <= WORKSPACES_PER_STATEMENT) {
+        await this.engine.transaction((tx) => commitInOneStatement(tx, batch), { singleStatement: true });
+        return undefined;
+      }
+    }
+    let refused: Array<Error | undefined> | undefined;
+    await this.engine.transaction(async (tx) => {
+      let todo = writes;
+      const fenced = this.fence ? await this.fence(tx, [...new Set(writes.flatMap((w) => w.keys))]) : null;
+      if (fenced && fenced.size > 0) {
+        refused = writes.map((w) => w.keys.map((k) => fenced.get(k)).find((e) => e !== undefined));
+        todo = writes.filter((_, i) => refused![i] === undefined);
+      }
+      if (todo.length === 0) return;
+      const batch = merge(todo);
+      if (oneStatement && batch.workspaces.size <= WORKSPACES_PER_STATEMENT) await commitInOneStatement(tx, batch);
+      else await writeInto(tx, batch);
+    });
+    return refused;
   }
 
   /** Every workspace id (live ones by default): cheap, no snapshots. */
@@ -227,13 +252,13 @@ const WORKSPACES_PER_STATEMENT = 2048;
 
 /**
  * The rows of one workspace statement, for up to `slots` workspaces (parameters from `workspaceParams`):
- * small columns as arrays, each snapshot as its own json parameter ($9...). json, not jsonb: only wsup
- * reads the snapshot, whole, so the server checks it is JSON and stores the text; it never builds (and
- * key-sorts) a jsonb tree from it. Unused slots are NULL, and unnest pads the arrays with NULL rows
- * (id NULL), which match nothing and are never inserted.
+ * small columns as arrays ($1..$8), each snapshot as its own json parameter (from `$first`). json, not
+ * jsonb: only wsup reads the snapshot, whole, so the server checks it is JSON and stores the text; it never
+ * builds (and key-sorts) a jsonb tree from it. Unused slots are NULL, and unnest pads the arrays with NULL
+ * rows (id NULL), which match nothing and are never inserted.
  */
-function workspaceRows(slots: number): string {
-  const snapshots = Array.from({ length: slots }, (_, i) => `$${i + 9}::json`).join(',');
+function workspaceRows(slots: number, first = 9): string {
+  const snapshots = Array.from({ length: slots }, (_, i) => `$${i + first}::json`).join(',');
   return `unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::boolean[], $7::text[], $8::boolean[],
     ARRAY[${snapshots}]::json[]) AS x(id, desired, state, spec, owner, prebuild, pool, set_pool, snapshot)`;
 }
@@ -252,7 +277,7 @@ const updateWorkspaces = (slots: number): string => `
     version = w.version + 1, updated_at = now(),
     destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
   FROM ${workspaceRows(slots)}
-  WHERE w.id = x.id
+  WHERE w.id = x.id AND w.id = ANY($1::text[])
   RETURNING w.id`;
 
 const insertWorkspaces = (slots: number): string => `
@@ -273,23 +298,77 @@ const statement = (name: string, build: () => string): string => {
 };
 
 async function writeInto(tx: SqlQueryable, batch: PreparedCommit): Promise<void> {
-  // Sorted so concurrent writers (several stores, no group commit) lock rows in one order: no deadlock.
-  const sorted = [...batch.workspaces.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const sorted = sortedWorkspaces(batch);
   for (let from = 0; from < sorted.length; from += WORKSPACES_PER_STATEMENT) {
     await upsertWorkspaces(tx, sorted.slice(from, from + WORKSPACES_PER_STATEMENT));
   }
-  if (batch.events.length > 0) await tx.query(INSERT_EVENTS, [toJsonArray(batch.events)], { name: 'wsup_events_insert' });
+  if (batch.events.length > 0) await tx.query(INSERT_EVENTS, eventParams(batch.events), { name: 'wsup_events_insert_columns' });
 }
 
-/** Events in submission order (ordinality), so `seq` follows the order the writes were made in. */
-const INSERT_EVENTS = `
+/** Sorted so concurrent writers (several stores, no group commit) lock rows in one order: no deadlock. */
+const sortedWorkspaces = (batch: PreparedCommit): PreparedWorkspace[] =>
+  [...batch.workspaces.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+/**
+ * Events from 13 column arrays from `$first` on (see `eventParams`), in submission order (ordinality), so
+ * `seq` follows the order the writes were made in.
+ */
+function insertEvents(first: number): string {
+  const p = (i: number, type: string) => `$${first + i}::${type}[]`;
+  return `
   INSERT INTO workspace_events (workspace_id, at, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data)
-  SELECT x.workspace_id, to_timestamp(x.at_ms / 1000.0), x.kind, x.cycle, x.source, x.reason, x.requesters, x.outcome,
-         x.state_from, x.state_to, x.durations, x.error, x.data
-  FROM ROWS FROM (json_to_recordset($1::json) AS (workspace_id text, at_ms double precision, kind text, cycle integer,
-    source text, reason text, requesters jsonb, outcome text, state_from text, state_to text, durations jsonb, error text, data jsonb))
-    WITH ORDINALITY AS x(workspace_id, at_ms, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data, i)
-  ORDER BY x.i`;
+  SELECT e.workspace_id, to_timestamp(e.at_ms / 1000.0), e.kind, e.cycle, e.source, e.reason, e.requesters::jsonb, e.outcome,
+         e.state_from, e.state_to, e.durations::jsonb, e.error, e.data::jsonb
+  FROM unnest(${p(0, 'text')}, ${p(1, 'float8')}, ${p(2, 'text')}, ${p(3, 'int4')}, ${p(4, 'text')}, ${p(5, 'text')}, ${p(6, 'text')},
+    ${p(7, 'text')}, ${p(8, 'text')}, ${p(9, 'text')}, ${p(10, 'text')}, ${p(11, 'text')}, ${p(12, 'text')})
+    WITH ORDINALITY AS e(workspace_id, at_ms, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data, i)
+  ORDER BY e.i`;
+}
+const INSERT_EVENTS = insertEvents(1);
+
+/** SQLSTATE raised by `wsup_commit_check` (migration 5) when the one-statement upsert lost a race. */
+const UPSERT_RACED = 'WS001';
+
+/**
+ * A whole batch in ONE statement: update the workspaces that exist, insert the ones that do not, append
+ * the events. Parameters: $1..$8 workspace columns, $9 how many workspaces, $10 the default owner,
+ * $11..$23 event columns, then the snapshots. Data-modifying CTEs share one snapshot, so a workspace another
+ * writer inserted meanwhile is neither updated nor inserted (ON CONFLICT DO NOTHING): the count check then
+ * fails the statement, nothing of it is written, and the store retries the batch the long way (`writeInto`).
+ */
+const commitStatement = (slots: number): string => `
+  WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, 24)}),
+  u AS (
+    UPDATE workspaces w SET
+      desired = x.desired, state = x.state, snapshot = x.snapshot,
+      spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
+      pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
+      version = w.version + 1, updated_at = now(),
+      destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
+    FROM x
+    WHERE w.id = x.id AND w.id = ANY($1::text[])
+    RETURNING w.id
+  ),
+  i AS (
+    INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at)
+    SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, $10::text), COALESCE(x.prebuild, false),
+           x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END
+    FROM x
+    WHERE x.id IS NOT NULL AND x.id NOT IN (SELECT id FROM u)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+  ),
+  e AS (${insertEvents(11)})
+  SELECT wsup_commit_check($9::int, ((SELECT count(*) FROM u) + (SELECT count(*) FROM i))::int) AS written`;
+
+async function commitInOneStatement(db: SqlQueryable, batch: PreparedCommit): Promise<void> {
+  const rows = sortedWorkspaces(batch);
+  const slots = slotsFor(rows.length);
+  const ws = workspaceParams(rows, slots);
+  const params = [...ws.slice(0, 8), rows.length, SYSTEM_OWNER, ...eventParams(batch.events), ...ws.slice(8)];
+  const name = `wsup_commit_${slots}`;
+  await db.query(statement(name, () => commitStatement(slots)), params, { name });
+}
 
 /**
  * UPDATE first: in steady state every row exists and this is the only workspace statement. An UPDATE

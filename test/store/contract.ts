@@ -164,6 +164,33 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
         await store.commit({ workspaces: [ws('after')] });
         expect(await store.getWorkspace('after')).toMatchObject({ version: 1 });
       });
+
+      // PGlite is one session: no other writer can slip in between. On PostgreSQL a batch is one statement
+      // (update, insert, events) that must fail whole when another writer inserted one of its new rows.
+      it.runIf(engineName === 'PostgreSQL')('writes a batch whose new workspace another writer inserted meanwhile once, whole', async () => {
+        const store = await open();
+        const other = await fx.engine();
+        let inserted!: (pid: number) => void;
+        let release!: () => void;
+        const didInsert = new Promise<number>((resolve) => (inserted = resolve));
+        const held = new Promise<void>((resolve) => (release = resolve));
+        const writer = other.transaction(async (tx) => {
+          await tx.query(`INSERT INTO workspaces (id, desired, state, owner) VALUES ('z', 'running', 'idle', 'elsewhere')`);
+          inserted((await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+          await held;
+        });
+        const blocker = await didInsert;
+        const commit = store.commit({ workspaces: [ws('z', { state: 'starting' })], events: [{ workspaceId: 'z', at: 1, kind: 'transition' }] });
+        // The batch's INSERT now waits for the other writer's uncommitted row; then let that one commit.
+        const waiting = 'SELECT 1 FROM pg_stat_activity WHERE $1::int = ANY (pg_blocking_pids(pid))';
+        for (let i = 0; i < 500 && (await other.query(waiting, [blocker])).rows.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        expect((await other.query(waiting, [blocker])).rows).toHaveLength(1);
+        release();
+        await writer;
+        await commit;
+        expect(await store.getWorkspace('z')).toMatchObject({ state: 'starting', owner: 'elsewhere', version: 2 });
+        expect((await store.events('z')).map((e) => e.kind)).toEqual(['transition']);
+      });
     });
 
     describe('event log', () => {

@@ -4,7 +4,7 @@
  * PostgreSQL: a uniquely named schema on DATABASE_URL, so parallel test files never see each other's rows.
  */
 import { PGlite } from '@electric-sql/pglite';
-import type { SqlEngine, SqlQueryable } from '../../src/store/engine.ts';
+import type { SqlEngine, SqlQueryable, TransactionOptions } from '../../src/store/engine.ts';
 import { openPglite } from '../../src/store/pglite-engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 
@@ -28,9 +28,9 @@ export function counting(inner: SqlEngine): CountingEngine {
     exec: (sql) => inner.exec(sql),
     close: () => inner.close(),
     counts,
-    async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>, opts?: TransactionOptions): Promise<T> {
       counts.transactions++;
-      const result = await inner.transaction(fn);
+      const result = await inner.transaction(fn, opts);
       counts.committed++;
       return result;
     },

@@ -12,7 +12,7 @@
  * client.close();
  */
 import {
-  incomingFrameSchema,
+  readIncomingFrame,
   type MethodName,
   type Notifications,
   type Params,
@@ -164,7 +164,11 @@ export class WsupClient {
         this.setState('open');
         resolve();
       };
-      ws.onmessage = (ev) => this.onMessage(ev.data);
+      if (typeof ws.on === 'function') {
+        (ws.on as (event: 'message', fn: (data: unknown, isBinary: boolean) => void) => void).call(ws, 'message', (data, isBinary) => {
+          if (!isBinary) this.onMessage(data);
+        });
+      } else ws.onmessage = (ev) => this.onMessage(ev.data);
       ws.onerror = (ev) => {
         if (!opened) reject(new WsupConnectionError(`cannot connect to ${this.opts.url}: ${describe(ev)}`));
       };
@@ -215,12 +219,11 @@ export class WsupClient {
       return; // a server that sends garbage is not ours to crash on
     }
     for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-      const frame = incomingFrameSchema.safeParse(item);
-      if (!frame.success) continue;
-      const f = frame.data;
-      if ('method' in f) this.onNotification(f.method, f.params);
+      const f = readIncomingFrame(item);
+      if (f === null) continue;
+      if (f.kind === 'notification') this.onNotification(f.method, f.params);
       else if (typeof f.id === 'number') {
-        if ('error' in f) this.settle(f.id, new WsupRpcError(f.error.code, f.error.message, f.error.data));
+        if (f.kind === 'error') this.settle(f.id, new WsupRpcError(f.error.code, f.error.message, f.error.data));
         else this.settle(f.id, null, f.result);
       }
     }

@@ -4,7 +4,8 @@
  * (frame size → 1009, dead peer, a subscriber that never drains → 1008) close it.
  *
  * Outgoing events are queued per connection and flushed once per macrotask as one JSON-RPC batch of
- * notifications, so fan-out costs one `send` per subscriber per tick rather than one per event.
+ * notifications, so fan-out costs one `send` per subscriber per tick rather than one per event. One
+ * `Outbound` per server flushes every connection with queued events in a single `setImmediate`.
  */
 import type { RawData, WebSocket } from 'ws';
 import { WsupError } from '../errors.ts';
@@ -30,8 +31,27 @@ import type { EventSink } from './hub.ts';
 import { TokenBucket, type Limits, type ServerClock } from './limits.ts';
 import type { Logger } from './logger.ts';
 
+/** Connections with queued events, flushed together once per macrotask (one callback, not one per socket). */
+export class Outbound {
+  private dirty: Connection[] = [];
+  private scheduled = false;
+
+  mark(conn: Connection): void {
+    this.dirty.push(conn);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const conns = this.dirty;
+      this.dirty = [];
+      for (const c of conns) c.flush();
+    });
+  }
+}
+
 export interface ConnectionDeps {
   handlers: Handlers;
+  outbound: Outbound;
   limits: Limits;
   clock: ServerClock;
   logger: Logger;
@@ -175,7 +195,7 @@ export class Connection implements EventSink {
     this.outbox.push(`{"jsonrpc":"2.0","method":"event","params":{"subscription":"${sub}","event":${json}}}`);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      this.deps.outbound.mark(this);
     }
   }
 
@@ -184,7 +204,8 @@ export class Connection implements EventSink {
     this.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
   }
 
-  private flush(): void {
+  /** Send what `deliver` queued (called by `Outbound`). */
+  flush(): void {
     this.flushScheduled = false;
     const batch = this.outbox;
     this.outbox = [];

@@ -21,7 +21,7 @@ import type { ClaimService } from '../supervisor/claims.ts';
 import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
 import type { TokenVerifier } from './auth.ts';
-import { Connection } from './connection.ts';
+import { Connection, Outbound } from './connection.ts';
 import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
 import { Hub } from './hub.ts';
 import { DEFAULT_LIMITS, startHeartbeat, systemServerClock, type Limits, type ServerClock } from './limits.ts';
@@ -82,7 +82,8 @@ export function createServer(opts: ServerOptions): WsupServer {
   const allow = opts.originAllowList ?? [];
   const life = new BehaviorSubject<ServerLifecycle>('starting');
   const metrics = createMetrics(opts.supervisor, opts.providerCalls);
-  const hub = new Hub(opts.supervisor, opts.historySize ?? 100);
+  // With a store-backed history the ring would only duplicate it: keep none.
+  const hub = new Hub(opts.supervisor, opts.history ? 0 : (opts.historySize ?? 100));
   const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims });
   const agents: AgentChannel | null = opts.claims
     ? createAgentChannel({ backend: opts.claims, logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
@@ -104,6 +105,7 @@ export function createServer(opts: ServerOptions): WsupServer {
 
   const deps = {
     handlers,
+    outbound: new Outbound(),
     limits,
     clock,
     logger,

@@ -282,9 +282,9 @@ export class Supervisor {
     this.setLifecycle('draining');
     const busy = [...this.entries.values()].filter((e) => e.state === 'starting' || e.state === 'stopping');
     await new Promise<void>((resolve) => {
-      const timer = this.clock.setTimeout(() => resolve(), deadlineMs);
       let left = busy.length;
-      if (left === 0 || deadlineMs <= 0) resolve();
+      if (left === 0 || deadlineMs <= 0) return resolve(); // and no deadline timer to hold the process open
+      const timer = this.clock.setTimeout(() => resolve(), deadlineMs);
       for (const entry of busy) {
         const from = entry.state;
         const sub = entry.actor.subscribe(() => {

@@ -31,6 +31,25 @@ describe('supervisor shutdown', () => {
     expect(r.provider.calls[0]?.outcome).toBe('aborted');
     expect(await ensured).toMatchObject({ ok: false, error: { code: 'WSUP_SHUTTING_DOWN' } });
   });
+
+  it('leaves no timer armed once an idle supervisor has shut down (a process must be able to exit)', async () => {
+    const inner = new SimulatedClock();
+    const armed = new Set<unknown>();
+    const clock = {
+      now: () => inner.now(),
+      setTimeout: (fn: (...args: unknown[]) => void, ms: number) => {
+        const id: unknown = inner.setTimeout(() => (armed.delete(id), fn()), ms);
+        armed.add(id);
+        return id;
+      },
+      clearTimeout: (id: unknown) => (armed.delete(id), inner.clearTimeout(id)),
+    };
+    const sup = new Supervisor({ provider: new FakeProvider({ clock, latencyMs: 0 }), clock });
+    await sup.ensure('ws-a');
+    await sup.shutdown({ deadlineMs: 30_000 });
+    // Before the fix the 30 s drain deadline stayed armed although nothing was busy: `wsup serve` lingered.
+    expect(armed.size).toBe(0);
+  });
 });
 
 describe('restoring a workspace from a persisted snapshot', () => {

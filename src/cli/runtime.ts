@@ -11,17 +11,16 @@
 import { join } from 'node:path';
 import { createBus, type Bus } from '../bus/index.ts';
 import { WsupError, errorMessage } from '../errors.ts';
-import { createDockerProvider } from '../providers/docker.ts';
-import { createEc2Provider } from '../providers/ec2.ts';
 import { FakeProvider } from '../providers/fake.ts';
 import { createProcessProvider, parseProcessRecord, type ProcessRecord, type ProcessRecords } from '../providers/process.ts';
 import type { Provider } from '../providers/types.ts';
 import type { Logger } from '../server/logger.ts';
-import { clusterBackend, Replica } from '../cluster/index.ts';
+import type { Replica } from '../cluster/index.ts';
 import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
-import { WorkspaceStore } from '../store/index.ts';
+import type { WorkspaceStore } from '../store/index.ts';
+import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
@@ -35,6 +34,8 @@ export interface RuntimeOptions {
   databaseUrl?: string;
   /** Skip the store entirely (tests, benchmarks): nothing survives a restart. */
   memory?: boolean;
+  /** A store already opened (by `openStore`); the runtime owns it from here and closes it. */
+  store?: WorkspaceStore;
   /** FakeProvider latency, for `--provider fake`. */
   fakeLatencyMs?: number;
   /** Default workspace spec for docker (`image`, `cmd`) and ec2 (`ami`, `instanceType`). */
@@ -65,8 +66,8 @@ export interface Runtime {
 
 export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { logger } = opts;
-  const store = opts.memory ? null : await openStore(opts);
-  const provider = makeProvider(opts, store);
+  const store = opts.memory ? null : (opts.store ?? (await openStore(opts)));
+  const provider = await makeProvider(opts, store);
   const providerCalls = new ProviderCallTap();
   const common = {
     provider,
@@ -126,15 +127,6 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   };
 }
 
-async function openStore(opts: RuntimeOptions): Promise<WorkspaceStore> {
-  try {
-    return await WorkspaceStore.open(opts.databaseUrl ? { url: opts.databaseUrl } : { dataDir: join(opts.dataDir, 'pglite') });
-  } catch (err) {
-    if (err instanceof WsupError) throw err;
-    throw new WsupError('WSUP_STORE', `cannot open the store: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
 export interface ClusterRuntime {
   backend: ServerBackend;
   replica: Replica;
@@ -153,7 +145,8 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
   if (opts.provider === 'process') {
     throw new WsupError('WSUP_INVALID_ARGUMENT', '--cluster cannot use --provider process (local processes live on one host): use docker, ec2 or fake');
   }
-  const provider = makeProvider(opts, null);
+  const provider = await makeProvider(opts, null);
+  const { clusterBackend, Replica } = await import('../cluster/index.ts');
   const providerCalls = new ProviderCallTap();
   const replica = await Replica.start({
     url: opts.databaseUrl,
@@ -178,16 +171,21 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
   };
 }
 
-function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null): Provider {
+/** Docker's and AWS's SDKs load only when chosen: together they are most of a cold boot's module loading. */
+async function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null): Promise<Provider> {
   switch (opts.provider) {
     case 'fake':
       return new FakeProvider({ latencyMs: opts.fakeLatencyMs ?? 50 });
     case 'process':
       return createProcessProvider({ dataDir: opts.dataDir, ...(store ? { records: storeProcessRecords(store) } : {}) });
-    case 'docker':
+    case 'docker': {
+      const { createDockerProvider } = await import('../providers/docker.ts');
       return createDockerProvider({ defaultSpec: { ...(opts.image ? { image: opts.image } : {}), ...(opts.cmd ? { cmd: opts.cmd } : {}) } });
-    case 'ec2':
+    }
+    case 'ec2': {
+      const { createEc2Provider } = await import('../providers/ec2.ts');
       return createEc2Provider({ defaultSpec: { ...(opts.ami ? { ami: opts.ami } : {}), ...(opts.instanceType ? { instanceType: opts.instanceType } : {}) } });
+    }
   }
 }
 

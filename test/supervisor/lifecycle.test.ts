@@ -42,7 +42,7 @@ describe('supervisor shutdown', () => {
         armed.add(id);
         return id;
       },
-      clearTimeout: (id: unknown) => (armed.delete(id), inner.clearTimeout(id)),
+      clearTimeout: (id: unknown) => (armed.delete(id), inner.clearTimeout(id as number)),
     };
     const sup = new Supervisor({ provider: new FakeProvider({ clock, latencyMs: 0 }), clock });
     await sup.ensure('ws-a');

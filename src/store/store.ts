@@ -18,7 +18,7 @@ import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
 import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
-import { eventParams, merge, prepare, workspaceParams, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
+import { eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
   SYSTEM_OWNER,
@@ -297,7 +297,7 @@ const statement = (name: string, build: () => string): string => {
   return text;
 };
 
-async function writeInto(tx: SqlQueryable, batch: PreparedCommit): Promise<void> {
+async function writeInto(tx: SqlQueryable, batch: MergedBatch): Promise<void> {
   const sorted = sortedWorkspaces(batch);
   for (let from = 0; from < sorted.length; from += WORKSPACES_PER_STATEMENT) {
     await upsertWorkspaces(tx, sorted.slice(from, from + WORKSPACES_PER_STATEMENT));
@@ -306,7 +306,7 @@ async function writeInto(tx: SqlQueryable, batch: PreparedCommit): Promise<void>
 }
 
 /** Sorted so concurrent writers (several stores, no group commit) lock rows in one order: no deadlock. */
-const sortedWorkspaces = (batch: PreparedCommit): PreparedWorkspace[] =>
+const sortedWorkspaces = (batch: MergedBatch): PreparedWorkspace[] =>
   [...batch.workspaces.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
 /**
@@ -361,7 +361,7 @@ const commitStatement = (slots: number): string => `
   e AS (${insertEvents(11)})
   SELECT wsup_commit_check($9::int, ((SELECT count(*) FROM u) + (SELECT count(*) FROM i))::int) AS written`;
 
-async function commitInOneStatement(db: SqlQueryable, batch: PreparedCommit): Promise<void> {
+async function commitInOneStatement(db: SqlQueryable, batch: MergedBatch): Promise<void> {
   const rows = sortedWorkspaces(batch);
   const slots = slotsFor(rows.length);
   const ws = workspaceParams(rows, slots);

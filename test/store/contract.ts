@@ -194,6 +194,17 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
     });
 
     describe('event log', () => {
+      it('stores text and JSON with quotes, backslashes, braces and commas exactly', async () => {
+        const odd = 'say "hi", {back}\\slash\\" NULL';
+        const store = await open();
+        await store.commit({
+          workspaces: [ws(odd, { spec: { image: odd }, pool: odd })],
+          events: [{ workspaceId: odd, at: 1_500, kind: odd, reason: odd, requesters: [odd], data: { odd } }],
+        });
+        expect(await store.getWorkspace(odd)).toMatchObject({ id: odd, spec: { image: odd }, pool: odd });
+        expect(await store.events(odd)).toMatchObject([{ workspaceId: odd, at: 1_500, kind: odd, reason: odd, requesters: [odd], data: { odd } }]);
+      });
+
       it('returns events oldest first, pages backwards by seq, and refuses to be rewritten', async () => {
         const store = await open();
         for (let batch = 0; batch < 3; batch++) {

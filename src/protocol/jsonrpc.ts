@@ -31,6 +31,26 @@ export const requestFrameSchema = z.strictObject({
 });
 export type RequestFrame = z.infer<typeof requestFrameSchema>;
 
+const REQUEST_KEYS = new Set(['jsonrpc', 'method', 'params', 'id']);
+
+/**
+ * `requestFrameSchema`'s check, hand-written for the server's hot path: the same frames pass (a property test
+ * holds the two equal), in a fraction of the time. Null means "not obviously valid": the server then runs the
+ * schema, which says exactly what is wrong.
+ */
+export function readRequestFrame(x: unknown): RequestFrame | null {
+  if (!isRecord(x) || x.jsonrpc !== '2.0') return null;
+  for (const k in x) if (!REQUEST_KEYS.has(k)) return null;
+  const { method, params } = x;
+  if (typeof method !== 'string' || method.length < 1 || method.length > 64) return null;
+  if (params !== undefined) {
+    if (typeof params !== 'object' || params === null) return null;
+    if (Object.hasOwn(params, '__proto__')) return null; // the schema copies params, and "__proto__" does not copy
+  }
+  if ('id' in x && !isId(x.id)) return null;
+  return x as RequestFrame;
+}
+
 export interface RpcErrorObject {
   code: number;
   message: string;

@@ -14,6 +14,7 @@ import {
   exceedsDepth,
   isMethodName,
   paramsSchemas,
+  readRequestFrame,
   requestFrameSchema,
   roleAllows,
   rpcError,
@@ -113,7 +114,8 @@ export class Connection implements EventSink {
 
   /** One request or notification → its response (null for notifications). Never throws. */
   private async handle(raw: unknown): Promise<ResponseFrame | null> {
-    const frame = requestFrameSchema.safeParse(raw);
+    const fast = readRequestFrame(raw);
+    const frame = fast ? { success: true as const, data: fast } : requestFrameSchema.safeParse(raw);
     if (!frame.success) {
       const id = salvageId(raw);
       const issue = frame.error.issues[0];

@@ -500,12 +500,18 @@ interface StoredRow {
   spec: Record<string, unknown>;
   desired: WorkspaceView['desired'];
   state: LifecycleState;
-  snapshot: { context?: Partial<WorkspaceContext> } | null;
+  /** JSON text (the column is text since store migration 6). */
+  snapshot: string | null;
 }
 
 /** A workspace view from its stored row: the snapshot's context carries what the owner's actor knows. */
 function viewOfRow(row: StoredRow): WorkspaceView {
-  const ctx = row.snapshot?.context ?? {};
+  let ctx: Partial<WorkspaceContext> = {};
+  try {
+    ctx = (row.snapshot === null ? null : (JSON.parse(row.snapshot) as { context?: Partial<WorkspaceContext> } | null))?.context ?? {};
+  } catch {
+    // An unreadable snapshot (the owner reports it as corrupt): list the row with what the columns say.
+  }
   return {
     id: row.id,
     state: row.state,

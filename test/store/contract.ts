@@ -269,12 +269,14 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
     describe('corrupt rows', () => {
       it('report a bad snapshot by workspace id and still load every other workspace', async () => {
         const store = await open();
-        await store.commit({ workspaces: [ws('a'), ws('b'), ws('c'), ws('d')] });
+        await store.commit({ workspaces: [ws('a'), ws('b'), ws('c'), ws('d'), ws('e')] });
         await store.engine.query(`UPDATE workspaces SET snapshot = '"garbage"'::jsonb WHERE id = 'b'`);
         await store.engine.query(`UPDATE workspaces SET snapshot = '{"status":"active","value":"x","context":{"id":"zzz"}}'::jsonb WHERE id = 'd'`);
+        await store.engine.query(`UPDATE workspaces SET snapshot = '{"status": "act' WHERE id = 'e'`); // text, not JSON
         const { workspaces, corrupt } = await store.loadWorkspaces();
         expect(workspaces.map((w) => w.id)).toEqual(['a', 'c']);
-        expect(corrupt.map((c) => c.id)).toEqual(['b', 'd']);
+        expect(corrupt.map((c) => c.id)).toEqual(['b', 'd', 'e']);
+        expect(corrupt[2]!.reason).toBe('stored snapshot is not JSON');
         expect(corrupt[0]!.error).toMatchObject({ code: 'WSUP_CORRUPT_STATE', workspaceId: 'b' });
         expect(corrupt[0]!.error.message).toMatch(/^workspace b: stored snapshot is unreadable \(/);
         expect(corrupt[1]!.reason).toBe('stored snapshot belongs to workspace zzz');

@@ -8,7 +8,6 @@
  * const server = createServer({ supervisor: rt.supervisor, providerCalls: rt.providerCalls, tokens, onFilesWritten: rt.filesWritten });
  * await rt.close();
  */
-import { join } from 'node:path';
 import { createBus, type Bus } from '../bus/index.ts';
 import { WsupError, errorMessage } from '../errors.ts';
 import { FakeProvider } from '../providers/fake.ts';

@@ -8,8 +8,8 @@ import WebSocket from 'ws';
 import { WsupClient } from '../../src/client/index.ts';
 
 export type WorkerJob =
-  | { mode: 'ack'; url: string; token: string; clients: number; calls: number; pauseMs: number }
-  | { mode: 'fanout'; url: string; token: string; subs: number; idsPerSub: number | null; workspaces: number; expected: number };
+  | { mode: 'ack'; url: string; token: string; first: number; clients: number; warmup: number; calls: number; pauseMs: number }
+  | { mode: 'fanout'; url: string; token: string; first: number; subs: number; idsPerSub: number | null; workspaces: number; expected: number };
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
@@ -18,18 +18,21 @@ const connect = () => new WsupClient({ url: job.url, token: job.token, WebSocket
 
 if (job.mode === 'ack') {
   const clients = Array.from({ length: job.clients }, connect);
-  await Promise.all(clients.map((c, i) => c.call('workspace.ensure', { id: `b-${i}` })));
+  const id = (i: number) => `b-${job.first + i}`;
+  await Promise.all(clients.map((c, i) => c.call('workspace.ensure', { id: id(i) })));
   const lat: number[] = [];
-  const t0 = now();
+  let t0 = 0;
   await Promise.all(
     clients.map(async (c, i) => {
       await sleep(Math.random() * job.pauseMs);
-      for (let k = 0; k < job.calls; k++) {
+      // The first `warmup` calls of each client are not measured: steady state, not the JIT's first pass.
+      for (let k = 0; k < job.warmup + job.calls; k++) {
+        if (k === job.warmup) t0 ||= now();
         const t = now();
-        if (k % 5 === 0) await c.call('workspace.restart', { id: `b-${i}`, source: 'programmatic' });
-        else if (k % 5 === 1) await c.call('workspace.ensure', { id: `b-${i}` });
-        else await c.call('workspace.get', { id: `b-${i}` });
-        lat.push(now() - t);
+        if (k % 5 === 0) await c.call('workspace.restart', { id: id(i), source: 'programmatic' });
+        else if (k % 5 === 1) await c.call('workspace.ensure', { id: id(i) });
+        else await c.call('workspace.get', { id: id(i) });
+        if (k >= job.warmup) lat.push(now() - t);
         if (job.pauseMs > 0) await sleep(job.pauseMs);
       }
     }),
@@ -42,9 +45,14 @@ if (job.mode === 'ack') {
   const clients = Array.from({ length: job.subs }, connect);
   const { idsPerSub } = job;
   await Promise.all(
-    clients.map((c, i) => {
+    clients.map((c, j) => {
+      const i = job.first + j;
       const ids = idsPerSub === null ? undefined : Array.from({ length: idsPerSub }, (_, k) => `f-${(i * idsPerSub + k) % job.workspaces}`);
-      return c.subscribe(ids ? { ids } : {}, (ev) => lat.push(now() - (ev as unknown as { t: number }).t));
+      // Warm-up events (published first, marked) are received but not measured.
+      return c.subscribe(ids ? { ids } : {}, (ev) => {
+        const e = ev as unknown as { t: number; warmup?: boolean };
+        if (!e.warmup) lat.push(now() - e.t);
+      });
     }),
   );
   parentPort?.postMessage({ ready: true });

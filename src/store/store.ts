@@ -270,13 +270,16 @@ function workspaceRows(slots: number, first = 9): string {
  */
 const slotsFor = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
-const updateWorkspaces = (slots: number): string => `
-  UPDATE workspaces w SET
+/** What a committed transition sets on its workspace row (`w`) from the batch row (`x`). */
+const SET_FROM_BATCH_ROW = `
     desired = x.desired, state = x.state, snapshot = x.snapshot,
     spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
     pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
     version = w.version + 1, updated_at = now(),
-    destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
+    destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END`;
+
+const updateWorkspaces = (slots: number): string => `
+  UPDATE workspaces w SET ${SET_FROM_BATCH_ROW}
   FROM ${workspaceRows(slots)}
   WHERE w.id = x.id AND w.id = ANY($1::text[])
   RETURNING w.id`;
@@ -340,12 +343,7 @@ const UPSERT_RACED = 'WS001';
 const commitStatement = (slots: number): string => `
   WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, 24)}),
   u AS (
-    UPDATE workspaces w SET
-      desired = x.desired, state = x.state, snapshot = x.snapshot,
-      spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
-      pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
-      version = w.version + 1, updated_at = now(),
-      destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
+    UPDATE workspaces w SET ${SET_FROM_BATCH_ROW}
     FROM x
     WHERE w.id = x.id AND w.id = ANY($1::text[])
     RETURNING w.id

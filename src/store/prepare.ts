@@ -207,25 +207,17 @@ export function arrayLiteral(values: readonly ArrayElement[]): string {
   return `${out}}`;
 }
 
-/** The 13 column arrays (literals) of an events statement (`$n` .. `$n+12`), in `INSERT` column order. */
+/**
+ * The event columns in the order the events statement unnests them, with the array type each travels as
+ * (`insertEvents` builds its parameter list from this; the jsonb columns travel as text and are cast there).
+ */
+export const EVENT_COLUMNS = [
+  ['workspaceId', 'text'], ['atMs', 'float8'], ['kind', 'text'], ['cycle', 'int4'], ['source', 'text'],
+  ['reason', 'text'], ['requesters', 'text'], ['outcome', 'text'], ['stateFrom', 'text'], ['stateTo', 'text'],
+  ['durations', 'text'], ['error', 'text'], ['data', 'text'],
+] as const satisfies ReadonlyArray<readonly [keyof PreparedEvent, string]>;
+
+/** The column arrays (literals) of an events statement, one per `EVENT_COLUMNS` entry, in that order. */
 export function eventParams(events: readonly PreparedEvent[]): string[] {
-  const n = events.length;
-  const cols = Array.from({ length: 13 }, () => new Array<ArrayElement>(n));
-  for (let i = 0; i < n; i++) {
-    const e = events[i]!;
-    cols[0]![i] = e.workspaceId;
-    cols[1]![i] = e.atMs;
-    cols[2]![i] = e.kind;
-    cols[3]![i] = e.cycle;
-    cols[4]![i] = e.source;
-    cols[5]![i] = e.reason;
-    cols[6]![i] = e.requesters;
-    cols[7]![i] = e.outcome;
-    cols[8]![i] = e.stateFrom;
-    cols[9]![i] = e.stateTo;
-    cols[10]![i] = e.durations;
-    cols[11]![i] = e.error;
-    cols[12]![i] = e.data;
-  }
-  return cols.map(arrayLiteral);
+  return EVENT_COLUMNS.map(([field]) => arrayLiteral(events.map((e) => e[field])));
 }

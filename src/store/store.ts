@@ -18,7 +18,7 @@ import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
 import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
-import { eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
+import { EVENT_COLUMNS, eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
   SYSTEM_OWNER,
@@ -270,28 +270,36 @@ function workspaceRows(slots: number, first = 9): string {
  */
 const slotsFor = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
-/** What a committed transition sets on its workspace row (`w`) from the batch row (`x`). */
-const SET_FROM_BATCH_ROW = `
+/**
+ * Update the existing workspaces among the batch rows `x` (from `rows`): what a committed transition sets.
+ * Serves both the statement-by-statement path and the one-statement commit, which differ only in `rows`.
+ */
+const updateFrom = (rows: string): string => `
+  UPDATE workspaces w SET
     desired = x.desired, state = x.state, snapshot = x.snapshot,
     spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
     pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
     version = w.version + 1, updated_at = now(),
-    destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END`;
-
-const updateWorkspaces = (slots: number): string => `
-  UPDATE workspaces w SET ${SET_FROM_BATCH_ROW}
-  FROM ${workspaceRows(slots)}
+    destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
+  FROM ${rows}
   WHERE w.id = x.id AND w.id = ANY($1::text[])
   RETURNING w.id`;
 
-const insertWorkspaces = (slots: number): string => `
+/**
+ * Insert the batch rows `x` (from `rows`) that are new; `owner` is the default owner's parameter,
+ * `andWhere` a further condition on `x` (the one-statement commit leaves out the rows its update wrote).
+ */
+const insertFrom = (rows: string, owner: string, andWhere = ''): string => `
   INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at)
-  SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, $${slots + 9}), COALESCE(x.prebuild, false),
+  SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, ${owner}), COALESCE(x.prebuild, false),
          x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END
-  FROM ${workspaceRows(slots)}
-  WHERE x.id IS NOT NULL
+  FROM ${rows}
+  WHERE x.id IS NOT NULL${andWhere}
   ON CONFLICT (id) DO NOTHING
   RETURNING id`;
+
+const updateWorkspaces = (slots: number): string => updateFrom(workspaceRows(slots));
+const insertWorkspaces = (slots: number): string => insertFrom(workspaceRows(slots), `$${slots + 9}`);
 
 const statements = new Map<string, string>();
 /** The text of a named statement, built once per process. */
@@ -314,17 +322,16 @@ const sortedWorkspaces = (batch: MergedBatch): PreparedWorkspace[] =>
   [...batch.workspaces.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
 /**
- * Events from 13 column arrays from `$first` on (see `eventParams`), in submission order (ordinality), so
- * `seq` follows the order the writes were made in.
+ * Events from the `EVENT_COLUMNS` arrays from `$first` on (see `eventParams`), in submission order
+ * (ordinality), so `seq` follows the order the writes were made in.
  */
 function insertEvents(first: number): string {
-  const p = (i: number, type: string) => `$${first + i}::${type}[]`;
+  const columns = EVENT_COLUMNS.map(([, type], i) => `$${first + i}::${type}[]`).join(', ');
   return `
   INSERT INTO workspace_events (workspace_id, at, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data)
   SELECT e.workspace_id, to_timestamp(e.at_ms / 1000.0), e.kind, e.cycle, e.source, e.reason, e.requesters::jsonb, e.outcome,
          e.state_from, e.state_to, e.durations::jsonb, e.error, e.data::jsonb
-  FROM unnest(${p(0, 'text')}, ${p(1, 'float8')}, ${p(2, 'text')}, ${p(3, 'int4')}, ${p(4, 'text')}, ${p(5, 'text')}, ${p(6, 'text')},
-    ${p(7, 'text')}, ${p(8, 'text')}, ${p(9, 'text')}, ${p(10, 'text')}, ${p(11, 'text')}, ${p(12, 'text')})
+  FROM unnest(${columns})
     WITH ORDINALITY AS e(workspace_id, at_ms, kind, cycle, source, reason, requesters, outcome, state_from, state_to, durations, error, data, i)
   ORDER BY e.i`;
 }
@@ -341,22 +348,9 @@ const UPSERT_RACED = 'WS001';
  * fails the statement, nothing of it is written, and the store retries the batch the long way (`writeInto`).
  */
 const commitStatement = (slots: number): string => `
-  WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, 24)}),
-  u AS (
-    UPDATE workspaces w SET ${SET_FROM_BATCH_ROW}
-    FROM x
-    WHERE w.id = x.id AND w.id = ANY($1::text[])
-    RETURNING w.id
-  ),
-  i AS (
-    INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at)
-    SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, $10::text), COALESCE(x.prebuild, false),
-           x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END
-    FROM x
-    WHERE x.id IS NOT NULL AND x.id NOT IN (SELECT id FROM u)
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
-  ),
+  WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, 11 + EVENT_COLUMNS.length)}),
+  u AS (${updateFrom('x')}),
+  i AS (${insertFrom('x', '$10::text', ' AND x.id NOT IN (SELECT id FROM u)')}),
   e AS (${insertEvents(11)})
   SELECT wsup_commit_check($9::int, ((SELECT count(*) FROM u) + (SELECT count(*) FROM i))::int) AS written`;
 

@@ -26,9 +26,9 @@ export type SocketConstructor = new (url: string, protocols?: string | string[],
 
 export const OPEN = 1;
 
-/** Text of a message event from either implementation. */
 const utf8 = new TextDecoder();
 
+/** Text of a message event from either implementation. */
 export function messageText(data: unknown): string | null {
   if (typeof data === 'string') return data;
   if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return utf8.decode(data);

@@ -31,6 +31,10 @@ export const requestFrameSchema = z.strictObject({
 });
 export type RequestFrame = z.infer<typeof requestFrameSchema>;
 
+const isId = (x: unknown): x is RpcId =>
+  x === null || (typeof x === 'string' && x.length <= MAX_ID_LENGTH) || (typeof x === 'number' && Number.isSafeInteger(x));
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
 const REQUEST_KEYS = new Set(['jsonrpc', 'method', 'params', 'id']);
 
 /**
@@ -80,10 +84,6 @@ export type IncomingFrame =
   | { kind: 'result'; id: RpcId; result: unknown }
   | { kind: 'error'; id: RpcId; error: RpcErrorObject }
   | { kind: 'notification'; method: string; params: unknown };
-
-const isId = (x: unknown): x is RpcId =>
-  x === null || (typeof x === 'string' && x.length <= MAX_ID_LENGTH) || (typeof x === 'number' && Number.isSafeInteger(x));
-const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 /**
  * What the client checks of every server frame before use: its JSON-RPC shape, nothing more (results and

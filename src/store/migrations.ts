@@ -179,7 +179,6 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
 
 export interface MigrationResult {

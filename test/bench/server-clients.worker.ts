@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { WsupClient } from '../../src/client/index.ts';
 
 export type WorkerJob =
-  | { mode: 'ack'; url: string; token: string; first: number; clients: number; warmup: number; calls: number; pauseMs: number }
+  | { mode: 'ack'; url: string; token: string; first: number; clients: number; warmup: number; calls: number; periodMs: number }
   | { mode: 'fanout'; url: string; token: string; first: number; subs: number; idsPerSub: number | null; workspaces: number; expected: number };
 
 const now = () => performance.timeOrigin + performance.now();
@@ -24,16 +24,20 @@ if (job.mode === 'ack') {
   let t0 = 0;
   await Promise.all(
     clients.map(async (c, i) => {
-      await sleep(Math.random() * job.pauseMs);
+      // Call k is due at start + k × periodMs (a fixed schedule, random phase), not periodMs after the last
+      // ack: sleeping after each ack lets clients fall into step (the calls one stall delayed stay in a
+      // burst from then on, and each later stall adds to the bursts), which measures the bench, not the server.
+      const start = now() + Math.random() * job.periodMs;
       // The first `warmup` calls of each client are not measured: steady state, not the JIT's first pass.
       for (let k = 0; k < job.warmup + job.calls; k++) {
+        const wait = start + k * job.periodMs - now();
+        if (wait > 0) await sleep(wait);
         if (k === job.warmup) t0 ||= now();
         const t = now();
         if (k % 5 === 0) await c.call('workspace.restart', { id: id(i), source: 'programmatic' });
         else if (k % 5 === 1) await c.call('workspace.ensure', { id: id(i) });
         else await c.call('workspace.get', { id: id(i) });
         if (k >= job.warmup) lat.push(now() - t);
-        if (job.pauseMs > 0) await sleep(job.pauseMs);
       }
     }),
   );

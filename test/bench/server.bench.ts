@@ -63,20 +63,21 @@ function inWorker<T>(job: WorkerJob, onReady?: () => void): Promise<T> {
 
 /**
  * 200 clients in worker threads, 10 warm-up calls then 50 measured calls each (restart / ensure / get mix).
- * `pauseMs` between a client's calls: 100 ms is 200 clients at 10 calls/s each (~2,000 calls/s offered); 0 is
- * closed loop (saturation). Without the warm-up, every call in the p99 tail fell in the first half second
+ * Each client calls every `periodMs` on a fixed schedule with a random phase: 100 ms is 200 clients at 10
+ * calls/s each (~2,000 calls/s offered, spread evenly); 0 is closed loop (saturation). Latency is from the
+ * send to the ack. Without the warm-up, every call in the p99 tail fell in the first half second
  * (the JIT's first pass over the server's code), not in the steady state the target is about.
  */
-export async function ackLatency(pauseMs: number): Promise<object> {
+export async function ackLatency(periodMs: number): Promise<object> {
   const r = await rig();
   const parts = await Promise.all(
-    split(200).map(([first, clients]) => inWorker<{ lat: number[]; wallMs: number }>({ mode: 'ack', url: r.url, token: 't', first, clients, warmup: 10, calls: 50, pauseMs })),
+    split(200).map(([first, clients]) => inWorker<{ lat: number[]; wallMs: number }>({ mode: 'ack', url: r.url, token: 't', first, clients, warmup: 10, calls: 50, periodMs })),
   );
   const lat = parts.flatMap((p) => p.lat);
   const wallMs = Math.max(...parts.map((p) => p.wallMs));
   await r.close();
   return {
-    bench: `ack latency, 200 clients × 50 calls, ${pauseMs > 0 ? `${pauseMs} ms between calls` : 'closed loop'} (${CLIENT_THREADS} client threads)`,
+    bench: `ack latency, 200 clients × 50 calls, ${periodMs > 0 ? `each every ${periodMs} ms` : 'closed loop'} (${CLIENT_THREADS} client threads)`,
     calls: lat.length,
     perSec: Math.round(lat.length / (wallMs / 1000)),
     p50ms: ms(pct(lat, 50)),

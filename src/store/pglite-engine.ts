@@ -29,10 +29,19 @@ function wrap(db: Queryable): SqlQueryable {
   };
 }
 
+/**
+ * PGlite's start parameters plus smaller shared buffers. PostgreSQL's default 128 MB cost the embedded store
+ * about 110 MB of RSS for a few MB of data. In the store bench, 16 MB gave the same group-commit rate (13,387
+ * and 14,585 transitions/s against 13,126 and 14,147) at 458-482 MB RSS instead of 571-579. The data files are
+ * still cached by the OS.
+ */
+const START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
+
 export async function openPglite(opts: PgliteEngineOptions): Promise<SqlEngine> {
   const memory = opts.dataDir.startsWith('memory://');
   if (!memory) mkdirSync(opts.dataDir, { recursive: true });
   const db = await PGlite.create({
+    startParams: START_PARAMS,
     ...(memory ? {} : { dataDir: opts.dataDir }),
     ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
   });

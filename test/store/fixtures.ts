@@ -39,7 +39,7 @@ export function counting(inner: SqlEngine): CountingEngine {
 
 let template: Promise<Blob> | null = null;
 
-async function pgliteTemplate(): Promise<Blob> {
+export async function pgliteTemplate(): Promise<Blob> {
   return (template ??= (async () => {
     const db = await PGlite.create();
     try {

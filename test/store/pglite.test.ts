@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openPglite } from '../../src/store/pglite-engine.ts';
 import { WorkspaceStore } from '../../src/store/store.ts';
 import { describeStoreContract, ws } from './contract.ts';
-import { pgliteFixture } from './fixtures.ts';
+import { pgliteFixture, pgliteTemplate } from './fixtures.ts';
 
 describeStoreContract('PGlite', pgliteFixture);
 
@@ -28,6 +29,19 @@ describe('store on PGlite with a data directory', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('PGlite engine', () => {
+  it('runs with 16 MB of shared buffers and keeps PGlite\'s own start parameters', async () => {
+    const engine = await openPglite({ dataDir: 'memory://', loadDataDir: await pgliteTemplate() });
+    try {
+      const setting = async (name: string) => ((await engine.query<{ setting: string }>(`SELECT current_setting('${name}') AS setting`)).rows[0]?.setting);
+      expect(await setting('shared_buffers')).toBe('16MB');
+      expect(await setting('search_path')).toBe('public'); // one of PGlite's defaults, still passed
+    } finally {
+      await engine.close();
     }
   });
 });

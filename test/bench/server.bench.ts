@@ -88,8 +88,11 @@ export async function ackLatency(periodMs: number): Promise<object> {
   };
 }
 
-/** `subs` subscribers (in a worker), each watching `idsPerSub` of `workspaces` ids (null: all); events at `rate`/s for `seconds`. */
-export async function fanOut(subs: number, idsPerSub: number | null, workspaces: number, rate: number, seconds: number): Promise<object> {
+/**
+ * `subs` subscribers (in a worker), each watching `idsPerSub` of `workspaces` ids (null: all); events at `rate`/s
+ * for `seconds`. `target`: the issue's target for this scenario, or a note that the row has none.
+ */
+export async function fanOut(subs: number, idsPerSub: number | null, workspaces: number, rate: number, seconds: number, target = 'p99 ≤ 50 ms'): Promise<object> {
   const r = await rig();
   const total = rate * seconds;
   const expected = idsPerSub === null ? total * subs : total * ((subs * idsPerSub) / workspaces);
@@ -139,7 +142,7 @@ export async function fanOut(subs: number, idsPerSub: number | null, workspaces:
     p90ms: ms(pct(lat, 90)),
     p99ms: ms(pct(lat, 99)),
     maxMs: ms(pct(lat, 100)),
-    target: 'p99 ≤ 50 ms',
+    target,
   };
 }
 
@@ -188,7 +191,8 @@ export async function benchServer(): Promise<object[]> {
   note('fan-out by ids');
   rows.push(await fanOut(1000, 10, 1000, 10_000, 3));
   note('fan-out to all');
-  rows.push(await fanOut(1000, null, 1000, 100, 3));
+  // Not the issue's scenario: every subscriber gets every event (1,000 socket writes per event).
+  rows.push(await fanOut(1000, null, 1000, 100, 3, 'none (extra row)'));
   const dir = mkdtempSync(join(tmpdir(), 'wsup-bench-'));
   if (process.env.WSUP_BENCH_START === '0') return rows;
   note('start to ready');

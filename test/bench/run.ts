@@ -55,8 +55,7 @@ const selected = benches.filter((b) => only.length === 0 || only.includes(b.name
 
 if (selected.length > 1) {
   // Each bench in its own process, one after the other, all tables on this stdout. In one process a bench
-  // ran on what the ones before it left: a heap grown by 100,000 actors, PGlite's wasm memory, a JIT tuned
-  // to other code. The ack latency bench after the store bench gave p99 6.5 and 9.5 ms in the same process,
+  // ran on what the ones before it left: their heap and PGlite's wasm memory, a JIT tuned to other code. The ack latency bench after the store bench gave p99 6.5 and 9.5 ms in the same process,
   // 2.8 and 3.0 ms in a new process started right after it.
   const failed: string[] = [];
   for (const b of selected) {

@@ -160,30 +160,31 @@ export class WorkspaceStore {
   }
 
   /**
-   * One attempt at a batch. `oneStatement`: the whole batch as ONE statement (`commitStatement`); without a
-   * fence that needs no BEGIN/COMMIT either: one round trip, committed (implicitly, at its Sync) before the
-   * driver resolves it, so ack ⇒ durable still holds.
+   * One attempt at a batch. `oneStatement`: the whole batch as ONE statement (`commitStatement`) when it fits;
+   * without a fence that needs no BEGIN/COMMIT either: one round trip, committed (implicitly, at its Sync)
+   * before the driver resolves it, so ack ⇒ durable still holds.
    */
   private async writeOnce(writes: readonly PreparedCommit[], oneStatement: boolean): Promise<BatchOutcome> {
-    if (oneStatement && !this.fence) {
+    const write = (tx: SqlQueryable, batch: MergedBatch, inOne: boolean) => (inOne ? commitInOneStatement(tx, batch) : writeInto(tx, batch));
+    const fits = (batch: MergedBatch) => oneStatement && batch.workspaces.size <= WORKSPACES_PER_STATEMENT;
+    const fence = this.fence;
+    if (!fence) {
       const batch = merge(writes);
-      if (batch.workspaces.size <= WORKSPACES_PER_STATEMENT) {
-        await this.engine.transaction((tx) => commitInOneStatement(tx, batch), { singleStatement: true });
-        return undefined;
-      }
+      const inOne = fits(batch);
+      await this.engine.transaction((tx) => write(tx, batch, inOne), { singleStatement: inOne });
+      return undefined;
     }
     let refused: Array<Error | undefined> | undefined;
     await this.engine.transaction(async (tx) => {
       let todo = writes;
-      const fenced = this.fence ? await this.fence(tx, [...new Set(writes.flatMap((w) => w.keys))]) : null;
+      const fenced = await fence(tx, [...new Set(writes.flatMap((w) => w.keys))]);
       if (fenced && fenced.size > 0) {
         refused = writes.map((w) => w.keys.map((k) => fenced.get(k)).find((e) => e !== undefined));
         todo = writes.filter((_, i) => refused![i] === undefined);
       }
       if (todo.length === 0) return;
       const batch = merge(todo);
-      if (oneStatement && batch.workspaces.size <= WORKSPACES_PER_STATEMENT) await commitInOneStatement(tx, batch);
-      else await writeInto(tx, batch);
+      await write(tx, batch, fits(batch));
     });
     return refused;
   }

@@ -9,7 +9,7 @@
  * so the rate is exact and the cost measured is the server's routing + serialization + sockets.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -109,27 +109,25 @@ export async function fanOut(subs: number, idsPerSub: number | null, workspaces:
     ),
   ).then((parts) => ({ lat: parts.flatMap((p) => p.lat) }));
   await subscribed;
-  // Warm-up: half a second of the same traffic, marked so the subscribers do not measure it.
-  const warmup = async (events: number, seconds: number) => {
-    const w0 = performance.now();
+  /** Publish `events` events at `rate`/s, a batch every ms; `make(n)` builds the n-th. Resolves with the rate achieved. */
+  const paced = async (events: number, make: (n: number) => object): Promise<number> => {
+    const t0 = performance.now();
     for (let n = 0; n < events; ) {
-      const due = Math.min(events, Math.floor(((performance.now() - w0) / 1000 / seconds) * events));
-      for (; n < due; n++) r.server.hub.publish({ type: 'cycle.provisioning', id: `f-${n % workspaces}`, cycle: -1, at: Date.now(), t: 0, warmup: true } as unknown as WorkspaceEvent);
+      const due = Math.min(events, Math.floor(((performance.now() - t0) / 1000) * rate));
+      for (; n < due; n++) r.server.hub.publish(make(n) as unknown as WorkspaceEvent);
       await sleep(1);
     }
+    return events / ((performance.now() - t0) / 1000);
   };
-  await warmup(Math.round(rate / 2), 0.5);
-  let sent = 0;
-  const t0 = performance.now();
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
-    for (; sent < due; sent++) {
-      const t = performance.timeOrigin + performance.now();
-      r.server.hub.publish({ type: 'cycle.provisioning', id: `f-${sent % workspaces}`, cycle: sent, at: Date.now(), t } as unknown as WorkspaceEvent);
-    }
-    await sleep(1); // a batch every ms
-  }
-  const achieved = total / ((performance.now() - t0) / 1000);
+  // Warm-up: half a second of the same traffic, marked so the subscribers do not measure it.
+  await paced(Math.round(rate / 2), (n) => ({ type: 'cycle.provisioning', id: `f-${n % workspaces}`, cycle: -1, at: Date.now(), t: 0, warmup: true }));
+  const achieved = await paced(total, (n) => ({
+    type: 'cycle.provisioning',
+    id: `f-${n % workspaces}`,
+    cycle: n,
+    at: Date.now(),
+    t: performance.timeOrigin + performance.now(),
+  }));
   const { lat } = await done;
   await r.close();
   return {
@@ -193,12 +191,17 @@ export async function benchServer(): Promise<object[]> {
   note('fan-out to all');
   // Not the issue's scenario: every subscriber gets every event (1,000 socket writes per event).
   rows.push(await fanOut(1000, null, 1000, 100, 3, 'none (extra row)'));
-  const dir = mkdtempSync(join(tmpdir(), 'wsup-bench-'));
   if (process.env.WSUP_BENCH_START === '0') return rows;
   note('start to ready');
-  const cold = await startToReady(dir); // a new data dir: PGlite's initdb (and a first bundle if sources changed)
+  const dir = mkdtempSync(join(tmpdir(), 'wsup-bench-'));
+  let cold: { readyMs: number; exitMs: number };
   const warm: Array<{ readyMs: number; exitMs: number }> = [];
-  for (let i = 0; i < 3; i++) warm.push(await startToReady(dir));
+  try {
+    cold = await startToReady(dir); // a new data dir: PGlite's initdb (and a first bundle if sources changed)
+    for (let i = 0; i < 3; i++) warm.push(await startToReady(dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const ready = warm.map((w) => w.readyMs);
   rows.push({
     bench: 'npm start → ready (process provider, PGlite), cold then 3 warm',

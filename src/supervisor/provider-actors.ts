@@ -37,6 +37,23 @@ export interface ProviderActorOptions {
   /** Last hook before a start: e.g. inject a fresh agent token into the spec (stored before it is used). */
   prepareSpec?: (input: ProvisionInput) => ProvisionInput['spec'] | Promise<ProvisionInput['spec']>;
   onCall?: (op: 'start' | 'stop', id: string, ms: number, ok: boolean) => void;
+  /**
+   * Write-ahead: resolves once the workspace's transitions so far are committed (null: nothing pending).
+   * Every call waits for it, so the transition that made the call is durable before the provider acts: a
+   * kill in between must not leave a resource that the stored state says was never asked for.
+   */
+  committed?: (id: string) => Promise<void> | null | undefined;
+}
+
+/**
+ * Wait until the transition that invoked this call is committed. XState starts an invoked actor before it
+ * tells observers of the new snapshot, and the supervisor hands that snapshot to the store from its observer:
+ * one microtask later the write is issued, and `committed` covers it.
+ */
+async function afterCommit(opts: ProviderActorOptions, id: string): Promise<void> {
+  if (!opts.committed) return;
+  await Promise.resolve();
+  await opts.committed(id);
 }
 
 async function withTimeout<T>(
@@ -76,11 +93,13 @@ async function withTimeout<T>(
 export function providerActors(opts: ProviderActorOptions) {
   return {
     provision: fromPromise<ProvisionOutput, ProvisionInput>(async ({ input, signal }) => {
+      await afterCommit(opts, input.id);
       const spec = opts.prepareSpec ? await opts.prepareSpec(input) : input.spec;
       const { value, at } = await withTimeout(opts, 'start', input.id, signal, (s) => opts.provider.start({ ...spec, id: input.id }, s));
       return { endpoint: value, at };
     }),
     deprovision: fromPromise<DeprovisionOutput, DeprovisionInput>(async ({ input, signal }) => {
+      await afterCommit(opts, input.id);
       const { at } = await withTimeout(opts, 'stop', input.id, signal, (s) => opts.provider.stop(input.id, s));
       return { at };
     }),

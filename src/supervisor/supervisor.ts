@@ -107,6 +107,7 @@ export class Supervisor {
         timeoutMs: opts.providerTimeoutMs ?? 600_000,
         ...(opts.prepareSpec ? { prepareSpec: opts.prepareSpec } : {}),
         ...(opts.onProviderCall ? { onCall: opts.onProviderCall } : {}),
+        ...(opts.persist ? { committed: (id: string) => this.entries.get(id)?.lastWrite } : {}),
       }),
     });
     this.summary = createSummary();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { FakeProvider } from '../../src/providers/fake.ts';
-import { Supervisor } from '../../src/supervisor/supervisor.ts';
+import { Supervisor, type PersistWrite } from '../../src/supervisor/supervisor.ts';
 import { capture, flush, rig, T0 } from '../helpers/harness.ts';
 
 describe('supervisor shutdown', () => {
@@ -111,5 +111,43 @@ describe('restoring a workspace from a persisted snapshot', () => {
     await advance(100); // start
     expect(provider.calls.map((c) => c.op)).toEqual(['stop', 'start']);
     expect(sup.get('ws-a').state).toBe('running');
+  });
+});
+
+describe('write-ahead: a provider call waits for the transition that made it', () => {
+  it('does not start or stop the provider before the store has committed starting or stopping', async () => {
+    const writes: Array<{ state: string; commit: () => void }> = [];
+    const r = rig({
+      latencyMs: 0,
+      sup: { persist: (w: PersistWrite) => new Promise<void>((resolve) => writes.push({ state: w.state, commit: resolve })) },
+    });
+    const commitAll = () => {
+      for (const w of writes.splice(0)) w.commit();
+    };
+    const ensured = capture(r.sup.ensure('ws-a'));
+    await flush();
+    expect(writes.map((w) => w.state)).toContain('starting');
+    expect(r.provider.calls).toEqual([]); // a kill now leaves nothing the store does not know was asked for
+    commitAll();
+    await flush();
+    expect(r.provider.calls.map((c) => c.op)).toEqual(['start']);
+    for (let i = 0; i < 5 && writes.length > 0; i++) {
+      commitAll();
+      await flush();
+    }
+    expect(await ensured).toMatchObject({ ok: true, value: { started: true } });
+
+    const stopped = capture(r.sup.stop('ws-a'));
+    await flush();
+    expect(writes.map((w) => w.state)).toContain('stopping');
+    expect(r.provider.calls.map((c) => c.op)).toEqual(['start']);
+    commitAll();
+    await flush();
+    expect(r.provider.calls.map((c) => c.op)).toEqual(['start', 'stop']);
+    for (let i = 0; i < 5 && writes.length > 0; i++) {
+      commitAll();
+      await flush();
+    }
+    expect(await stopped).toMatchObject({ ok: true, value: { state: 'idle' } });
   });
 });

@@ -50,10 +50,9 @@ export interface ProviderActorOptions {
  * tells observers of the new snapshot, and the supervisor hands that snapshot to the store from its observer:
  * one microtask later the write is issued, and `committed` covers it.
  */
-async function afterCommit(opts: ProviderActorOptions, id: string): Promise<void> {
-  if (!opts.committed) return;
+async function afterCommit(committed: NonNullable<ProviderActorOptions['committed']>, id: string): Promise<void> {
   await Promise.resolve();
-  await opts.committed(id);
+  await committed(id);
 }
 
 async function withTimeout<T>(
@@ -93,13 +92,13 @@ async function withTimeout<T>(
 export function providerActors(opts: ProviderActorOptions) {
   return {
     provision: fromPromise<ProvisionOutput, ProvisionInput>(async ({ input, signal }) => {
-      await afterCommit(opts, input.id);
+      if (opts.committed) await afterCommit(opts.committed, input.id);
       const spec = opts.prepareSpec ? await opts.prepareSpec(input) : input.spec;
       const { value, at } = await withTimeout(opts, 'start', input.id, signal, (s) => opts.provider.start({ ...spec, id: input.id }, s));
       return { endpoint: value, at };
     }),
     deprovision: fromPromise<DeprovisionOutput, DeprovisionInput>(async ({ input, signal }) => {
-      await afterCommit(opts, input.id);
+      if (opts.committed) await afterCommit(opts.committed, input.id);
       const { at } = await withTimeout(opts, 'stop', input.id, signal, (s) => opts.provider.stop(input.id, s));
       return { at };
     }),

@@ -1,4 +1,4 @@
-/** Layer rules from design.md: imports point downward only. */
+/** Layer rules (docs/architecture.md, "Layers"): imports point downward only. */
 const layer = (from, forbidden, comment) => ({
   name: `layer-${from.replace(/[^a-z]/g, '-')}`,
   severity: 'error',

@@ -84,7 +84,7 @@ export class ClaimConflictError extends WsupError {
   }
 }
 
-/** The workspace was never a prebuild: its agent has no reinit to wait for (the HTTP 409 of issue 7). */
+/** The workspace was never a prebuild: its agent has no reinit to wait for (an HTTP 409 on `/agent`). */
 export class NotPrebuildError extends WsupError {
   constructor(id: string) {
     super('WSUP_NOT_PREBUILD', `workspace ${id} is not a prebuild: no claim will ever reinitialize its agent, stop waiting`, { workspaceId: id });

@@ -1,5 +1,5 @@
 /**
- * `waitForReinit`: the agent side of issue 7. Stay connected to `/agent` (reconnecting with backoff: 100 ms
+ * `waitForReinit`: the agent side of a prebuild claim. Stay connected to `/agent` (reconnecting with backoff: 100 ms
  * doubling to 10 s, reset after each successful connect), yield every reinit once per
  * `(ownerId, claimBuildId)` — across the agent's own restarts too, given a `stateFile` — acknowledge it, and
  * end when the server refuses (the workspace is not a prebuild: nothing will ever come).

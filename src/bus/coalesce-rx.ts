@@ -48,7 +48,7 @@ function burstCloser(writes: Observable<FileWritten>, o: CoalesceOptions): Obser
 
 /**
  * `groupBy` with a duration selector: a group completes after `idleExpireMs` of silence, so a workspace seen once
- * costs nothing afterwards (seed 003's map grew with every workspace ever written to). Completion flushes any
+ * costs nothing afterwards (a last-fire map keyed by workspace grows with every workspace ever written to). Completion flushes any
  * buffered writes, so closing the source loses nothing.
  */
 export function coalesceFileWritesRx(o: CoalesceOptions): OperatorFunction<FileWritten, Burst> {

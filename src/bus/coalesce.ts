@@ -1,7 +1,7 @@
 /**
  * File-write coalescing: per workspace, a trailing quiet window capped by maxWait (lodash
- * `debounce(fn, quietMs, { maxWait })` semantics). Seed 003 fired on the *first* write and dropped the rest for
- * 15 s, so its restart could miss the last files; here the restart is issued after the *last* write of a burst
+ * `debounce(fn, quietMs, { maxWait })` semantics). A leading-edge debounce fires on the *first* write and drops the
+ * rest for its window, so its restart can miss the last files of a save; here the restart is issued after the *last* write of a burst
  * (or at maxWait during an endless stream) and names every file in it.
  *
  * {@link coalesceFileWrites} wraps the hand-rolled {@link BurstCoalescer} as an RxJS operator. The plain

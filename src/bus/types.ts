@@ -1,7 +1,7 @@
 /**
  * The bus's port into the supervisor, and the event shapes producers send.
  *
- * The bus sits below the supervisor (design.md, "Layers"), so it never imports it: the supervisor implements
+ * The bus sits below the supervisor (docs/architecture.md, "Layers"), so it never imports it: the supervisor implements
  * {@link BusSink} and hands it to `createBus`. Keep the port this small; everything else is the actor's business.
  */
 import type { SchedulerLike } from 'rxjs';

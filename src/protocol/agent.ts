@@ -1,5 +1,5 @@
 /**
- * The `/agent` channel (issue 7): what a workspace's agent and the server say to each other. One JSON object
+ * The `/agent` channel: what a workspace's agent and the server say to each other. One JSON object
  * per WebSocket text frame. Shared by the server (src/server/agent-channel.ts) and the agent SDK (src/agent).
  *
  * server → agent: `waiting` (state read, nothing to do yet), `reinit`, `acked`, `refused` (then close 4409).

@@ -1,5 +1,5 @@
 /**
- * Prebuild claims (issue 7). A claim is a conditional UPDATE of the workspace's owner: PostgreSQL re-checks
+ * Prebuild claims. A claim is a conditional UPDATE of the workspace's owner: PostgreSQL re-checks
  * `owner = 'system'` after waiting for a concurrent claimer's row lock, so of two concurrent claims exactly
  * one changes the row and the other sees zero rows. The claim row is written in the same statement.
  */

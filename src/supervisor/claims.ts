@@ -1,5 +1,5 @@
 /**
- * Prebuild claims and what an agent should be told about them (issue 7).
+ * Prebuild claims and what an agent should be told about them.
  *
  * A claim is one conditional UPDATE in the store (exactly one of two concurrent claimers wins), then a
  * restart of the workspace with source `claim`: that cycle is the claim build. The build is complete when

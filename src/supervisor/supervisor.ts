@@ -2,7 +2,7 @@
  * The Supervisor owns one root XState actor per workspace and is the only way to reach them.
  *
  * Actors are root actors in a Map sharing one clock, not children of one parent machine: XState copies a
- * parent's children map on every spawn, which makes 100,000 children quadratic (see design.md).
+ * parent's children map on every spawn, which makes 100,000 children quadratic (docs/architecture.md, scale note).
  *
  * Every command is one event to one actor; the actor answers synchronously through `emit`, so a command's
  * outcome is known as soon as `send` returns. With a `persist` hook, the answer waits for the write of the

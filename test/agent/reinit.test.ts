@@ -1,5 +1,5 @@
 /**
- * Issue 7 end to end, in one process: a real control server with `/agent`, a durable supervisor on a real
+ * Prebuild claims and agent reinit end to end, in one process: a real control server with `/agent`, a durable supervisor on a real
  * store (PGlite; PostgreSQL too when DATABASE_URL is set), the agent SDK over loopback through a proxy that
  * cuts connections on cue. The SDK's backoff sleeps run on a manual scheduler: no test sleeps.
  */

@@ -1,6 +1,6 @@
 /**
  * Bus benchmark: 1,000,000 file writes over 10,000 workspaces, in realistic Save bursts on a virtual clock, side by
- * side through (a) wsup's bus, (b) a naive restart-per-write baseline, (c) seed 003's leading-window map.
+ * side through (a) wsup's bus, (b) a naive restart-per-write baseline, (c) a hand-written leading-window map.
  *
  * Run standalone: `node --expose-gc --import tsx test/bench/bus.bench.ts` (or `npx tsx test/bench/bus.bench.ts`).
  * "missed" = writes that happened after the last restart issued for their workspace, once every variant has
@@ -21,7 +21,7 @@ export interface Row {
   eventsPerCpuSec: number;
   restarts: number;
   missed: number;
-  /** Per-workspace entries still held once everything is drained and idle (seed 003's map never shrinks). */
+  /** Per-workspace entries still held once everything is drained and idle (a last-fire map never shrinks). */
   retained: number;
   peakHeapMB: number;
 }
@@ -30,7 +30,7 @@ const WORKSPACES = 10_000; // ≤ 16,384: the workload packs the workspace into 
 const WRITES_PER_WS = 100;
 const QUIET_MS = 2000;
 const MAX_WAIT_MS = 15_000;
-const SEED003_WINDOW_MS = 15_000;
+const LEADING_WINDOW_MS = 15_000;
 
 /** Virtual time with a binary heap: VirtualTimeScheduler re-sorts its whole queue on every schedule (O(n log n)). */
 class HeapScheduler implements SchedulerLike {
@@ -229,17 +229,17 @@ const wsupBus = (h: Harness, clock: HeapScheduler): Variant => {
   };
 };
 
-/** Every write is its own restart: nothing missed, and the workspace recreated mid-Save (seed 003's incident). */
+/** Every write is its own restart: nothing missed, and the workspace recreated mid-Save (the tight restart loop). */
 const naive = (h: Harness): Variant => ({
   feed: (ws, path) => void h.sink.restart(IDS[ws]!, { source: 'file-write', reason: `1 file written: ${path}`, requester: 'naive' }),
   drain: () => 0,
 });
 
 /**
- * Seed 003's `maybeRestartAfterFileWrite` ported: a map of last-fire timestamps, never cleaned; the first write
+ * A hand-written leading-edge debounce: a map of last-fire timestamps, never cleaned; the first write
  * fires and later writes inside 15 s are dropped. (Go's CAS loop collapses to a compare in single-threaded JS.)
  */
-const seed003 = (h: Harness, clock: HeapScheduler): Variant => {
+const leadingWindow = (h: Harness, clock: HeapScheduler): Variant => {
   const lastFire = new Map<string, { at: number }>();
   return {
     feed: (ws, path) => {
@@ -247,9 +247,9 @@ const seed003 = (h: Harness, clock: HeapScheduler): Variant => {
       const now = clock.now();
       let slot = lastFire.get(id);
       if (slot === undefined) lastFire.set(id, (slot = { at: -Infinity }));
-      if (now - slot.at < SEED003_WINDOW_MS) return;
+      if (now - slot.at < LEADING_WINDOW_MS) return;
       slot.at = now;
-      void h.sink.restart(id, { source: 'file-write', reason: `file written: ${path}`, requester: 'seed003' });
+      void h.sink.restart(id, { source: 'file-write', reason: `file written: ${path}`, requester: 'leading-window' });
     },
     drain: () => lastFire.size,
   };
@@ -276,7 +276,7 @@ const rxChain = (h: Harness, clock: HeapScheduler): Variant => {
 const VARIANTS = [
   ['wsup bus (quiet 2 s, maxWait 15 s)', wsupBus],
   ['naive: restart per write', naive],
-  ['seed 003: leading 15 s window map', seed003],
+  ['hand-written leading 15 s window map', leadingWindow],
 ] as const;
 
 export async function benchBus(): Promise<Row[]> {

@@ -1,8 +1,8 @@
 /**
  * Restart storm: 10,000 running workspaces × 20 concurrent restart requests of mixed sources against a
  * FakeProvider with 1 ms latency. The same request schedule drives three implementations in one process:
- *   (a) wsup's supervisor, (b) a per-key mutex around Stop→Start (seed 000's fix alone),
- *   (c) a coalesce flag + mutex (seeds 000 + 003).
+ *   (a) wsup's supervisor, (b) a per-key mutex around Stop→Start (the usual hand-written fix for
+ *   racing restart paths), (c) a coalesce flag + mutex (that fix plus a pending flag for bursts).
  * Reported: provider cycles per workspace, overlaps, wall time (and ratio to c), heap per idle actor.
  */
 import { setMaxListeners } from 'node:events';
@@ -95,7 +95,7 @@ function sharedSignal(): AbortSignal {
   return signal;
 }
 
-/** (b) seed 000's per-workspace mutex around Stop→Start: serialized, but every request is a full cycle. */
+/** (b) a per-workspace mutex around Stop→Start: serialized, but every request is a full cycle. */
 async function runMutex(plan: Plan) {
   const provider = new FakeProvider({ latencyMs: 1 });
   const locks = new Map<string, Promise<void>>();
@@ -117,7 +117,7 @@ async function runMutex(plan: Plan) {
   return { ...cycleStats(provider, plan.ids, before), overlaps: provider.overlaps.length, wallMs };
 }
 
-/** (c) seed 003's coalesceRestart flag + seed 000's mutex: requests during a cycle set one pending flag. */
+/** (c) a hand-written coalesce flag + the per-workspace mutex: requests during a cycle set one pending flag. */
 async function runCoalesce(plan: Plan) {
   const provider = new FakeProvider({ latencyMs: 1 });
   const signal = sharedSignal();

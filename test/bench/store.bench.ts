@@ -7,7 +7,7 @@
  * PGlite writes to a temp data dir; PostgreSQL (only if DATABASE_URL is set) to a throwaway schema.
  *
  * Run standalone: `npx tsx test/bench/store.bench.ts`. Env: BENCH_STORE_N, BENCH_STORE_WRITERS.
- * Targets (issue 3): PGlite ≥ 5,000/s, PostgreSQL ≥ 20,000/s with group commit.
+ * Targets: PGlite ≥ 5,000/s, PostgreSQL ≥ 20,000/s with group commit.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

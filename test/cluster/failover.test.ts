@@ -1,5 +1,5 @@
 /**
- * Scale-out on a real PostgreSQL, replicas as separate processes (issue 9):
+ * Scale-out on a real PostgreSQL, replicas as separate processes:
  * - 3 replicas; 1,000 workspaces; clients send restarts and ensures through random replicas while a random
  *   replica is SIGKILLed (and replaced) 20 times (100 in `npm run test:soak`). Never two provider calls in
  *   flight for one workspace anywhere (the database-shared fake provider records it); every acknowledged

@@ -13,8 +13,7 @@
  * `row`, `events` and `records` read the store, for the test's final checks: a PGlite data dir can be
  * opened by one process at a time, so the test asks the supervisor that holds it.
  *
- * Process records go to the store (`store.processes`) through a small adapter, not to JSON files: issue 4
- * asks for processes "recorded in the store", and on PostgreSQL that is the only copy a second machine
+ * Process records go to the store (`store.processes`) through a small adapter, not to JSON files: on PostgreSQL that is the only copy a second machine
  * could see. Agents are detached and outlive this process, which is the point of the test.
  */
 import { createInterface } from 'node:readline';

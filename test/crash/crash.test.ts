@@ -1,5 +1,5 @@
 /**
- * Crash test (issue 3) and seed 001 across real processes (issue 4): the durable supervisor runs as a child
+ * Crash test, and adoption across real processes: the durable supervisor runs as a child
  * process with the local-process provider; a seeded random script of commands is driven at it and the child
  * is SIGKILLed at random points (mid-boot, mid-recovery, mid-command), restarted on the same data, and driven
  * again. At the end one last supervisor settles and we check, against the store and against /proc:
@@ -202,7 +202,7 @@ async function crashRun(engine: Engine, kills: number, seed: number): Promise<Ou
     const report = await Promise.race([life.child.ready, timeout]).finally(() => clearTimeout(timer));
     life.recovery = report;
     if (report.corrupt.length > 0) violations.push(`life ${life.n}: corrupt rows after a kill: ${JSON.stringify(report.corrupt)}`);
-    // Seed 001: a workspace adopted on recovery keeps the very process that ran before the kill.
+    // Adoption: a workspace adopted on recovery keeps the very process that ran before the kill.
     const now = agentProcesses(engine.prefix);
     for (const id of report.adopted) {
       adoptedChecks++;

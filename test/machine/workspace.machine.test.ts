@@ -199,7 +199,7 @@ describe('workspace actor', () => {
       expect(started?.type === 'cycle.started' && started.cycle.source).toBe('liveness');
     });
 
-    it('"died" while starting is ignored (seed 000\'s probe during provisioning)', async () => {
+    it('"died" while starting is ignored (a health probe failing during provisioning)', async () => {
       const r = rig();
       void r.sup.ensure(id);
       r.sup.liveness(id, false, 'probe failed');

@@ -1,5 +1,5 @@
 /**
- * Seed 001 across processes: two `wsup ensure` CLI processes that both want a workspace get exactly one
+ * Check-then-start across processes: two `wsup ensure` CLI processes that both want a workspace get exactly one
  * start between them, and the same endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ beforeAll(async () => {
 });
 afterAll(() => rig.close());
 
-describe('seed 001: two CLI processes ensure the same workspace', () => {
+describe('check-then-start: two CLI processes ensure the same workspace', () => {
   it('gives exactly one of them started: true and both the same endpoint, 20 rounds', async () => {
     const rounds = Array.from({ length: 20 }, (_, i) => i);
     const results: Array<{ round: number; docs: Array<{ started: boolean; endpoint: string; state: string }> }> = [];

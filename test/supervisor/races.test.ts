@@ -1,6 +1,7 @@
 /**
- * The four seed incidents' own tests, ported and named after what they prove. Each upstream fix was a
- * lock, a flag or a timer added by hand; here the statechart is the only path to the provider.
+ * The lifecycle races that workspace platforms keep shipping, each as the test that proves it cannot happen
+ * here. Elsewhere each was patched with a lock, a flag or a timer added by hand; here the statechart is the
+ * only path to the provider.
  */
 import { describe, expect, it } from 'vitest';
 import { capture, flush, rig, startCalls } from '../helpers/harness.ts';
@@ -14,7 +15,7 @@ async function runningRig(id: string, latencyMs = 100) {
   return r;
 }
 
-describe('seed 000: manual and programmatic restart paths racing into provisioner.Start', () => {
+describe('two restart paths racing: manual and programmatic, both reaching the provider start', () => {
   it('one call runs one cycle', async () => {
     const r = await runningRig('ws-a');
     await r.sup.restart('ws-a', { source: 'manual' });
@@ -65,7 +66,7 @@ describe('seed 000: manual and programmatic restart paths racing into provisione
   });
 });
 
-describe('seed 001: two clients both see "not running" and both start it', () => {
+describe('check-then-start: two clients both see "not running" and both start it', () => {
   it('two concurrent ensures: exactly one started: true, both the same endpoint, one provider start', async () => {
     const r = rig();
     const [a, b] = [r.sup.ensure('ws-race'), r.sup.ensure('ws-race')];
@@ -77,7 +78,7 @@ describe('seed 001: two clients both see "not running" and both start it', () =>
   });
 });
 
-describe('seed 003: a burst of saves restarting a workspace in a tight loop', () => {
+describe('a burst of saves restarting a workspace in a tight loop', () => {
   it('10 programmatic restarts arriving together run 1 cycle', async () => {
     const r = await runningRig('ws-a');
     const answers = await Promise.all(Array.from({ length: 10 }, () => r.sup.restart('ws-a', { source: 'programmatic' })));

@@ -1,5 +1,5 @@
 /**
- * Seed 003's incident end to end: a canvas "Save" wrote 17 files unevenly over 60 s. Through the bus
+ * A save burst end to end: an editor's "Save" writes 17 files unevenly over 60 s. Through the bus
  * (quiet window 2 s, maxWait 15 s) and the actors (self-fire window 60 s) that costs at most 2 cycles,
  * no provider call overlaps, and the last cycle starts after the last write, so it carries every file.
  */
@@ -40,7 +40,7 @@ function cyclesAfter(r: Rig, t: number) {
   return r.events.flatMap((e) => (e.type === 'cycle.completed' && e.cycle.startedAt >= t && e.id === id ? [e.cycle] : []));
 }
 
-describe('seed 003: canvas save burst, end to end through the bus and the actors', () => {
+describe('an editor save burst, end to end through the bus and the actors', () => {
   it('17 writes over 60 s cost at most 2 cycles, never overlap, and the last cycle starts after the last write', async () => {
     const { r, bus, t0 } = await setup();
     const lastWriteAt = await play(r, bus, t0);

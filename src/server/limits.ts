@@ -108,6 +108,12 @@ export function startHeartbeat(sockets: () => Iterable<WebSocket>, intervalMs: n
   const seen = new WeakSet<WebSocket>();
   const handle = clock.setInterval(() => {
     for (const ws of sockets()) {
+      if (ws.isPaused) {
+        // The server stopped reading it (calls in flight at the cap, or replies unread): its pong cannot be
+        // read either. Judged again once it is read; one that never drains is closed by the drain watch.
+        alive.set(ws, true);
+        continue;
+      }
       if (!seen.has(ws)) {
         seen.add(ws);
         ws.on('pong', () => alive.set(ws, true));

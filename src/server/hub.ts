@@ -12,8 +12,8 @@ import type { SupervisorEvent } from '../supervisor/types.ts';
 const toWire = (ev: SupervisorEvent): WorkspaceEvent => ev;
 
 export interface EventSink {
-  /** Deliver one event (already JSON) for subscription `sub`. Must not throw and must not block. */
-  deliver(sub: string, json: string, ev: WorkspaceEvent): void;
+  /** Deliver one event (already JSON, `bytes` long in UTF-8) for subscription `sub`. Must not throw and must not block. */
+  deliver(sub: string, json: string, ev: WorkspaceEvent, bytes: number): void;
 }
 
 interface Sub {
@@ -37,13 +37,13 @@ export class Hub {
     this.subscription = supervisor.events.subscribe((ev) => this.publish(toWire(ev)));
   }
 
-  /** Subscribe `sink` to every event (`ids` null) or to those of `ids`; returns the subscription key. */
+  /** Subscribe `sink` to every event (`ids` null) or to those of `ids` (distinct); returns the subscription key. */
   subscribe(sink: EventSink, ids: string[] | null): string {
     const sub: Sub = { key: `s${++this.seq}`, sink, ids };
     this.subs.set(sub.key, sub);
     if (ids === null) this.all.set(sub.key, sub);
     else
-      for (const id of new Set(ids)) {
+      for (const id of ids) {
         let m = this.byId.get(id);
         if (!m) this.byId.set(id, (m = new Map<string, Sub>()));
         m.set(sub.key, sub);
@@ -89,8 +89,9 @@ export class Hub {
     const targeted = this.byId.get(ev.id);
     if (this.all.size === 0 && !targeted) return;
     const json = JSON.stringify(ev);
-    for (const sub of this.all.values()) sub.sink.deliver(sub.key, json, ev);
-    if (targeted) for (const sub of targeted.values()) sub.sink.deliver(sub.key, json, ev);
+    const bytes = Buffer.byteLength(json);
+    for (const sub of this.all.values()) sub.sink.deliver(sub.key, json, ev, bytes);
+    if (targeted) for (const sub of targeted.values()) sub.sink.deliver(sub.key, json, ev, bytes);
   }
 
   close(): void {

@@ -38,6 +38,20 @@ export interface Limits {
   drainCheckMs: number;
   /** Graceful shutdown waits this long for in-flight calls before closing sockets. Default 10 s. */
   drainTimeoutMs: number;
+  /**
+   * Largest frame the server sends, in bytes. A batch is split to fit; one event notification bigger than
+   * this is never sent: its subscriber is told it lagged instead. Default 1 MiB (the send-queue bound).
+   */
+  maxFrameBytes: number;
+  /**
+   * Messages (a request or a batch) of one connection handled at once; later ones wait, unread. With
+   * `maxBufferedBytes` this bounds the replies a peer that never reads them can make the server hold. Default 32.
+   */
+  maxInFlight: number;
+  /** Subscriptions one connection may hold at once. Default 64. */
+  maxSubscriptions: number;
+  /** Workspace ids one connection may watch, summed over its subscriptions (ids that do not exist count too). Default 10,000. */
+  maxSubscribedIds: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -50,6 +64,13 @@ export const DEFAULT_LIMITS: Limits = {
   lagTimeoutMs: 10_000,
   drainCheckMs: 25,
   drainTimeoutMs: 10_000,
+  maxFrameBytes: 1024 * 1024,
+  maxInFlight: 32,
+  // A viewer needs a handful of subscriptions (the visualizer holds one); 64 leaves room for an app that
+  // keeps one per view. 10,000 ids is one full `events.subscribe` (its schema's max) and the size of a
+  // resync: at most ~10,000 hub entries (about 1-2 MB) per connection, whatever it sends.
+  maxSubscriptions: 64,
+  maxSubscribedIds: 10_000,
 };
 
 /** Classic token bucket: `take()` is false when the caller is over its rate. */
@@ -87,6 +108,12 @@ export function startHeartbeat(sockets: () => Iterable<WebSocket>, intervalMs: n
   const seen = new WeakSet<WebSocket>();
   const handle = clock.setInterval(() => {
     for (const ws of sockets()) {
+      if (ws.isPaused) {
+        // The server stopped reading it (calls in flight at the cap, or replies unread): its pong cannot be
+        // read either. Judged again once it is read; one that never drains is closed by the drain watch.
+        alive.set(ws, true);
+        continue;
+      }
       if (!seen.has(ws)) {
         seen.add(ws);
         ws.on('pong', () => alive.set(ws, true));

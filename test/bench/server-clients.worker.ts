@@ -9,12 +9,12 @@ import { WsupClient } from '../../src/client/index.ts';
 
 export type WorkerJob =
   | { mode: 'ack'; url: string; token: string; first: number; clients: number; warmup: number; calls: number; periodMs: number }
-  | { mode: 'fanout'; url: string; token: string; first: number; subs: number; idsPerSub: number | null; workspaces: number; expected: number };
+  | { mode: 'fanout'; url: string; token: string; first: number; subs: number; idsPerSub: number | null; workspaces: number; batch: boolean; expected: number };
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const job = workerData as WorkerJob;
-const connect = () => new WsupClient({ url: job.url, token: job.token, WebSocket, reconnect: false });
+const connect = () => new WsupClient({ url: job.url, token: job.token, WebSocket, reconnect: false, batch: job.mode === 'fanout' && job.batch });
 
 if (job.mode === 'ack') {
   const clients = Array.from({ length: job.clients }, connect);

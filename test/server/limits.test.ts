@@ -92,6 +92,25 @@ describe('limits', () => {
     }
   });
 
+  it('holds calls past maxInFlight without dropping the caller: the heartbeat spares a socket the server stopped reading', async () => {
+    const clock = manualClock();
+    const rig = await startRig({ latencyMs: 200, server: { clock, limits: { heartbeatMs: 1000, maxInFlight: 4 } } });
+    try {
+      const s = await rig.raw('operator');
+      for (let i = 1; i <= 12; i++) s.send(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'workspace.ensure', params: { id: `held-${i}` } }));
+      await until(() => rig.provider.inFlightIds().length > 0);
+      expect(rig.provider.inFlightIds().length).toBeLessThanOrEqual(4);
+      clock.advance(1000); // a ping it cannot answer while the server does not read it
+      clock.advance(1000); // without the exemption: terminated here
+      await s.until(() => s.frames.length === 12, 10_000);
+      expect(s.closed).toBeNull();
+      expect(s.frames.map((f) => (f as { id: number }).id).sort((a, b) => a - b)).toEqual([...Array(12).keys()].map((i) => i + 1));
+      expect(rig.server.connections).toBe(1);
+    } finally {
+      await rig.close();
+    }
+  });
+
   it('tells a slow subscriber it lagged, with the state to resync from, instead of queueing without bound', async () => {
     const rig = await startRig({ server: { limits: { maxBufferedBytes: 64 * 1024, drainCheckMs: 10, lagTimeoutMs: 30_000 } } });
     try {

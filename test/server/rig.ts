@@ -73,11 +73,14 @@ export async function startRig(opts: { latencyMs?: number; server?: Partial<Serv
 /** A bare socket that collects every frame, for protocol-level assertions. */
 export class RawSocket {
   readonly frames: unknown[] = [];
+  /** Byte size of each frame, in arrival order. */
+  readonly sizes: number[] = [];
   private waiters: Array<() => void> = [];
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (d: Buffer) => {
+      this.sizes.push(d.length);
       this.frames.push(JSON.parse(d.toString()));
       for (const w of this.waiters.splice(0)) w();
     });

@@ -74,6 +74,23 @@ describe('visualizer controller', () => {
     expect(model.list.get('c')?.state).toBe('running');
   });
 
+  it('re-lists after a lagged resync whose views were cut to fit one frame, and not after a complete one', async () => {
+    const all = [view('a'), view('b')];
+    const fake = fakeApi(all);
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    await new Controller(fake.api, model, { fetchRole: async () => 'viewer' }).start();
+    fake.calls.length = 0;
+    fake.resync({ reason: 'lagged', dropped: 3, workspaces: [view('a')], complete: true });
+    await settle();
+    expect(fake.calls).toEqual([]);
+    all.push(view('c', { state: 'running' }));
+    fake.resync({ reason: 'lagged', dropped: 3, workspaces: [view('a')], complete: false });
+    await settle();
+    await settle();
+    expect(fake.calls).toEqual(['workspace.list']);
+    expect(model.list.get('c')?.state).toBe('running');
+  });
+
   it('shows every action outcome, and hides controls after a forbidden answer', async () => {
     const fake = fakeApi([view('a')]);
     const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });

@@ -203,6 +203,14 @@ describe('visualizer view model', () => {
       expect(model.list.size).toBe(3);
     });
 
+    it('keeps workspaces a lagged snapshot cut to fit one frame leaves out', () => {
+      const { model } = harness();
+      model.load([view('a'), view('b'), view('c')]);
+      model.resync({ reason: 'lagged', dropped: 1, workspaces: [view('a', { state: 'running' })], complete: false });
+      expect(model.list.size).toBe(3);
+      expect(model.list.get('a')?.state).toBe('running');
+    });
+
     it('after a reconnect, says it is resyncing until the re-list has been loaded', () => {
       const { model } = harness();
       model.load([view('a')]);

@@ -103,7 +103,9 @@ export class Controller {
     this.holdRefresh = true;
     this.model.resync(info);
     this.holdRefresh = false;
-    const refetch = info.reason === 'reconnected' ? this.relist().then(() => this.model.resynced()) : Promise.resolve();
+    // A lagged resync cut to fit one frame is not every workspace: list them all, as after a reconnect.
+    const relist = info.reason === 'reconnected' || info.complete === false;
+    const refetch = relist ? this.relist().then(() => this.model.resynced()) : Promise.resolve();
     refetch.then(
       () => this.refreshDetail(true),
       (err: unknown) => this.opts.onError?.(`resync failed: ${message(err)}`),

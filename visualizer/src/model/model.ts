@@ -44,6 +44,8 @@ export interface ResyncInfo {
   reason: 'reconnected' | 'lagged';
   dropped?: number;
   workspaces?: WorkspaceView[];
+  /** False: the server cut `workspaces` to fit one frame, so they are not every workspace. */
+  complete?: boolean;
 }
 
 export type ActionKind = 'restart' | 'ensure' | 'stop';
@@ -136,7 +138,7 @@ export class VisualizerModel {
     this.flushQueue();
     this.lastResync = { reason: info.reason, dropped: info.dropped ?? 0, at: this.clock.now() };
     if (info.workspaces) {
-      this.list.upsertViews(info.workspaces, info.workspaces.length < this.resyncCap, this.clock.now());
+      this.list.upsertViews(info.workspaces, info.complete !== false && info.workspaces.length < this.resyncCap, this.clock.now());
       this.applySelectedView(info.workspaces);
     }
     if (this.detail) this.detail.stale = true; // its history must be fetched again

@@ -15,16 +15,20 @@ export type WsupErrorCode =
   | 'WSUP_CORRUPT_STATE'
   | 'WSUP_CLAIM_CONFLICT'
   | 'WSUP_NOT_PREBUILD'
-  | 'WSUP_FENCED';
+  | 'WSUP_FENCED'
+  | 'WSUP_POLICY';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;
   readonly workspaceId: string | undefined;
-  constructor(code: WsupErrorCode, message: string, opts: { workspaceId?: string; cause?: unknown } = {}) {
+  /** Machine-readable detail the wire error carries in `data` next to the code (e.g. a policy's field and rule). */
+  readonly detail: Record<string, string> | undefined;
+  constructor(code: WsupErrorCode, message: string, opts: { workspaceId?: string; cause?: unknown; detail?: Record<string, string> } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
     this.workspaceId = opts.workspaceId;
+    this.detail = opts.detail;
   }
 }
 
@@ -88,6 +92,21 @@ export class ClaimConflictError extends WsupError {
 export class NotPrebuildError extends WsupError {
   constructor(id: string) {
     super('WSUP_NOT_PREBUILD', `workspace ${id} is not a prebuild: no claim will ever reinitialize its agent, stop waiting`, { workspaceId: id });
+  }
+}
+
+/**
+ * A workspace request outside what the admin allows: a raw spec from a non-admin, a template the caller may
+ * not use, or a parameter outside its template's rules. `field` is the offending path (`params.env.PATH`),
+ * `rule` what it broke; nothing was stored or started.
+ */
+export class PolicyError extends WsupError {
+  readonly field: string;
+  readonly rule: string;
+  constructor(field: string, rule: string, workspaceId?: string) {
+    super('WSUP_POLICY', `refused by policy: ${field}: ${rule}`, { ...(workspaceId === undefined ? {} : { workspaceId }), detail: { field, rule } });
+    this.field = field;
+    this.rule = rule;
   }
 }
 

@@ -67,6 +67,9 @@ export interface RpcErrorData {
   workspaceId?: string;
   path?: Array<string | number>;
   retryAfterMs?: number;
+  /** WSUP_POLICY: the refused field (`params.env.PATH`) and the rule it broke. */
+  field?: string;
+  rule?: string;
 }
 
 export type ResponseFrame =
@@ -126,6 +129,7 @@ export const ERROR_CODES = {
   WSUP_CLAIM_CONFLICT: -32018,
   WSUP_NOT_PREBUILD: -32019,
   WSUP_FENCED: -32020,
+  WSUP_POLICY: -32021,
   WSUP_RATE_LIMITED: -32029,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
 export type ErrorName = keyof typeof ERROR_CODES;

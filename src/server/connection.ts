@@ -160,7 +160,7 @@ export class Connection implements EventSink {
     if (err instanceof WsupError) {
       const ws = err.workspaceId ?? workspaceId;
       const message = ws !== undefined && !err.message.includes(ws) ? `workspace ${ws}: ${err.message}` : err.message;
-      return this.fail(id, wireCode(err.code), message, err.code, { wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}) });
+      return this.fail(id, wireCode(err.code), message, err.code, { ...err.detail, wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}) });
     }
     this.deps.logger.error({ err, conn: this.id, workspaceId }, 'handler failed unexpectedly');
     const what = workspaceId !== undefined ? ` on workspace ${workspaceId}` : '';

@@ -44,6 +44,7 @@ program
   .option('--cmd <command>', 'docker: default command (words split on spaces; quotes group)')
   .option('--ami <ami>', 'ec2: default AMI for workspaces created without a spec')
   .option('--instance-type <type>', 'ec2: default instance type')
+  .option('--config <file>', 'templates operators may create workspaces from (JSON; see README "Security model")')
   .option('--orphans <policy>', 'provider resources no stored workspace owns: report | remove', 'report')
   .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
   .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')

@@ -78,7 +78,9 @@ client(
   program
     .command('create <id>')
     .description('create a workspace without starting it; --prebuild makes it claimable')
-    .option('--spec <json>', 'the workspace spec as a JSON object (default: the server\'s default spec)')
+    .option('--template <name>', 'a template of the server\'s --config (default: its default template)')
+    .option('--params <json>', 'the template\'s parameters as a JSON object')
+    .option('--spec <json>', 'admin only: a raw provider spec as a JSON object instead of a template')
     .option('--prebuild', 'a prebuild, owned by the system until claimed')
     .option('--pool <pool>', 'the prebuild pool (template) it belongs to'),
 ).action((id: string, f: Parameters<typeof cmd.create>[1]) => set(cmd.create(id, f)));

@@ -84,7 +84,7 @@ describe.skipIf(!run)('operator attacks on the docker provider (real dockerd)', 
     ['work/relative', 'params.mounts[0].source', /volume name or under an allowed root/],
   ])('a bind mount of %s is refused', async (source, field, rule) => {
     const err = await refusal(rig.client('operator').call('workspace.create', { id: ws('mnt'), template: 'web', params: { mounts: [{ source, target: '/x', type: 'bind' }] } }));
-    expect(err.data).toMatchObject({ field, rule: expect.stringMatching(rule) });
+    expect(err.data).toMatchObject({ field, rule: expect.stringMatching(rule) as string });
     expect(err.message).toContain(field);
     await nothingOf(ws('mnt'));
   });

@@ -91,7 +91,7 @@ describe('operator attacks on the process provider', () => {
     const cmd = await refusal(op.call('workspace.create', { id: 'atk-p2', template: 'node', params: { command: ['sh'] } }));
     expect(cmd.data).toMatchObject({ field: 'params.command' });
     const none = await refusal(op.call('workspace.create', { id: 'atk-p2', params: { env: { LOG_LEVEL: 'x' } } }));
-    expect(none.data).toMatchObject({ field: 'params.env', rule: expect.stringMatching(/not a parameter of template default/) });
+    expect(none.data).toMatchObject({ field: 'params.env', rule: expect.stringMatching(/not a parameter of template default/) as string });
     const ops = await refusal(op.call('workspace.create', { id: 'atk-p2', template: 'ops' }));
     expect(ops.data).toMatchObject({ field: 'template', rule: 'template ops is for role admin' });
     const missing = await refusal(op.call('workspace.create', { id: 'atk-p2', template: 'nope' }));

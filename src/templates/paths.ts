@@ -1,7 +1,7 @@
 /**
  * Host paths a docker bind mount may use. A source is judged after normalisation (`/srv/a/../../etc` is
- * `/etc`) and, when it exists, after resolving symlinks (a link under an allowed root that points at `/`
- * is the target it points at). The engine's own socket is never mountable: it is root on the host.
+ * `/etc`) and after resolving the symlinks of its deepest existing ancestor (a link under an allowed root
+ * that points at `/` is the target it points at, whatever follows it). The engine's own socket is never mountable: it is root on the host.
  */
 import { realpathSync } from 'node:fs';
 import { posix } from 'node:path';
@@ -19,13 +19,20 @@ export function isWithin(child: string, parent: string): boolean {
   return parent === '/' || child === parent || child.startsWith(`${parent}/`);
 }
 
-/** The path the engine would mount: normalised, then symlinks resolved where the path exists. */
+/**
+ * The path the engine would mount: normalised, then with symlinks resolved in its deepest existing
+ * ancestor (a link to `/` followed by a name that does not exist yet is still under `/`).
+ */
 function effective(path: string): string[] {
   const normal = posix.normalize(path).replace(/(.)\/$/, '$1');
-  try {
-    return [normal, realpathSync(normal)];
-  } catch {
-    return [normal];
+  for (let dir = normal, rest = ''; ; ) {
+    try {
+      return [normal, posix.join(realpathSync(dir), rest)];
+    } catch {
+      if (dir === '/') return [normal];
+      rest = posix.join(posix.basename(dir), rest);
+      dir = posix.dirname(dir);
+    }
   }
 }
 

@@ -113,7 +113,7 @@ function policyAllows(r: Role, req: { template?: string; params?: Record<string,
     case 'web':
       return keys.every((k) => {
         const v = p[k];
-        if (k === 'image') return isString(v) && /^wsup-test:[a-z0-9._:@-]*$/i.test(v);
+        if (k === 'image') return isString(v) && /^wsup-test:[A-Za-z0-9._:@-]*$/.test(v);
         if (k === 'networkMode') return v === 'none' || v === 'bridge';
         if (k === 'env') return Object.entries(v as object).every(([ek, ev]) => ENV_KEYS.includes(ek) && isString(ev) && !ev.includes('\0'));
         if (k === 'mounts') return (v as unknown[]).length <= 3 && (v as Array<Record<string, unknown>>).every(mountOk);

@@ -114,7 +114,7 @@ export class Handlers {
     const denied = paramRoleDenied(conn.role, method, params as object);
     if (denied !== null) {
       const id = (params as { id?: unknown }).id;
-      return Promise.reject(new PolicyError(denied.param, `${denied.param} is for role ${denied.needs} (caller is ${conn.role})`, typeof id === 'string' ? id : undefined));
+      return Promise.reject(new PolicyError(denied.param, `needs role ${denied.needs} (caller is ${conn.role}): operators create from a template`, typeof id === 'string' ? id : undefined));
     }
     const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
     return fn(params, conn);

@@ -53,7 +53,10 @@ export function bindSourceProblem(source: string, roots: readonly string[]): str
 export function bindRootProblem(root: string): string | null {
   if (!root.startsWith('/')) return 'must be an absolute path';
   if (posix.normalize(root) !== root || (root.length > 1 && root.endsWith('/'))) return `must be written normalised (${posix.normalize(root).replace(/(.)\/$/, '$1')})`;
-  if (root === '/') return 'must not be the host root';
-  if (dockerSockets().some((s) => isWithin(s, root))) return 'must not contain the docker socket';
+  // A root that is (or sits under) a symlink is judged where it leads: a link to `/` would allow everything.
+  for (const p of effective(root)) {
+    if (p === '/') return 'must not be the host root';
+    if (dockerSockets().some((s) => isWithin(s, p))) return 'must not contain the docker socket';
+  }
   return null;
 }

@@ -2,8 +2,11 @@
  * `wsup serve --config`: a bad file is refused at startup with the path of the first problem, host-
  * equivalent settings only in admin templates and never as operator parameters; the shipped example loads.
  */
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig, providerDefaultTemplate, TemplateSet } from '../../src/templates/index.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/wsup.config.json', import.meta.url));
@@ -38,6 +41,16 @@ describe('config errors name the path', () => {
     [{ templates: { Web: { provider: 'process' } } }, 'templates.Web: template names are'],
   ])('%j → %s', (data, message) => {
     expect(refusedAt(data)).toContain(`config c.json: ${message}`);
+  });
+
+  it('a bind root that is a symlink to / is judged where it leads', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsup-cfg-'));
+    try {
+      symlinkSync('/', join(dir, 'everything'));
+      expect(refusedAt(docker({ docker: { bindRoots: [join(dir, 'everything')] } }))).toContain('templates.web.docker.bindRoots[0]: must not be the host root');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a template for another provider than the server runs is refused', () => {

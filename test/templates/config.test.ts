@@ -70,6 +70,19 @@ describe('config errors name the path', () => {
   });
 });
 
+describe('ec2 templates', () => {
+  it('offer AMIs, instance types and subnets from lists and patterns only', () => {
+    const cfg = parseConfig('c.json', {
+      templates: { vm: { provider: 'ec2', ec2: { ami: 'ami-base', instanceType: 't3.micro' }, params: { instanceType: { values: ['t3.micro', 't3.small'] }, ami: { patterns: ['ami-team*'] } } } },
+    }, { provider: 'ec2' });
+    const set = TemplateSet.fromConfig(cfg, providerDefaultTemplate('ec2'));
+    expect(set.specFor({ template: 'vm', params: { instanceType: 't3.small', ami: 'ami-team42' } }, 'operator', 'w')).toEqual({ ami: 'ami-team42', instanceType: 't3.small', template: 'vm' });
+    expect(() => set.specFor({ template: 'vm', params: { instanceType: 'p5.48xlarge' } }, 'operator', 'w')).toThrow('params.instanceType: must be one of "t3.micro", "t3.small"');
+    expect(() => set.specFor({ template: 'vm', params: { ami: 'ami-other' } }, 'operator', 'w')).toThrow('params.ami: must be one of "ami-team*"');
+    expect(() => set.specFor({ template: 'vm', params: { subnetId: 'subnet-x' } }, 'operator', 'w')).toThrow('params.subnetId: not a parameter of template vm');
+  });
+});
+
 describe('examples/wsup.config.json', () => {
   it('loads, and its templates resolve as documented', () => {
     const set = TemplateSet.fromConfig(loadConfig(EXAMPLE, { provider: 'docker' }), providerDefaultTemplate('docker'));

@@ -18,6 +18,7 @@ module.exports = {
     layer('src/bus/', ['src/(supervisor|server|cli|cluster|store|providers)/'], 'bus imports nothing above it'),
     layer('src/providers/', ['src/(supervisor|server|cli|cluster|store|bus)/'], 'providers are a leaf of I/O'),
     layer('src/store/', ['src/(supervisor|server|cli|cluster|bus|providers)/'], 'store is a leaf of I/O'),
+    layer('src/templates/', ['src/(supervisor|server|cli|cluster|store|providers|bus)/', 'machines/'], 'templates are policy: errors and protocol types only'),
     layer('src/supervisor/', ['src/(server|cli|cluster)/'], 'supervisor sits below server, cli and cluster'),
     layer('src/server/', ['src/(cli|cluster)/'], 'server sits below cli'),
     layer('src/(client|agent)/', ['src/(supervisor|server|cli|cluster|store|providers|bus)/', 'machines/'], 'client and agent depend only on protocol types'),

@@ -16,16 +16,20 @@ export type WsupErrorCode =
   | 'WSUP_CLAIM_CONFLICT'
   | 'WSUP_NOT_PREBUILD'
   | 'WSUP_FENCED'
+  | 'WSUP_POLICY'
   | 'WSUP_SUBSCRIPTION_LIMIT';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;
   readonly workspaceId: string | undefined;
-  constructor(code: WsupErrorCode, message: string, opts: { workspaceId?: string; cause?: unknown } = {}) {
+  /** Machine-readable detail the wire error carries in `data` next to the code (e.g. a policy's field and rule). */
+  readonly detail: Record<string, string | number> | undefined;
+  constructor(code: WsupErrorCode, message: string, opts: { workspaceId?: string; cause?: unknown; detail?: Record<string, string | number> } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
     this.workspaceId = opts.workspaceId;
+    this.detail = opts.detail;
   }
 }
 
@@ -99,7 +103,22 @@ export class SubscriptionLimitError extends WsupError {
     readonly max: number,
     message: string,
   ) {
-    super('WSUP_SUBSCRIPTION_LIMIT', `${message} (${limit} ${max}): unsubscribe first, or watch fewer ids`);
+    super('WSUP_SUBSCRIPTION_LIMIT', `${message} (${limit} ${max}): unsubscribe first, or watch fewer ids`, { detail: { limit, max } });
+  }
+}
+
+/**
+ * A workspace request outside what the admin allows: a raw spec from a non-admin, a template the caller may
+ * not use, or a parameter outside its template's rules. `field` is the offending path (`params.env.PATH`),
+ * `rule` what it broke; nothing was stored or started.
+ */
+export class PolicyError extends WsupError {
+  readonly field: string;
+  readonly rule: string;
+  constructor(field: string, rule: string, workspaceId?: string) {
+    super('WSUP_POLICY', `refused by policy: ${field}: ${rule}`, { ...(workspaceId === undefined ? {} : { workspaceId }), detail: { field, rule } });
+    this.field = field;
+    this.rule = rule;
   }
 }
 

@@ -88,22 +88,33 @@ export const filesWritten = (id: string, paths: string[], f: ClientFlags) =>
     emit(f.json, r, () => `${r.id}: ${r.accepted} path(s) accepted`);
   });
 
-/** Create a workspace with a spec (JSON); `--prebuild [--pool P]` makes it a claimable prebuild. */
-export const create = (id: string, f: ClientFlags & { spec?: string; prebuild?: boolean; pool?: string }) =>
+/** A JSON object flag (`--spec`, `--params`), or a usage error naming the flag. */
+function jsonObject(flag: string, text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag} is not JSON: ${(err as Error).message}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`${flag} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Create a workspace from a template (`--template T --params JSON`; default: the server's `default`
+ * template) or, admins only, from a raw `--spec`; `--prebuild [--pool P]` makes it a claimable prebuild.
+ */
+export const create = (id: string, f: ClientFlags & { spec?: string; template?: string; params?: string; prebuild?: boolean; pool?: string }) =>
   withClient(f, async (c) => {
-    let spec: Record<string, unknown> | undefined;
-    if (f.spec !== undefined) {
-      try {
-        spec = JSON.parse(f.spec) as Record<string, unknown>;
-      } catch (err) {
-        throw new UsageError(`--spec is not JSON: ${(err as Error).message}`);
-      }
-      if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new UsageError('--spec must be a JSON object');
-    }
+    const spec = jsonObject('--spec', f.spec);
+    const params = jsonObject('--params', f.params);
     if (f.pool !== undefined && !f.prebuild) throw new UsageError('--pool needs --prebuild');
     const r = await c.call('workspace.create', {
       id,
       ...(spec ? { spec } : {}),
+      ...(f.template !== undefined ? { template: f.template } : {}),
+      ...(params ? { params } : {}),
       ...(f.prebuild ? { prebuild: true as const } : {}),
       ...(f.pool !== undefined ? { pool: f.pool } : {}),
     });

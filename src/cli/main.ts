@@ -44,6 +44,7 @@ program
   .option('--cmd <command>', 'docker: default command (words split on spaces; quotes group)')
   .option('--ami <ami>', 'ec2: default AMI for workspaces created without a spec')
   .option('--instance-type <type>', 'ec2: default instance type')
+  .option('--config <file>', 'templates operators may create workspaces from (JSON; see README "Security model")')
   .option('--orphans <policy>', 'provider resources no stored workspace owns: report | remove', 'report')
   .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
   .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')
@@ -77,7 +78,9 @@ client(
   program
     .command('create <id>')
     .description('create a workspace without starting it; --prebuild makes it claimable')
-    .option('--spec <json>', 'the workspace spec as a JSON object (default: the server\'s default spec)')
+    .option('--template <name>', 'a template of the server\'s --config (default: its default template)')
+    .option('--params <json>', 'the template\'s parameters as a JSON object')
+    .option('--spec <json>', 'admin only: a raw provider spec as a JSON object instead of a template')
     .option('--prebuild', 'a prebuild, owned by the system until claimed')
     .option('--pool <pool>', 'the prebuild pool (template) it belongs to'),
 ).action((id: string, f: Parameters<typeof cmd.create>[1]) => set(cmd.create(id, f)));

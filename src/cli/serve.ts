@@ -5,6 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
+import { WsupError } from '../errors.ts';
+import { loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
 import type { ProviderKind } from './runtime.ts';
@@ -24,6 +26,7 @@ export interface ServeFlags {
   memory?: boolean;
   cluster?: boolean;
   replicaId?: string;
+  config?: string;
 }
 
 const PROVIDERS: ProviderKind[] = ['process', 'docker', 'ec2', 'fake'];
@@ -42,6 +45,14 @@ export async function serve(f: ServeFlags): Promise<number> {
     process.stderr.write(`wsup: --orphans must be report or remove, got ${f.orphans}\n`);
     return 2;
   }
+  let templates: TemplateSet;
+  try {
+    templates = templatesFor(f);
+  } catch (err) {
+    if (!(err instanceof WsupError)) throw err;
+    process.stderr.write(`wsup: --config: ${err.message}\n`);
+    return 2;
+  }
   if (f.provider === 'docker' && !f.image) process.stderr.write('wsup: note: no --image; every workspace must be created with a spec naming one\n');
   if (f.provider === 'ec2' && !f.ami) process.stderr.write('wsup: note: no --ami; every workspace must be created with a spec naming one\n');
   const started = performance.now();
@@ -57,7 +68,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   });
   // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
   const logger = m.pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, m.pino.destination(2));
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started);
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates);
   const store = opening ? await opening : undefined;
   const rt = await m.buildRuntime({
     ...(store ? { store } : {}),
@@ -76,6 +87,7 @@ export async function serve(f: ServeFlags): Promise<number> {
       onFilesWritten: rt.filesWritten,
       ...(rt.history ? { history: rt.history } : {}),
       ...(rt.claims ? { claims: rt.claims } : {}),
+      templates,
     });
   return run(m, { f, port, dataDir, logger, started, rt, server, closing: 'shutting down' });
 }
@@ -87,7 +99,7 @@ const load = async () => {
 };
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number): Promise<number> {
+async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
     return 2;
@@ -100,7 +112,7 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     ...specFlags(f),
     logger,
   });
-  const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend });
+  const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });
   return run(m, { f, port, dataDir, logger, started, rt, server, closing: 'leaving the cluster: handing shards over' });
 }
 
@@ -137,6 +149,18 @@ async function run(m: Loaded, o: {
   await server.close();
   await rt.close();
   return 0;
+}
+
+/**
+ * What operators may create: the `--config` templates, and as `default` (unless the config names one) the
+ * provider flags' spec with no parameters.
+ */
+function templatesFor(f: ServeFlags): TemplateSet {
+  const { image, cmd, ami, instanceType } = specFlags(f);
+  const base = f.provider === 'docker' ? { ...(image ? { image } : {}), ...(cmd ? { cmd } : {}) } : f.provider === 'ec2' ? { ...(ami ? { ami } : {}), ...(instanceType ? { instanceType } : {}) } : {};
+  const fallback = providerDefaultTemplate(f.provider === 'fake' ? null : f.provider, base);
+  if (f.config === undefined) return new TemplateSet([fallback]);
+  return TemplateSet.fromConfig(loadConfig(resolve(f.config), { provider: f.provider }), fallback);
 }
 
 /** The default workspace spec from the provider flags. */

@@ -70,6 +70,9 @@ export interface RpcErrorData {
   /** For WSUP_SUBSCRIPTION_LIMIT: which per-connection cap was hit and its value. */
   limit?: string;
   max?: number;
+  /** WSUP_POLICY: the refused field (`params.env.PATH`) and the rule it broke. */
+  field?: string;
+  rule?: string;
 }
 
 export type ResponseFrame =
@@ -129,6 +132,7 @@ export const ERROR_CODES = {
   WSUP_CLAIM_CONFLICT: -32018,
   WSUP_NOT_PREBUILD: -32019,
   WSUP_FENCED: -32020,
+  WSUP_POLICY: -32021,
   WSUP_RATE_LIMITED: -32029,
   WSUP_SUBSCRIPTION_LIMIT: -32030,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;

@@ -23,6 +23,11 @@ const poolSchema = z.string().min(1).max(128);
 export const paramsSchemas = {
   'workspace.create': z.strictObject({
     id: workspaceIdSchema,
+    /** A template the server's admin declared (`wsup serve --config`); default `default`. */
+    template: z.string().min(1).max(63).optional(),
+    /** The template's parameters; each is checked against the template's rules. */
+    params: z.record(z.string(), z.unknown()).optional(),
+    /** A raw provider spec, bypassing templates: admin-only (see PARAM_ROLE). */
     spec: z.record(z.string(), z.unknown()).optional(),
     /** A prebuild: owned by the system owner until claimed; `pool` groups prebuilds of one template. */
     prebuild: z.literal(true).optional(),
@@ -94,8 +99,26 @@ export const METHOD_ROLE: Record<MethodName, Role> = {
   'machine.definition': 'viewer',
 };
 
+/**
+ * Params that need more than their method's role. A raw spec runs whatever it names as the server's user,
+ * so it is the admin's alone; operators pick a template instead.
+ */
+export const PARAM_ROLE: { [M in MethodName]?: Partial<Record<keyof Params<M>, Role>> } = {
+  'workspace.create': { spec: 'admin' },
+};
+
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-export const roleAllows = (role: Role, method: MethodName): boolean => RANK[role] >= RANK[METHOD_ROLE[method]];
+export const roleAtLeast = (role: Role, least: Role): boolean => RANK[role] >= RANK[least];
+export const roleAllows = (role: Role, method: MethodName): boolean => roleAtLeast(role, METHOD_ROLE[method]);
+
+/** The first param of `params` that `role` may not pass to `method`, with the role it needs; null when none. */
+export function paramRoleDenied(role: Role, method: MethodName, params: object): { param: string; needs: Role } | null {
+  const table = (PARAM_ROLE[method] ?? {}) as Record<string, Role | undefined>;
+  for (const [param, needs] of Object.entries(table)) {
+    if (needs !== undefined && (params as Record<string, unknown>)[param] !== undefined && !roleAtLeast(role, needs)) return { param, needs };
+  }
+  return null;
+}
 
 export const METHOD_NAMES = Object.keys(paramsSchemas) as MethodName[];
 export const isMethodName = (m: string): m is MethodName => Object.hasOwn(paramsSchemas, m);

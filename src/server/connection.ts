@@ -217,8 +217,7 @@ export class Connection implements EventSink {
     if (err instanceof WsupError) {
       const ws = err.workspaceId ?? workspaceId;
       const message = ws !== undefined && !err.message.includes(ws) ? `workspace ${ws}: ${err.message}` : err.message;
-      const limit = err instanceof SubscriptionLimitError ? { limit: err.limit, max: err.max } : {};
-      return this.fail(id, wireCode(err.code), message, err.code, { wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}), ...limit });
+      return this.fail(id, wireCode(err.code), message, err.code, { ...err.detail, wsupCode: err.code, ...(ws !== undefined ? { workspaceId: ws } : {}) });
     }
     this.deps.logger.error({ err, conn: this.id, workspaceId }, 'handler failed unexpectedly');
     const what = workspaceId !== undefined ? ` on workspace ${workspaceId}` : '';

@@ -3,15 +3,18 @@
  * the shapes in `src/protocol/methods.ts`, so the typed client and the server cannot drift apart silently.
  */
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
-import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
-import type { MethodName, Params, Results, WorkspaceEvent, WorkspaceView } from '../protocol/index.ts';
+import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
+import { paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
+import { providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import type { EventSink, Hub } from './hub.ts';
 
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
 export interface Caller extends EventSink {
   readonly id: string;
+  /** The role of the token the connection authenticated with. */
+  readonly role: Role;
   readonly subscriptions: ReadonlySet<string>;
   notify(method: string, params: unknown): void;
   /** Throws SubscriptionLimitError when one more subscription of `ids` ids passes the connection's caps. */
@@ -31,6 +34,8 @@ export interface HandlerDeps {
   onFilesWritten?: FilesWrittenHook | undefined;
   history?: HistoryFn | undefined;
   claims?: ClaimService | undefined;
+  /** What `workspace.create` may make; default: one `default` template, the provider's defaults. */
+  templates?: TemplateSet | undefined;
 }
 
 type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
@@ -46,11 +51,14 @@ export class Handlers {
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
     const who = (conn: Caller) => `rpc:${conn.id}`;
+    const templates = deps.templates ?? new TemplateSet([providerDefaultTemplate(null)]);
     this.impl = {
-      'workspace.create': async (p) => {
-        if (p.prebuild !== true && p.pool === undefined) return sup.create(p.id, p.spec ?? {});
-        if (p.prebuild !== true) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
-        return claimsOf(deps).createPrebuild(p.id, p.spec ?? {}, p.pool ?? null);
+      'workspace.create': async (p, conn) => {
+        if (p.prebuild !== true && p.pool !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
+        // Decided before anything is stored or started: a refused request leaves no trace.
+        const spec = templates.specFor(p, conn.role, p.id);
+        if (p.prebuild !== true) return sup.create(p.id, spec);
+        return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
       'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
       'workspace.ensure': async (p, conn) => {
@@ -108,6 +116,12 @@ export class Handlers {
   }
 
   call<M extends MethodName>(method: M, params: unknown, conn: Caller): Promise<Results[M]> {
+    // The one check of PARAM_ROLE: params that need more than the method's role.
+    const denied = paramRoleDenied(conn.role, method, params as object);
+    if (denied !== null) {
+      const id = (params as { id?: unknown }).id;
+      return Promise.reject(new PolicyError(denied.param, `needs role ${denied.needs} (caller is ${conn.role}): operators create from a template`, typeof id === 'string' ? id : undefined));
+    }
     const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
     return fn(params, conn);
   }

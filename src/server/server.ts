@@ -18,6 +18,7 @@ import { BehaviorSubject, type Observable } from 'rxjs';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_PATH } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
+import type { TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
 import type { TokenVerifier } from './auth.ts';
@@ -53,6 +54,8 @@ export interface ServerOptions {
   historySize?: number;
   /** Prebuild claims: enables `workspace.claim`, `workspace.create {prebuild}` and the `/agent` channel. */
   claims?: ClaimService;
+  /** What `workspace.create` may make (`wsup serve --config`); default: the provider's defaults only. */
+  templates?: TemplateSet;
   /** Test seam of the `/agent` channel: runs just before a reinit is written. */
   beforeAgentDeliver?: AgentChannelOptions['beforeDeliver'];
   /** HTML for `GET /` instead of the built visualizer. */
@@ -84,7 +87,7 @@ export function createServer(opts: ServerOptions): WsupServer {
   const metrics = createMetrics(opts.supervisor, opts.providerCalls);
   // With a store-backed history the ring would only duplicate it: keep none.
   const hub = new Hub(opts.supervisor, opts.history ? 0 : (opts.historySize ?? 100));
-  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims });
+  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims, templates: opts.templates });
   const agents: AgentChannel | null = opts.claims
     ? createAgentChannel({ backend: opts.claims, logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
     : null;

@@ -28,7 +28,7 @@ describe('control server', () => {
   describe('workspace methods', () => {
     it('creates, ensures, restarts, stops and destroys with typed results', async () => {
       const c = rig.client('operator');
-      expect((await c.call('workspace.create', { id: 'm-1', spec: { image: 'x' } })).state).toBe('idle');
+      expect((await c.call('workspace.create', { id: 'm-1' })).state).toBe('idle');
       const ensured = await c.call('workspace.ensure', { id: 'm-1' });
       expect(ensured).toMatchObject({ id: 'm-1', started: true, state: 'running' });
       expect(ensured.endpoint).toMatch(/^fake:\/\/m-1\//);

@@ -1,0 +1,80 @@
+/**
+ * A template compiled from its config entry: the spec it fixes and how each operator parameter is checked
+ * and merged into that spec. `resolve` turns `{template, params}` into the provider spec a workspace runs.
+ */
+import { PolicyError } from '../errors.ts';
+import { checkEnv, checkImage, checkMounts, checkNetworkMode, checkString, isPlainRecord } from './params.ts';
+import type { TemplateConfig } from './schema.ts';
+
+export type TemplateRole = 'operator' | 'admin';
+
+/** Merges one checked parameter into the spec being built. */
+type Param = (spec: Record<string, unknown>, value: unknown, field: string, id: string) => void;
+
+export interface Template {
+  readonly name: string;
+  /** `process`, `docker`, `ec2`; `null` for the built-in default of a provider without template fields (fake). */
+  readonly provider: string | null;
+  /** Least role that may use the template. */
+  readonly role: TemplateRole;
+  /** The fields the template fixes. */
+  readonly base: Readonly<Record<string, unknown>>;
+  readonly params: Readonly<Record<string, Param>>;
+}
+
+/** The spec key a resolved workspace carries its template's name under (providers ignore it). */
+export const TEMPLATE_KEY = 'template';
+
+export function compileTemplate(name: string, t: TemplateConfig): Template {
+  const role = t.role ?? 'operator';
+  switch (t.provider) {
+    case 'process': {
+      const p = t.params ?? {};
+      const params: Record<string, Param> = {};
+      if (p.env) params.env = envParam(p.env);
+      return { name, provider: 'process', role, base: { ...t.process }, params };
+    }
+    case 'docker': {
+      const { bindRoots = [], ...base } = t.docker ?? {};
+      const p = t.params ?? {};
+      const params: Record<string, Param> = {};
+      if (p.image) params.image = (spec, v, f, id) => void (spec.image = checkImage(f, v, p.image!, id));
+      if (p.env) params.env = envParam(p.env);
+      if (p.mounts) params.mounts = (spec, v, f, id) => void (spec.mounts = [...((spec.mounts as unknown[]) ?? []), ...checkMounts(f, v, p.mounts!, bindRoots, id)]);
+      if (p.networkMode) params.networkMode = (spec, v, f, id) => void (spec.networkMode = checkNetworkMode(f, v, p.networkMode!.values, id));
+      return { name, provider: 'docker', role, base, params };
+    }
+    case 'ec2': {
+      const p = t.params ?? {};
+      const params: Record<string, Param> = {};
+      for (const key of ['ami', 'instanceType', 'subnetId'] as const) {
+        const c = p[key];
+        if (c) params[key] = (spec, v, f, id) => void (spec[key] = checkString(f, v, c, id));
+      }
+      return { name, provider: 'ec2', role, base: { ...t.ec2 }, params };
+    }
+  }
+}
+
+const envParam =
+  (rule: Parameters<typeof checkEnv>[2]): Param =>
+  (spec, v, f, id) =>
+    void (spec.env = { ...(spec.env as Record<string, string> | undefined), ...checkEnv(f, v, rule, id) });
+
+/** The spec of a workspace made from `t` with `params`; throws a `PolicyError` for anything outside the template. */
+export function resolveTemplate(t: Template, params: unknown, id: string): Record<string, unknown> {
+  const spec: Record<string, unknown> = structuredClone({ ...t.base });
+  if (params !== undefined) {
+    if (!isPlainRecord(params)) throw new PolicyError('params', 'must be an object', id);
+    for (const [key, value] of Object.entries(params)) {
+      const param = Object.hasOwn(t.params, key) ? t.params[key] : undefined;
+      if (param === undefined) {
+        const allowed = Object.keys(t.params);
+        throw new PolicyError(`params.${key}`, `not a parameter of template ${t.name} (${allowed.length > 0 ? `parameters: ${allowed.join(', ')}` : 'it takes none'})`, id);
+      }
+      param(spec, value, `params.${key}`, id);
+    }
+  }
+  spec[TEMPLATE_KEY] = t.name;
+  return spec;
+}

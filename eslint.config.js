@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.wsup/', '.build/', 'dist/', 'visualizer/dist/', 'test-output/', '.dependency-cruiser.cjs', 'eslint.config.js', 'bin/*.js', 'test/bench/worker-boot.mjs'] },
+  { ignores: ['node_modules/', '.wsup/', '.build/', 'dist/', 'visualizer/dist/', 'test-output/', '.dependency-cruiser.cjs', 'eslint.config.js', 'bin/*.js', 'scripts/*.js', 'test/bench/worker-boot.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

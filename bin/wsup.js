@@ -1,100 +1,13 @@
 #!/usr/bin/env node
-// `wsup` entry point (also `npm start`). Runs the TypeScript CLI with no build step to remember:
-//
-// src/ is bundled by esbuild into .build/<hash>/ (code-split, so the Docker, AWS and pg clients still load
-// only when used) the first time and again whenever a source file changes; Node then loads plain JS. Going
-// through tsx's loader hooks instead costs every module a round trip to the hooks thread: ~1 s of a warm
-// `npm start` on a 2-core machine. <hash> names the sources' paths, sizes and mtimes, and a build is renamed
-// into place whole, so concurrent launches (two `wsup ensure` at once) never read a half-written build.
-// If esbuild cannot run, the CLI runs through tsx as before.
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+// `wsup`, the package's command: runs the compiled CLI in dist/, which `npm pack` builds. Nothing is built,
+// transpiled or written next to it at run time, so it runs from a read-only install. In a checkout, where
+// dist/ is missing or older than src/, `npm start` runs the sources (scripts/wsup-dev.js).
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const ENTRY = 'src/cli/main.ts';
-
-/** Every source the bundle is made of (ours, not node_modules), as "path size mtime" lines. */
-function fingerprint() {
-  const h = createHash('sha256');
-  const walk = (rel) => {
-    for (const e of readdirSync(join(root, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = `${rel}/${e.name}`;
-      if (e.isDirectory()) walk(p);
-      else if (/\.(ts|js|json)$/.test(e.name)) {
-        const s = statSync(join(root, p));
-        h.update(`${p} ${s.size} ${s.mtimeMs}\n`);
-      }
-    }
-  };
-  for (const dir of ['src', 'machines']) walk(dir);
-  for (const f of ['package.json', 'tsconfig.json']) {
-    const s = statSync(join(root, f), { throwIfNoEntry: false });
-    if (s) h.update(`${f} ${s.size} ${s.mtimeMs}\n`);
-  }
-  return h.digest('hex').slice(0, 16);
+const main = new URL('../dist/src/cli/main.js', import.meta.url);
+if (!existsSync(fileURLToPath(main))) {
+  process.stderr.write(`wsup: ${fileURLToPath(main)} is missing: this copy is not built (npm run build:lib), or run the sources with npm start\n`);
+  process.exit(1);
 }
-
-async function built() {
-  // Depth matters: the bundle sits two levels below the root, like src/server/, so code that finds files
-  // relative to its own module (the visualizer's dist/) finds the same ones bundled or not.
-  const dir = join(root, '.build', fingerprint());
-  const main = join(dir, 'main.js');
-  if (existsSync(main)) return main;
-  const { build } = await import('esbuild');
-  const tmp = join(root, '.build', `tmp-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp, { recursive: true });
-  try {
-    await build({
-      entryPoints: { main: join(root, ENTRY) },
-      bundle: true,
-      splitting: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      packages: 'external',
-      sourcemap: true,
-      outdir: tmp,
-      logLevel: 'silent',
-    });
-    try {
-      renameSync(tmp, dir);
-    } catch (err) {
-      if (!existsSync(main)) throw err; // a concurrent launch put the same build in place first: use it
-    }
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  prune(dir);
-  return main;
-}
-
-/** Builds of sources that changed more than a day ago (a running server may still load chunks from a recent one). */
-function prune(keep) {
-  const base = join(root, '.build');
-  for (const name of readdirSync(base)) {
-    const p = join(base, name);
-    if (p === keep) continue;
-    try {
-      if (Date.now() - statSync(p).mtimeMs > 86_400_000) rmSync(p, { recursive: true, force: true });
-    } catch {
-      // another launch pruned it
-    }
-  }
-}
-
-let main = null;
-try {
-  main = await built();
-} catch (err) {
-  if (process.env.WSUP_DEBUG) process.stderr.write(`wsup: bundling failed, running through tsx: ${err?.message ?? err}\n`);
-}
-if (main) {
-  process.setSourceMapsEnabled(true);
-  await import(pathToFileURL(main).href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import('../src/cli/main.ts');
-}
+await import(main.href);

@@ -3,7 +3,7 @@
  *
  * @example
  * import WebSocket from 'ws';
- * import { WsupClient } from 'wsup/src/client/index.ts';
+ * import { WsupClient } from 'wsup/client';
  * const client = new WsupClient({ url: 'http://127.0.0.1:7070', token: process.env.WSUP_TOKEN, WebSocket });
  * console.log(await client.call('workspace.list', {}));
  */

@@ -8,13 +8,24 @@
  * const site = createVisualizerSite(); // or createVisualizerSite('/path/to/dist')
  * if (!site(req, res, new URL(req.url!, 'http://x').pathname)) res.writeHead(404).end();
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extname, resolve, sep } from 'node:path';
+import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Where `npm run build:visualizer` writes the page. */
-export const DEFAULT_VISUALIZER_DIR = fileURLToPath(new URL('../../visualizer/dist/', import.meta.url));
+/**
+ * The nearest directory above `file` that holds a package.json: wsup's own root, wherever this module runs
+ * from (src/server/ in a checkout, the dev bundle in .build/<hash>/, dist/src/server/ in an installed package).
+ */
+export function packageRoot(file: string): string | null {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return null;
+  }
+}
+
+/** Where `npm run build:visualizer` writes the page: `visualizer/dist` in the package root. */
+export const DEFAULT_VISUALIZER_DIR = join(packageRoot(fileURLToPath(import.meta.url)) ?? '.', 'visualizer', 'dist');
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -59,7 +70,7 @@ const isFile = (path: string): boolean => {
 };
 
 /**
- * The visualizer as a request handler. `dir` defaults to `visualizer/dist` next to the sources. The
+ * The visualizer as a request handler. `dir` defaults to `visualizer/dist` in the package root. The
  * directory is looked at on every request, so a rebuild is picked up without restarting the server.
  */
 export function createVisualizerSite(dir: string = DEFAULT_VISUALIZER_DIR): VisualizerSite {

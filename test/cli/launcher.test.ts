@@ -1,6 +1,6 @@
 /**
- * bin/wsup.js, the launcher behind `npm start` and the `wsup` bin: it bundles src/ into .build/<hash>/ and
- * runs that. Tested on a scratch tree (a copy of the launcher, a two-line src/cli/main.ts, node_modules linked)
+ * scripts/wsup-dev.js, the repo's launcher behind `npm start`: it bundles src/ into .build/<hash>/ and runs
+ * that. Tested on a scratch tree (a copy of the launcher, a two-line src/cli/main.ts, node_modules linked)
  * so it can edit sources freely: an edit must rebuild, an unchanged tree must not, and launches racing on an
  * empty .build/ must all run the same complete build.
  */
@@ -18,10 +18,10 @@ const roots: string[] = [];
 function scratch(): string {
   const root = mkdtempSync(join(tmpdir(), 'wsup-launcher-'));
   roots.push(root);
-  mkdirSync(join(root, 'bin'));
+  mkdirSync(join(root, 'scripts'));
   mkdirSync(join(root, 'src/cli'), { recursive: true });
   mkdirSync(join(root, 'machines'));
-  copyFileSync(join(repo, 'bin/wsup.js'), join(root, 'bin/wsup.js'));
+  copyFileSync(join(repo, 'scripts/wsup-dev.js'), join(root, 'scripts/wsup-dev.js'));
   symlinkSync(join(repo, 'node_modules'), join(root, 'node_modules'));
   writeFileSync(join(root, 'package.json'), JSON.stringify({ type: 'module' }));
   return root;
@@ -29,14 +29,14 @@ function scratch(): string {
 
 const main = (root: string, text: string) =>
   writeFileSync(join(root, 'src/cli/main.ts'), `import { greeting } from './greeting.ts';\nconst n: number = 1;\nconsole.log(greeting(${JSON.stringify(text)}), n);\n`);
-const launch = async (root: string) => (await run(process.execPath, [join(root, 'bin/wsup.js')], { cwd: root, timeout: 30_000 })).stdout.trim();
+const launch = async (root: string) => (await run(process.execPath, [join(root, 'scripts/wsup-dev.js')], { cwd: root, timeout: 30_000 })).stdout.trim();
 const builds = (root: string) => readdirSync(join(root, '.build')).filter((d) => !d.startsWith('tmp-'));
 
 afterEach(() => {
   for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
 });
 
-describe('bin/wsup.js', () => {
+describe('scripts/wsup-dev.js', () => {
   it('runs the bundled TypeScript, reuses the build while nothing changes and rebuilds after an edit', async () => {
     const root = scratch();
     writeFileSync(join(root, 'src/cli/greeting.ts'), 'export const greeting = (s: string): string => `hello ${s}`;\n');

@@ -1,9 +1,9 @@
-/** Run the CLI as its own process through its real entry point, bin/wsup.js (skipping npx), with bounded time. */
+/** Run the CLI from the sources as its own process, through the repo's launcher (scripts/wsup-dev.js, what `npm start` runs), with bounded time. */
 import { spawn } from 'node:child_process';
 
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/wsup.js', ...args], {
+    const child = spawn(process.execPath, ['scripts/wsup-dev.js', ...args], {
       cwd: new URL('../..', import.meta.url).pathname,
       env: { ...process.env, WSUP_URL: '', WSUP_TOKEN: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

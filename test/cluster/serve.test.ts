@@ -18,7 +18,7 @@ const pg = isPostgresUrl(url);
 if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
 
 function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
-  const proc = spawn(process.execPath, ['bin/wsup.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
+  const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
     cwd: new URL('../..', import.meta.url).pathname,
     env: { ...process.env, DATABASE_URL: dbUrl, WSUP_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { safeFile } from '../../src/server/page.ts';
+import { DEFAULT_VISUALIZER_DIR, packageRoot, safeFile } from '../../src/server/page.ts';
 import { startRig, TOKENS, type ServerRig } from '../server/rig.ts';
 
 /** A raw GET (no URL normalisation, so `..` reaches the server as sent). */
@@ -19,6 +19,21 @@ function get(port: number, path: string, headers: Record<string, string> = {}, m
     req.end();
   });
 }
+
+describe('where the server finds the built visualizer', () => {
+  it('looks in visualizer/dist of the package root, at whatever depth the server module sits', () => {
+    expect(DEFAULT_VISUALIZER_DIR).toBe(join(new URL('../..', import.meta.url).pathname, 'visualizer', 'dist'));
+    const root = mkdtempSync(join(tmpdir(), 'wsup-root-'));
+    try {
+      writeFileSync(join(root, 'package.json'), '{}');
+      mkdirSync(join(root, 'dist/src/server'), { recursive: true });
+      expect(packageRoot(join(root, 'dist/src/server/page.js'))).toBe(root); // compiled, in an installed package
+      expect(packageRoot(join(root, '.build/0123abcd/main.js'))).toBe(root); // the dev bundle
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('serving the built visualizer', () => {
   let dist: string;

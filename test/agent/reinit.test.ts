@@ -4,15 +4,15 @@
  * cuts connections on cue. The SDK's backoff sleeps run on a manual scheduler: no test sleeps.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isPostgresUrl } from '../../src/store/engine.ts';
 import { memoryLedger } from '../../src/agent/index.ts';
+import { postgresUrl } from '../helpers/require.ts';
 import { pgliteFixture, postgresFixture, type StoreFixture } from '../store/fixtures.ts';
 import { ManualScheduler, runAgent, type RunningAgent } from './helpers.ts';
 import { agentToken, startClaimRig, type ClaimRig } from './rig.ts';
 
-const url = process.env.DATABASE_URL;
+const url = postgresUrl();
 const engines: Array<[string, () => Promise<StoreFixture>]> = [['PGlite', pgliteFixture]];
-if (isPostgresUrl(url)) engines.push(['PostgreSQL', postgresFixture(url)]);
+if (url) engines.push(['PostgreSQL', postgresFixture(url)]);
 
 describe.each(engines)('prebuild claims and agent reinit on %s', (_name, fixture) => {
   let fx: StoreFixture;

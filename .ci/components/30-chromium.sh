@@ -1,7 +1,8 @@
 # Debian's Chromium for the visualizer's browser tests (test/visualizer/e2e.test.ts, driven by playwright-core).
-# Sourced by .ci/run (bash, set -euo pipefail, root, after apt-get update): it must not `exit`. Idempotent:
-# a second run finds /usr/bin/chromium and installs nothing. No browser is downloaded by npm: playwright-core
-# is pointed at this binary with `executablePath`.
+# Sourced by .ci/run (bash, set -euo pipefail, root, after apt-get update): it must not `exit`, and it
+# exports WSUP_CHROMIUM (the binary the tests launch) for everything after it. Idempotent: a second run
+# finds /usr/bin/chromium and installs nothing. No browser is downloaded by npm: playwright-core is pointed
+# at this binary with `executablePath`.
 
 chromium_bin=/usr/bin/chromium
 
@@ -16,5 +17,6 @@ if ! chromium_version=$("$chromium_bin" --version 2>&1); then
   false
 fi
 # Debian's wrapper script may print shell noise before the version line; the version is the last line.
-echo "chromium: ready, $(printf '%s\n' "$chromium_version" | tail -n 1)"
+export WSUP_CHROMIUM="$chromium_bin"
+echo "chromium: ready, WSUP_CHROMIUM=${WSUP_CHROMIUM}, $(printf '%s\n' "$chromium_version" | tail -n 1)"
 unset chromium_bin chromium_version

@@ -4,6 +4,7 @@
  * agent runner that records what the SDK yielded and reported.
  */
 import net from 'node:net';
+import { vi } from 'vitest';
 import WebSocket from 'ws';
 import { waitForReinit, type AgentScheduler, type AgentStatus, type WaitEnd, type WaitForReinitOptions } from '../../src/agent/index.ts';
 import type { ReinitNotice } from '../../src/protocol/index.ts';
@@ -96,9 +97,11 @@ export class CutProxy {
 export interface RunningAgent {
   readonly yielded: ReinitNotice[];
   readonly statuses: AgentStatus[];
+  /** For each yielded notice, how many statuses had been reported when it was yielded. */
+  readonly yieldedAfter: number[];
   readonly end: Promise<WaitEnd | Error>;
   count(type: AgentStatus['type']): number;
-  /** Resolves when `pred` holds, re-checked on every status. */
+  /** Resolves when `pred` holds (polled every 5 ms, within `ms`); rejects saying why if it never does. */
   until(pred: () => boolean, what: string, ms?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -108,44 +111,37 @@ export function runAgent(opts: Omit<WaitForReinitOptions, 'WebSocket' | 'onStatu
   const ac = new AbortController();
   const yielded: ReinitNotice[] = [];
   const statuses: AgentStatus[] = [];
-  const waiters = new Set<() => void>();
-  const poke = () => {
-    for (const w of [...waiters]) w();
-  };
-  const gen = waitForReinit({ ...opts, WebSocket, signal: ac.signal, onStatus: (s) => (statuses.push(s), poke()) });
+  const yieldedAfter: number[] = [];
+  const gen = waitForReinit({ ...opts, WebSocket, signal: ac.signal, onStatus: (s) => statuses.push(s) });
   const end = (async (): Promise<WaitEnd | Error> => {
     try {
       for (;;) {
         const r = await gen.next();
         if (r.done) return r.value;
         yielded.push(r.value);
-        poke();
+        yieldedAfter.push(statuses.length);
       }
     } catch (err) {
       return err as Error;
-    } finally {
-      poke();
     }
   })();
   let ended = false;
-  void end.then(() => ((ended = true), poke()));
+  void end.then(() => (ended = true));
   return {
     yielded,
     statuses,
+    yieldedAfter,
     end,
     count: (type) => statuses.filter((s) => s.type === type).length,
     async until(pred, what, ms = 10_000) {
-      const deadline = Date.now() + ms;
-      while (!pred()) {
-        if (ended && !pred()) throw new Error(`agent ended while waiting for: ${what}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what} (statuses: ${statuses.map((s) => s.type).slice(-10).join(',')})`);
-        await new Promise<void>((r) => {
-          const w = () => (waiters.delete(w), clearTimeout(t), r());
-          // A safety net only: progress is signalled by statuses.
-          const t = setTimeout(w, 200);
-          waiters.add(w);
-        });
-      }
+      await vi.waitFor(
+        () => {
+          if (pred()) return;
+          const last = statuses.map((s) => s.type).slice(-10).join(',');
+          throw new Error(`${ended ? 'agent ended' : 'still'} waiting for: ${what} (statuses: ${last})`);
+        },
+        { timeout: ms, interval: 5 },
+      );
     },
     async stop() {
       ac.abort();

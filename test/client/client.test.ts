@@ -27,12 +27,8 @@ async function blinkingProxy(target: number) {
   };
 }
 
-const until = (pred: () => boolean, what: string, ms = 10_000) =>
-  new Promise<void>((resolve, reject) => {
-    const deadline = Date.now() + ms;
-    const tick = () => (pred() ? resolve() : Date.now() > deadline ? reject(new Error(`timed out waiting for ${what}`)) : setTimeout(tick, 5));
-    tick();
-  });
+/** The client reconnects on its own timers; poll what it reports. */
+const poll = (message: string) => ({ timeout: 10_000, interval: 5, message });
 
 describe('client SDK across a dropped connection', () => {
   let rig: ServerRig | null = null;
@@ -52,7 +48,7 @@ describe('client SDK across a dropped connection', () => {
       const resyncs: string[] = [];
       await client.subscribe({ ids: ['blink-1'] }, (ev) => events.push(ev), { onResync: (i) => resyncs.push(i.reason) });
       await client.call('workspace.ensure', { id: 'blink-1' });
-      await until(() => events.some((e) => e.type === 'cycle.completed'), 'the first cycle');
+      await expect.poll(() => events.some((e) => e.type === 'cycle.completed'), poll('the first cycle')).toBe(true);
 
       // A call in flight when the connection drops is rejected, and says it may have been applied.
       const inFlight = client.call('workspace.restart', { id: 'blink-1', wait: true }).catch((e: unknown) => e);
@@ -60,7 +56,7 @@ describe('client SDK across a dropped connection', () => {
       const err = (await inFlight) as Error;
       expect(err.message).toMatch(/may or may not have been applied/);
 
-      await until(() => resyncs.includes('reconnected'), 'the resubscription');
+      await expect.poll(() => resyncs, poll('the resubscription')).toContain('reconnected');
       expect(states).toContain('reconnecting');
       expect(states.at(-1)).toBe('open');
 
@@ -68,7 +64,7 @@ describe('client SDK across a dropped connection', () => {
       const before = events.length;
       const r = await client.call('workspace.restart', { id: 'blink-1', reason: 'after the blink', wait: true });
       expect(r.state).toBe('running');
-      await until(() => events.slice(before).some((e) => e.type === 'cycle.completed'), 'events after the reconnect');
+      await expect.poll(() => events.slice(before).some((e) => e.type === 'cycle.completed'), poll('events after the reconnect')).toBe(true);
       client.close();
     } finally {
       await proxy.close();
@@ -86,7 +82,7 @@ describe('client SDK across a dropped connection', () => {
     });
     await client.call('workspace.list', {});
     await proxy.close(); // cut and stop listening: every reconnect is refused
-    await until(() => states.some((s) => s.startsWith('closed')), 'the client to give up');
+    await expect.poll(() => states.some((s) => s.startsWith('closed')), poll('the client to give up')).toBe(true);
     expect(states.find((s) => s.startsWith('closed'))).toMatch(/gave up after 3 attempts/);
     await expect(client.call('workspace.list', {})).rejects.toThrow();
   });

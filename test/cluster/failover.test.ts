@@ -6,13 +6,9 @@
  *   restart took effect exactly once (one request event under its label); every workspace settles.
  * - A replica paused (SIGSTOP) past its lease and resumed performs no provider call after the pause.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { isPostgresUrl } from '../../src/store/engine.ts';
+import { afterEach, expect, it } from 'vitest';
+import { describeWith, postgresUrl } from '../helpers/require.ts';
 import { ClusterRig, type CallOutcome } from './harness.ts';
-
-const url = process.env.DATABASE_URL;
-const pg = isPostgresUrl(url);
-if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
 const KILLS = process.env.WSUP_SOAK ? 100 : 20;
 const WORKSPACES = 1000;
 
@@ -23,17 +19,11 @@ const rand = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31), x % n);
 
 const wsId = (i: number) => `ws-${String(i).padStart(4, '0')}`;
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100)); // polling a separate process, not a timer under test
-  }
-}
+/** Polling replica processes and the database: `ms` bounds it. */
+const poll = (ms = 30_000) => ({ timeout: ms, interval: 100 });
+const sum = (owners: Map<string, number>) => [...owners.values()].reduce((a, b) => a + b, 0);
 
-describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
+describeWith(postgresUrl(), 'cluster on PostgreSQL (replicas as processes)', (url) => {
   let rig: ClusterRig | null = null;
   afterEach(async () => {
     await rig?.dispose();
@@ -41,10 +31,10 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
   });
 
   it(`survives ${KILLS} kill -9 with no double provider call, every acked restart exactly once, all settled (seed ${seed})`, async () => {
-    rig = await ClusterRig.create(url!, { ttlMs: 2000, latencyMs: 10 });
+    rig = await ClusterRig.create(url, { ttlMs: 2000, latencyMs: 10 });
     const cluster = rig;
     await Promise.all([cluster.spawn(), cluster.spawn(), cluster.spawn()]);
-    await until('all shards owned', async () => [...(await cluster.owners()).values()].reduce((a, b) => a + b, 0) === 64);
+    await expect.poll(async () => sum(await cluster.owners()), { ...poll(), message: 'shards owned' }).toBe(64);
 
     // 1,000 workspaces, each ensured through a random replica (most calls are forwarded to the owner).
     const replicas = cluster.alive();
@@ -83,14 +73,17 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
     for (let k = 0; k < KILLS; k++) {
       await new Promise((r) => setTimeout(r, 300 + rand(700))); // a random point in the load
       // Never the last ready replica: replacements take seconds to boot.
-      await until('two ready replicas', async () => cluster.alive().filter((r) => r.port > 0).length >= 2, 60_000);
+      await expect.poll(() => cluster.alive().filter((r) => r.port > 0).length, { ...poll(60_000), message: 'ready replicas' }).toBeGreaterThanOrEqual(2);
       const live = cluster.alive().filter((r) => r.port > 0);
       const victim = live[rand(live.length)]!;
       await cluster.kill(victim);
       cluster.spawnInBackground(); // a replacement joins while the others take over
     }
-    await until('three replicas again', async () => cluster.alive().every((r) => r.port > 0) && cluster.alive().length === 3, 60_000);
-    await new Promise((r) => setTimeout(r, 1000));
+    const ready = () => cluster.alive().map((r) => r.port > 0);
+    await expect.poll(ready, { ...poll(60_000), message: 'three ready replicas again' }).toEqual([true, true, true]);
+    // The load goes on for a while on the healed cluster before it stops.
+    const healedAt = ops;
+    await expect.poll(() => ops, { ...poll(), message: 'commands on the healed cluster' }).toBeGreaterThanOrEqual(healedAt + 100);
     stop = true;
     await Promise.all(clients);
 
@@ -121,14 +114,12 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
     expect(twice).toEqual([]);
 
     // Every workspace a command reached settles running (none stuck in starting/stopping or behind a lost command).
-    await until(
-      'every touched workspace running',
-      async () => {
-        const { rows } = await cluster.db.query<{ id: string; state: string }>(`SELECT id, state FROM workspaces WHERE id = ANY($1::text[])`, [[...touched]]);
-        return rows.length === touched.size && rows.every((r) => r.state === 'running');
-      },
-      60_000,
-    );
+    const notRunning = async () => {
+      const { rows } = await cluster.db.query<{ id: string; state: string }>(`SELECT id, state FROM workspaces WHERE id = ANY($1::text[])`, [[...touched]]);
+      const running = new Set(rows.filter((r) => r.state === 'running').map((r) => r.id));
+      return [...touched].filter((id) => !running.has(id));
+    };
+    await expect.poll(notRunning, { ...poll(60_000), message: 'touched workspaces not running' }).toEqual([]);
     const { rows: refused } = await cluster.db.query<{ n: number }>('SELECT count(*)::int AS n FROM fake_refused');
     console.log(`cluster: ${refused[0]!.n} calls refused by the provider's fence (stale lease); ${KILLS} kills, ${ops} commands (${acked.size} acked restarts, ${failures} failed at a killed replica), ${touched.size} workspaces, 0 violations; failures by code ${JSON.stringify(Object.fromEntries(failed))}`);
     // The load really ran through the kills (a fixed floor: with a kill every ~1.5 s, most client calls die
@@ -137,10 +128,10 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
   }, 600_000);
 
   it('a replica paused past its lease performs no provider call after it resumes', async () => {
-    rig = await ClusterRig.create(url!, { ttlMs: 1000, latencyMs: 10, windowMs: 1500 });
+    rig = await ClusterRig.create(url, { ttlMs: 1000, latencyMs: 10, windowMs: 1500 });
     const cluster = rig;
     const [a, b] = await Promise.all([cluster.spawn(), cluster.spawn()]);
-    await until('shards split', async () => (await cluster.owners()).size === 2);
+    await expect.poll(async () => (await cluster.owners()).size, { ...poll(), message: 'replicas owning shards' }).toBe(2);
     const ids = Array.from({ length: 40 }, (_, i) => `paused-${i}`);
     const mine = await Promise.all(ids.map((id) => b.call('workspace.ensure', { id })));
     expect(mine.filter((r) => !r.ok)).toEqual([]);
@@ -148,11 +139,11 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
     // ends — while a is paused, for the workspaces a owns. a wakes up wanting to call the provider.
     const deferred = await Promise.all(ids.map((id) => a.call('workspace.restart', { id, source: 'programmatic', reason: 'due during the pause' })));
     expect(deferred.filter((r) => !r.ok || (r.result as { outcome: string }).outcome !== 'deferred')).toEqual([]);
-    await until('no provider call in flight', async () => (await cluster.db.query('SELECT 1 FROM fake_inflight')).rows.length === 0);
+    await expect.poll(async () => (await cluster.db.query('SELECT 1 FROM fake_inflight')).rows.length, { ...poll(), message: 'provider calls in flight' }).toBe(0);
     const { rows: before } = await cluster.db.query<{ shard: number; epoch: number }>(`SELECT shard, epoch FROM shard_leases WHERE owner = 'r0'`);
     a.proc.kill('SIGSTOP');
     const { rows: at } = await cluster.db.query<{ now: Date }>('SELECT clock_timestamp() AS now');
-    await until('b owns every shard', async () => (await cluster.owners()).get('r1') === 64, 15_000);
+    await expect.poll(async () => (await cluster.owners()).get('r1'), { ...poll(15_000), message: 'shards b owns' }).toBe(64);
     // b serves a's former workspaces while a sleeps (and runs their trailing cycles).
     const during = await Promise.all(ids.map((id) => b.call('workspace.restart', { id, reason: 'during the pause' })));
     expect(during.filter((r) => !r.ok)).toEqual([]);
@@ -174,7 +165,7 @@ describe.skipIf(!pg)('cluster on PostgreSQL (replicas as processes)', () => {
     const { rows: violations } = await cluster.db.query('SELECT * FROM fake_violations');
     expect(violations).toEqual([]);
     // And it rejoins: takes its share back and serves again.
-    await until('a owns shards again', async () => ((await cluster.owners()).get('r0') ?? 0) > 0, 15_000);
+    await expect.poll(async () => (await cluster.owners()).get('r0') ?? 0, { ...poll(15_000), message: 'shards a owns again' }).toBeGreaterThan(0);
     const after = await a.call('workspace.restart', { id: ids[0]!, reason: 'after' });
     expect(after.ok).toBe(true);
   }, 120_000);

@@ -2,32 +2,23 @@
  * Two replicas in this process on a real PostgreSQL: forwarding, event fan-out, a LISTEN connection that
  * drops mid-stream, and balance (a new replica takes its share; a leaving one hands over gracefully).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { Replica } from '../../src/cluster/index.ts';
 import type { SqlEngine } from '../../src/store/engine.ts';
-import { isPostgresUrl } from '../../src/store/engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import type { SupervisorEvent } from '../../src/supervisor/types.ts';
+import { describeWith, postgresUrl } from '../helpers/require.ts';
 import { DbFakeProvider, FAKE_TABLES } from './db-provider.ts';
 
-const url = process.env.DATABASE_URL;
-const pg = isPostgresUrl(url);
-if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
+/** Polling the database and the replicas' leases (their own timers, not under the test's control). */
+const POLL = { timeout: 20_000, interval: 50 };
 
-async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50)); // polling other components, not a timer under test
-  }
-}
-
-describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
+describeWith(postgresUrl(), 'cluster replicas on PostgreSQL', (url) => {
   let schema: string;
   let db: SqlEngine;
   const replicas: Replica[] = [];
   const start = async (name: string) => {
-    const r = await Replica.start({ url: url!, schema, replica: name, provider: new DbFakeProvider(db, name, 5), ttlMs: 2000, pollMs: 200 });
+    const r = await Replica.start({ url, schema, replica: name, provider: new DbFakeProvider(db, name, 5), ttlMs: 2000, pollMs: 200 });
     replicas.push(r);
     return r;
   };
@@ -39,14 +30,14 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
   afterEach(async () => {
     await Promise.all(replicas.splice(0).map((r) => r.close()));
     await db.close();
-    const admin = await openPostgres({ url: url!, max: 1 });
+    const admin = await openPostgres({ url, max: 1 });
     await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.close();
   });
 
   const setup = async () => {
     schema = `wsup_replicas_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-    db = await openPostgres({ url: url!, schema, max: 4 });
+    db = await openPostgres({ url, schema, max: 4 });
     await db.exec(FAKE_TABLES);
   };
 
@@ -54,7 +45,7 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
     await setup();
     const a = await start('a');
     const b = await start('b');
-    await until('shards split', async () => (await owned()).a === 32 && (await owned()).b === 32 && a.owned().length === 32 && b.owned().length === 32);
+    await expect.poll(async () => ({ leases: await owned(), a: a.owned().length, b: b.owned().length }), POLL).toEqual({ leases: { a: 32, b: 32 }, a: 32, b: 32 });
     const ids = Array.from({ length: 60 }, (_, i) => `fw-${i}`);
     const onB = ids.filter((id) => b.owned().includes(a.shardOf(id)));
     expect(onB.length).toBeGreaterThan(10);
@@ -66,7 +57,8 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
     // Through a, for workspaces b owns: forwarded; their events come back to a's subscribers over NOTIFY.
     const ensured = await Promise.all(onB.map((id) => a.call('workspace.ensure', { id })));
     expect(ensured.every((r) => (r as { state: string }).state === 'running')).toBe(true);
-    await until('events of b-owned workspaces at a', () => onB.every((id) => seen.some((e) => e.id === id && e.type === 'transition' && e.to === 'running')));
+    const runningAtA = () => onB.filter((id) => seen.some((e) => e.id === id && e.type === 'transition' && e.to === 'running'));
+    await expect.poll(runningAtA, POLL).toEqual(onB); // events of b-owned workspaces, seen at a
 
     // Drop both listeners while forwarded restarts are in flight: the inbox poll still finds and answers them.
     const inFlight = onB.map((id, i) => a.call('workspace.restart', { id, reason: `blink ${i}`, requester: `blink-${i}` }));
@@ -74,11 +66,11 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
     b.blinkListener();
     const answers = await Promise.all(inFlight);
     expect(answers.map((r) => (r as { outcome: string }).outcome).every((o) => ['started', 'joined', 'queued'].includes(o))).toBe(true);
-    await until('a resynced after the blink', () => resyncs >= 1); // the reconnect (the first connect was before we subscribed)
+    await expect.poll(() => resyncs, POLL).toBeGreaterThanOrEqual(1); // the reconnect (the first connect was before we subscribed)
     // The subscriber is not stuck: events after the reconnect still arrive.
     seen.length = 0;
     await a.call('workspace.restart', { id: onB[0]!, reason: 'after the blink' });
-    await until('events after the blink', () => seen.some((e) => e.id === onB[0] && e.type === 'cycle.completed'));
+    await expect.poll(() => seen.some((e) => e.id === onB[0] && e.type === 'cycle.completed'), { ...POLL, message: 'events after the blink' }).toBe(true);
     // Each restart took effect once.
     const { rows } = await db.query<{ op: string; n: number }>(
       `SELECT split_part(split_part(data->>'requester', '#', 1), '~', 1) AS op, count(*)::int AS n FROM workspace_events WHERE kind = 'request' AND data->>'requester' LIKE 'blink-%' GROUP BY 1`,
@@ -92,12 +84,12 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
   it('a new replica takes its share; a leaving replica hands its shards over after in-flight cycles', async () => {
     await setup();
     const a = await start('a');
-    await until('a owns everything', () => a.owned().length === 64);
+    await expect.poll(() => a.owned().length, POLL).toBe(64);
     const ids = Array.from({ length: 40 }, (_, i) => `bal-${i}`);
     await Promise.all(ids.map((id) => a.call('workspace.ensure', { id })));
 
     const b = await start('b');
-    await until('b took its share', async () => (await owned()).b === 32 && (await owned()).a === 32 && b.owned().length === 32);
+    await expect.poll(async () => ({ leases: await owned(), b: b.owned().length }), POLL).toEqual({ leases: { a: 32, b: 32 }, b: 32 });
 
     // Restarts keep flowing through a while b leaves: b finishes its cycles, then a takes b's shards.
     const during = ids.map((id) => a.call('workspace.restart', { id, reason: 'during the handover', wait: true }));
@@ -105,7 +97,7 @@ describe.skipIf(!pg)('cluster replicas on PostgreSQL', () => {
     replicas.splice(replicas.indexOf(b), 1);
     const results = await Promise.all(during);
     expect(results.length).toBe(ids.length);
-    await until('a owns everything again', () => a.owned().length === 64);
+    await expect.poll(() => a.owned().length, POLL).toBe(64);
     const { rows: violations } = await db.query('SELECT * FROM fake_violations');
     expect(violations).toEqual([]);
     const { rows: refused } = await db.query('SELECT * FROM fake_refused');

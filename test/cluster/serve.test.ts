@@ -9,13 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPostgresUrl } from '../../src/store/engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { runCli } from '../cli/run-cli.ts';
-
-const url = process.env.DATABASE_URL;
-const pg = isPostgresUrl(url);
-if (!pg && process.env.WSUP_REQUIRE_ALL === '1') throw new Error('WSUP_REQUIRE_ALL=1 but DATABASE_URL is not a postgres:// url');
+import { describeWith, postgresUrl } from '../helpers/require.ts';
 
 function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
   const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
@@ -33,19 +29,32 @@ function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProce
   return { proc, url: ready };
 }
 
-describe.skipIf(!pg)('wsup serve --cluster', () => {
+describe('wsup serve --cluster without PostgreSQL', () => {
+  it('refuses to start, with a clear message', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsup-cluster-'));
+    try {
+      const r = await runCli(['serve', '--cluster', '--provider', 'fake', '--port', '0', '--data-dir', dir], { DATABASE_URL: '' });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('--cluster needs PostgreSQL');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describeWith(postgresUrl(), 'wsup serve --cluster', (url) => {
   const schema = `wsup_serve_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const dir = mkdtempSync(join(tmpdir(), 'wsup-cluster-'));
-  const dbUrl = `${url}${url!.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  const dbUrl = `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
   const procs: ChildProcess[] = [];
 
   beforeAll(async () => {
-    const admin = await openPostgres({ url: url!, schema, max: 1 }); // creates the schema
+    const admin = await openPostgres({ url, schema, max: 1 }); // creates the schema
     await admin.close();
   });
   afterAll(async () => {
     for (const p of procs) p.kill('SIGKILL');
-    const admin = await openPostgres({ url: url!, max: 1 });
+    const admin = await openPostgres({ url, max: 1 });
     await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.close();
     rmSync(dir, { recursive: true, force: true });
@@ -79,10 +88,4 @@ describe.skipIf(!pg)('wsup serve --cluster', () => {
     const status = await runCli(['status', 'cl-3', ...via(bUrl)]);
     expect(JSON.parse(status.stdout)).toMatchObject({ id: 'cl-3' });
   }, 120_000);
-
-  it('refuses --cluster without PostgreSQL, with a clear message', async () => {
-    const r = await runCli(['serve', '--cluster', '--provider', 'fake', '--port', '0', '--data-dir', dir], { DATABASE_URL: '' });
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('--cluster needs PostgreSQL');
-  }, 60_000);
 });

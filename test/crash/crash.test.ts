@@ -18,12 +18,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isPostgresUrl } from '../../src/store/engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import type { EventRecord, WorkspaceRecord } from '../../src/store/types.ts';
 import type { RecoveryReport } from '../../src/supervisor/durable.ts';
 import type { RestartResult, WorkspaceView } from '../../src/supervisor/types.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { postgresUrl } from '../helpers/require.ts';
 import { agentProcesses, killAgents, nextAgent, processStartMs, prng, sleep, SupervisorChild } from './harness.ts';
 import type { ChildCommand, ChildOp, ChildReply } from './protocol.ts';
 
@@ -35,12 +34,7 @@ const SEED = Number(process.env.WSUP_CRASH_SEED ?? Math.floor(Math.random() * 2 
 /** Unique per run: ids, schema and the /proc scan never see another run's (or another suite's) agents. */
 const RUN = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
-const pgUrl = process.env.DATABASE_URL;
-const runPg = requireComponent(
-  'postgres',
-  isPostgresUrl(pgUrl),
-  'DATABASE_URL is not set to a postgres:// url: run `source .ci/components/20-postgres.sh` first',
-);
+const pgUrl = postgresUrl();
 
 const root = mkdtempSync(join(tmpdir(), 'wsup-crash-'));
 const schemas: string[] = [];
@@ -48,7 +42,7 @@ const prefixes: string[] = [];
 
 afterAll(async () => {
   for (const prefix of prefixes) killAgents(prefix);
-  if (schemas.length > 0 && isPostgresUrl(pgUrl)) {
+  if (schemas.length > 0 && pgUrl) {
     const admin = await openPostgres({ url: pgUrl, max: 1 });
     try {
       for (const schema of schemas) await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -408,8 +402,8 @@ async function crashRun(engine: Engine, kills: number, seed: number): Promise<Ou
 
 const pglite = pgliteEngine();
 const engines: Engine[] = [pglite];
-if (runPg && isPostgresUrl(pgUrl)) engines.push(postgresEngine(pgUrl));
-else describe.skip('crash test on PostgreSQL (DATABASE_URL not set)', () => undefined);
+if (pgUrl) engines.push(postgresEngine(pgUrl));
+else describe.skip('crash test on PostgreSQL', () => undefined);
 
 describe('crash test: SIGKILL the supervisor at random points, restart it on the same data', () => {
   const timeout = SOAK ? 1_800_000 : 300_000;

@@ -6,6 +6,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { vi } from 'vitest';
 import type { RecoveryReport } from '../../src/supervisor/durable.ts';
 import type { ChildCommand, ChildReply } from './protocol.ts';
 
@@ -206,8 +207,7 @@ export function processStartMs(pid: number): number | null {
 export async function nextAgent(prefix: string, ms: number, parentPid?: number): Promise<{ id: string; pid: number } | null> {
   const marker = `WSUP_WORKSPACE_ID=${prefix}`;
   const seen = new Set(readdirSync('/proc'));
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
+  const look = (): { id: string; pid: number } => {
     for (const name of readdirSync('/proc')) {
       if (seen.has(name) || !/^\d+$/.test(name)) continue;
       // Quickest sign: a new child of the supervisor, caught between its fork and the agent's exec.
@@ -224,9 +224,10 @@ export async function nextAgent(prefix: string, ms: number, parentPid?: number):
       seen.add(name);
       if (entry !== undefined) return { id: entry.slice('WSUP_WORKSPACE_ID='.length), pid: Number(name) };
     }
-    await sleep(1); // the fork→record window is a few ms wide: poll often, but do not spin
-  }
-  return null;
+    throw new Error('no agent of ours born yet');
+  };
+  // The fork→record window is a few ms wide: poll every millisecond. Not being born in time is an answer.
+  return vi.waitFor(look, { timeout: ms, interval: 1 }).catch(() => null);
 }
 
 /** SIGKILL every agent of ours (their process groups: the agent leads its own). */

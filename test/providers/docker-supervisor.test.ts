@@ -3,20 +3,18 @@
  * for the same workspace never reach the engine twice at once, so the name conflict the naive code hits
  * (see docker.test.ts) cannot happen: 50 rounds, 0 conflicts, at most 2 containers created per round.
  */
-import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createDockerProvider, dockerUnavailable } from '../../src/providers/docker.ts';
+import { afterAll, expect, it } from 'vitest';
+import { createDockerProvider } from '../../src/providers/docker.ts';
 import type { Provider } from '../../src/providers/types.ts';
 import { Supervisor } from '../../src/supervisor/supervisor.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { describeWith, dockerHost } from '../helpers/require.ts';
 
 const IMAGE = 'wsup-test:latest';
 const CMD = ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
 const PREFIX = `wsups${randomBytes(3).toString('hex')}-`;
 
-const why = process.env.DOCKER_HOST ? await dockerUnavailable(new Docker(), IMAGE) : 'DOCKER_HOST is not set: source .ci/components/10-docker.sh first';
-const run = requireComponent('docker', why === null, why ?? '');
+const host = await dockerHost(IMAGE);
 
 /** Wrap a provider and record any moment two of its calls were in flight for one workspace. */
 function guarded(inner: Provider) {
@@ -45,7 +43,7 @@ function guarded(inner: Provider) {
   return { provider, overlaps, starts };
 }
 
-describe.skipIf(!run)('seed 000 on a real dockerd, through the supervisor', () => {
+describeWith(host, 'seed 000 on a real dockerd, through the supervisor', () => {
   const docker = createDockerProvider({ prefix: PREFIX, defaultSpec: { image: IMAGE, cmd: CMD }, stopGraceSeconds: 2 });
   const { provider, overlaps, starts } = guarded(docker);
   // No self-fire window here: every programmatic request must meet the manual one head on.

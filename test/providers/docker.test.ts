@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createDockerProvider, dockerUnavailable, ForeignContainerError, naiveStopStart, statusCode, type DockerProvider } from '../../src/providers/docker.ts';
+import { createDockerProvider, ForeignContainerError, naiveStopStart, statusCode, type DockerProvider } from '../../src/providers/docker.ts';
 import type { ProviderEvent } from '../../src/providers/types.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { describeWith, dockerHost } from '../helpers/require.ts';
 import { describeProviderConformance } from './conformance.ts';
 
 const IMAGE = 'wsup-test:latest';
@@ -20,27 +20,16 @@ const CMD = ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
 // A prefix per run keeps this file's containers apart from anyone else's on the same engine.
 const PREFIX = `wsupt${randomBytes(3).toString('hex')}-`;
 
-const why = process.env.DOCKER_HOST
-  ? await dockerUnavailable(new Docker(), IMAGE)
-  : 'DOCKER_HOST is not set: source .ci/components/10-docker.sh first';
-const run = requireComponent('docker', why === null, why ?? '');
+const host = await dockerHost(IMAGE);
 const never = () => new AbortController().signal;
 const make = (extra: Parameters<typeof createDockerProvider>[0] = {}): DockerProvider =>
   createDockerProvider({ prefix: PREFIX, defaultSpec: { image: IMAGE, cmd: CMD }, stopGraceSeconds: 2, ...extra });
 
-/** Wait on the real engine, bounded: the event stream is asynchronous by nature. */
-async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits on the real engine, bounded: its event stream is asynchronous by nature. */
+const POLL = { timeout: 15_000, interval: 50 };
 
 describeProviderConformance('docker', () => make(), {
-  skip: !run,
+  skip: host === null,
   idPrefix: 'c',
   createForeign: async (id) => {
     // Same name wsup would use, no wsup labels: a container someone else made.
@@ -62,7 +51,7 @@ describe('docker provider spec', () => {
   });
 });
 
-describe.runIf(run)('docker provider', () => {
+describeWith(host, 'docker provider', (host) => {
   const docker = new Docker();
   const provider = make();
   const ids: string[] = [];
@@ -141,9 +130,7 @@ describe.runIf(run)('docker provider', () => {
         await provider.stop(stopped, never());
         const ref = (await provider.inspect(killed))!.ref!;
         await docker.getContainer(ref).kill();
-        const event = await until('a drift event', () => events.find((e) => e.id === killed));
-        expect(event).toMatchObject({ id: killed, alive: false });
-        expect(event.detail).toMatch(/die/);
+        await expect.poll(() => events.find((e) => e.id === killed), POLL).toMatchObject({ id: killed, alive: false, detail: expect.stringMatching(/die/) as string });
         // The stream is ordered: our own stop came before the kill, so it would already be here.
         expect(events.filter((e) => e.id === stopped)).toEqual([]);
       } finally {
@@ -153,7 +140,7 @@ describe.runIf(run)('docker provider', () => {
 
     it('reconnects when the event stream drops and reports a container that died meanwhile', async () => {
       const id = fresh('reconn');
-      const proxy = await socketProxy(process.env.DOCKER_HOST!.replace(/^unix:\/\//, ''));
+      const proxy = await socketProxy(host.replace(/^unix:\/\//, ''));
       const viaProxy = make({ dockerOptions: { socketPath: proxy.path }, reconnect: { initialMs: 50, maxMs: 200 } });
       const events: ProviderEvent[] = [];
       const unwatch = viaProxy.watch((e) => events.push(e));
@@ -162,8 +149,7 @@ describe.runIf(run)('docker provider', () => {
         proxy.down(); // the engine "restarts": every connection drops, new ones are refused
         await docker.getContainer((await provider.inspect(id))!.ref!).kill();
         proxy.up();
-        const event = await until('a drift event after reconnect', () => events.find((e) => e.id === id));
-        expect(event.alive).toBe(false);
+        await expect.poll(() => events.find((e) => e.id === id), { ...POLL, message: 'a drift event after the reconnect' }).toMatchObject({ alive: false });
       } finally {
         unwatch();
         await viaProxy.close();

@@ -1,7 +1,9 @@
 /**
  * The EC2 provider against the real `@aws-sdk/client-ec2` over HTTP, talking to test/ec2-server: a Query-API
  * server that models instance states with short real delays and answers with EC2's XML and error codes.
- * Waiting here is the real protocol's polling, kept to tens of milliseconds per transition.
+ * Waiting here is the real protocol's polling, kept to tens of milliseconds per transition. Tests of long
+ * transitions, deadlines and aborts share a `TestClock` between the server and the provider instead, so no
+ * real time passes for them.
  */
 import {
   CreateTagsCommand,
@@ -15,7 +17,7 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEc2Provider, Ec2InstanceLostError, Ec2SpecError, type Ec2ProviderOptions } from '../../src/providers/ec2.ts';
+import { createEc2Provider, Ec2InstanceLostError, Ec2SpecError, type Ec2Clock, type Ec2ProviderOptions } from '../../src/providers/ec2.ts';
 import type { Ec2Delays } from '../ec2-server/model.ts';
 import { startEc2Server, type Ec2Server } from '../ec2-server/server.ts';
 import { describeProviderConformance } from './conformance.ts';
@@ -25,9 +27,49 @@ const region = 'us-east-1';
 const defaultSpec = { ami: 'ami-0123456789abcdef0', instanceType: 't3.micro' };
 const never = (): AbortSignal => new AbortController().signal;
 
+/**
+ * Virtual time for the server's state transitions and the provider's poll sleeps. While `auto` is on, a
+ * sleep moves time forward by its own length on the next turn of the event loop; while it is off, sleeps
+ * stay pending until `run()`, so a test can act while the provider is known to be waiting.
+ */
+class TestClock implements Ec2Clock {
+  private t = Date.UTC(2026, 0, 1);
+  private seq = 0;
+  private readonly timers = new Map<number, { at: number; fn: () => void }>();
+  constructor(private auto = true) {}
+  now = (): number => this.t;
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    const id = ++this.seq;
+    this.timers.set(id, { at: this.t + ms, fn });
+    if (this.auto) setImmediate(() => this.fire(id));
+    return id;
+  };
+  clearTimeout = (id: unknown): void => void this.timers.delete(id as number);
+  /** Provider sleeps waiting for the clock. */
+  get pending(): number {
+    return this.timers.size;
+  }
+  /** Turn `auto` off: sleeps stay pending until `run()`. */
+  hold(): void {
+    this.auto = false;
+  }
+  /** Turn `auto` on and end every pending sleep. */
+  run(): void {
+    this.auto = true;
+    for (const id of [...this.timers.keys()]) this.fire(id);
+  }
+  private fire(id: number): void {
+    const timer = this.timers.get(id);
+    if (!timer) return;
+    this.timers.delete(id);
+    this.t = Math.max(this.t, timer.at);
+    timer.fn();
+  }
+}
+
 const servers: Ec2Server[] = [];
-async function server(opts: { delays?: Partial<Ec2Delays> } = {}): Promise<Ec2Server> {
-  const s = await startEc2Server({ delays: { pendingMs: 40, stoppingMs: 40, shuttingDownMs: 40, ...opts.delays } });
+async function server(opts: { delays?: Partial<Ec2Delays>; clock?: TestClock } = {}): Promise<Ec2Server> {
+  const s = await startEc2Server({ delays: { pendingMs: 40, stoppingMs: 40, shuttingDownMs: 40, ...opts.delays }, ...(opts.clock && { now: opts.clock.now }) });
   servers.push(s);
   return s;
 }
@@ -53,7 +95,6 @@ async function stateOf(s: Ec2Server, instanceId: string): Promise<string | undef
   return res.Reservations?.[0]?.Instances?.[0]?.State?.Name;
 }
 const actions = (s: Ec2Server, from = 0) => s.calls.slice(from).map((c) => (c.error ? `${c.action}:${c.error}` : c.action));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Top-level await: the conformance suite needs the endpoint when it builds the provider.
 const shared = await server();
@@ -122,15 +163,18 @@ describe('ec2 provider', () => {
     });
 
     it('starts right after an aborted stop left the instance stopping', async () => {
-      const s = await server({ delays: { stoppingMs: 500 } });
-      const p = provider(s, { stopMode: 'stop' });
+      const clock = new TestClock();
+      const s = await server({ delays: { stoppingMs: 500 }, clock });
+      const p = provider(s, { stopMode: 'stop', clock });
       const endpoint = await p.start({ id: 'seed3b' }, never());
       const ac = new AbortController();
+      clock.hold();
       const stopping = p.stop('seed3b', ac.signal);
-      while (!actions(s).includes('StopInstances')) await sleep(5);
+      await expect.poll(() => actions(s), { interval: 5 }).toContain('StopInstances');
       ac.abort(new Error('superseded by a restart'));
       await expect(stopping).rejects.toThrow('superseded by a restart');
       expect(await p.inspect('seed3b')).toMatchObject({ status: 'stopping' });
+      clock.run();
       await expect(p.start({ id: 'seed3b' }, never())).resolves.toBe(endpoint);
     });
 
@@ -181,31 +225,42 @@ describe('ec2 provider', () => {
     });
 
     it('stops waiting as soon as the signal aborts', async () => {
-      const s = await server({ delays: { pendingMs: 5000 } });
-      const p = provider(s);
+      const clock = new TestClock(false);
+      const s = await server({ delays: { pendingMs: 5000 }, clock });
+      const p = provider(s, { clock });
       const ac = new AbortController();
-      setTimeout(() => ac.abort(new Error('caller gave up')), 100);
-      const t0 = Date.now();
-      await expect(p.start({ id: 'slow' }, ac.signal)).rejects.toThrow('caller gave up');
-      expect(Date.now() - t0).toBeLessThan(1000);
+      const t0 = clock.now();
+      const starting = p.start({ id: 'slow' }, ac.signal);
+      await expect.poll(() => clock.pending, { interval: 5 }).toBe(1); // launched, sleeping before it looks again
+      ac.abort(new Error('caller gave up'));
+      await expect(starting).rejects.toThrow('caller gave up');
+      // It gave up in the middle of its sleep: no time had to pass, and no sleep is left behind.
+      expect(clock.now()).toBe(t0);
+      expect(clock.pending).toBe(0);
       expect(await p.inspect('slow')).toMatchObject({ status: 'starting' });
     });
 
     it('fails with Ec2InstanceLostError when its launched instance is terminated out of band', async () => {
-      const s = await server({ delays: { pendingMs: 2000 } });
-      const p = provider(s);
+      const clock = new TestClock(false);
+      const s = await server({ delays: { pendingMs: 2000 }, clock });
+      const p = provider(s, { clock });
       const starting = p.start({ id: 'lost' }, never());
-      while (!actions(s).includes('RunInstances')) await sleep(5);
+      await expect.poll(() => clock.pending, { interval: 5 }).toBe(1); // launched, sleeping before it looks again
+      expect(actions(s)).toContain('RunInstances');
       const instanceId = (await p.inspect('lost'))!.ref!;
       await rawClient(s).send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+      clock.run();
       await expect(starting).rejects.toBeInstanceOf(Ec2InstanceLostError);
       expect(actions(s).filter((a) => a === 'RunInstances')).toHaveLength(1);
     });
 
     it('fails with WSUP_PROVIDER_TIMEOUT at the deadline', async () => {
-      const s = await server({ delays: { pendingMs: 5000 } });
-      const p = provider(s, { deadlineMs: 150 });
+      const clock = new TestClock();
+      const s = await server({ delays: { pendingMs: 5000 }, clock });
+      const p = provider(s, { deadlineMs: 150, clock });
+      const t0 = clock.now();
       await expect(p.start({ id: 'late' }, never())).rejects.toMatchObject({ code: 'WSUP_PROVIDER_TIMEOUT' });
+      expect(clock.now() - t0).toBe(150); // the last sleep is cut to end at the deadline
     });
 
     it('names the missing AMI instead of calling RunInstances', async () => {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { defaultAgentCommand } from '../../src/providers/process-agent.ts';
 import { createProcessProvider, isAlive, ProcessExitedError, type ProcessProvider, type ProcessProviderOptions } from '../../src/providers/process.ts';
 import type { ProviderEvent } from '../../src/providers/types.ts';
@@ -35,16 +35,8 @@ function processesOf(id: string): number[] {
   return pids.filter((pid) => isAlive({ pid, startTime: null }));
 }
 
-/** Wait on real processes, bounded. */
-async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** Waits on real processes, bounded. */
+const POLL = { timeout: 10_000, interval: 25 };
 
 afterAll(async () => {
   for (const p of providers) for (const r of await p.list()) await p.stop(r.id, never());
@@ -95,12 +87,17 @@ describe('process provider', () => {
       const owner = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       owner.stdout.on('data', (c: Buffer) => (out += c.toString()));
-      const endpoint = await until('the owner to print its endpoint', () => {
-        if (owner.exitCode !== null) throw new Error(`owner exited with ${owner.exitCode} before starting the workspace`);
-        return out.match(/http:\/\/\S+/)?.[0];
-      }, 30_000);
+      const endpoint = await vi.waitFor(
+        () => {
+          if (owner.exitCode !== null) throw new Error(`owner exited with ${owner.exitCode} before starting the workspace`);
+          const printed = out.match(/http:\/\/\S+/)?.[0];
+          if (printed === undefined) throw new Error(`the owner has not printed its endpoint yet: ${JSON.stringify(out)}`);
+          return printed;
+        },
+        { ...POLL, timeout: 30_000 },
+      );
       owner.kill('SIGKILL');
-      await until('the owner to die', () => (owner.exitCode !== null || owner.signalCode !== null ? true : undefined));
+      await expect.poll(() => owner.signalCode ?? owner.exitCode, { ...POLL, message: 'the owner to die' }).not.toBeNull();
       const b = make({ dataDir });
       expect(await b.start({ id: 'seed1k' }, never())).toBe(endpoint);
       expect(b.spawned).toBe(0);
@@ -146,12 +143,12 @@ describe('process provider', () => {
       const p = make();
       const ac = new AbortController();
       const started = p.start({ id: 'mute', command: ['sleep', '60'] }, ac.signal);
-      await until('the process to be recorded', async () => ((await p.inspect('mute')) ? true : undefined));
+      await expect.poll(() => p.inspect('mute'), { ...POLL, message: 'the process to be recorded' }).not.toBeNull();
       const reason = new Error('caller gave up');
       ac.abort(reason);
       await expect(started).rejects.toBe(reason);
       expect(await p.inspect('mute')).toBeNull();
-      await until('the process to be gone', () => (processesOf('mute').length === 0 ? true : undefined));
+      await expect.poll(() => processesOf('mute'), { ...POLL, message: 'the process to be gone' }).toHaveLength(0);
     });
   });
 
@@ -166,12 +163,14 @@ describe('process provider', () => {
       await p.stop('calm', never());
       const pid = Number((await p.inspect('victim'))!.ref);
       process.kill(pid, 'SIGKILL');
-      await until('the kill to land', () => (isAlive({ pid, startTime: null }) ? undefined : true));
-      const seen = await until('a drift event', () => {
+      await expect.poll(() => isAlive({ pid, startTime: null }), { ...POLL, message: 'the kill to land' }).toBe(false);
+      // Each poll runs the provider's liveness check once, as its interval would.
+      const seen = () => {
         tick!();
-        return events.length > 0 ? events : undefined;
-      });
-      expect(seen).toEqual([{ id: 'victim', alive: false, detail: expect.stringContaining(String(pid)) as string }]);
+        return events;
+      };
+      await expect.poll(seen, { ...POLL, message: 'a drift event' }).not.toHaveLength(0);
+      expect(events).toEqual([{ id: 'victim', alive: false, detail: expect.stringContaining(String(pid)) as string }]);
       unwatch();
       expect(tick).toBeUndefined();
     });

@@ -43,13 +43,8 @@ function manualClock() {
   return clock;
 }
 
-const until = async (pred: () => boolean, ms = 5000) => {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+/** The server's own timers decide these; poll them often. */
+const POLL = { timeout: 5000, interval: 10 };
 
 const socketOf = (ws: WebSocket) => (ws as unknown as { _socket: Socket })._socket;
 
@@ -85,7 +80,7 @@ describe('limits', () => {
       // order: once this call is answered, the server has seen the live peer's pong.
       expect(await alive.rpc(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'workspace.list' }))).toHaveProperty('result');
       clock.advance(1000); // the silent one is terminated; the live one is pinged again
-      await until(() => rig.server.connections === 1);
+      await expect.poll(() => rig.server.connections, POLL).toBe(1);
       expect(alive.closed).toBeNull();
     } finally {
       await rig.close();
@@ -146,7 +141,7 @@ describe('limits', () => {
         for (let j = 0; j < 100; j++) rig.server.hub.publish(big);
         await new Promise((r) => setTimeout(r, 5));
       }
-      await until(() => rig.server.connections === 0, 10_000);
+      await expect.poll(() => rig.server.connections, { ...POLL, timeout: 10_000 }).toBe(0);
       expect(rig.server.hub.subscriberCount).toBe(0);
     } finally {
       await rig.close();
@@ -162,7 +157,7 @@ describe('lifecycle', () => {
     const client = rig.client('operator');
     const raw = await rig.raw('viewer');
     const inFlight = client.call('workspace.ensure', { id: 'drain-1' });
-    await until(() => rig.provider.inFlightIds().includes('drain-1'));
+    await expect.poll(() => rig.provider.inFlightIds(), POLL).toContain('drain-1');
     const closing = rig.server.close();
     expect(rig.server.close()).toBe(closing);
     expect(rig.server.lifecycle).toBe('draining');

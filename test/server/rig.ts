@@ -2,6 +2,7 @@
  * A real server on port 0 over a real Supervisor + FakeProvider, plus raw and typed clients. Tests use
  * real sockets on loopback with bounded waits; no timing decides an assertion.
  */
+import { vi } from 'vitest';
 import WebSocket from 'ws';
 import { WsupClient, type ClientOptions } from '../../src/client/index.ts';
 import type { Role } from '../../src/protocol/index.ts';
@@ -75,18 +76,15 @@ export class RawSocket {
   readonly frames: unknown[] = [];
   /** Byte size of each frame, in arrival order. */
   readonly sizes: number[] = [];
-  private waiters: Array<() => void> = [];
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (d: Buffer) => {
       this.sizes.push(d.length);
       this.frames.push(JSON.parse(d.toString()));
-      for (const w of this.waiters.splice(0)) w();
     });
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
-      for (const w of this.waiters.splice(0)) w();
     });
   }
 
@@ -104,17 +102,14 @@ export class RawSocket {
     this.ws.send(text);
   }
 
-  /** Wait until `n` frames in total have arrived (or the socket closed), within `ms`. */
+  /** Wait until `pred` holds (or the socket closed), within `ms`. Works in hooks too (`vi.waitFor`). */
   async until(pred: () => boolean, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred()) {
-      if (this.closed) return;
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms with ${this.frames.length} frames`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 50);
-      });
-    }
+    await vi.waitFor(
+      () => {
+        if (!pred() && !this.closed) throw new Error(`condition not met with ${this.frames.length} frames received`);
+      },
+      { timeout: ms, interval: 10 },
+    );
   }
 
   /** Send and wait for the next frame. */

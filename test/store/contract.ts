@@ -183,8 +183,7 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
         const commit = store.commit({ workspaces: [ws('z', { state: 'starting' })], events: [{ workspaceId: 'z', at: 1, kind: 'transition' }] });
         // The batch's INSERT now waits for the other writer's uncommitted row; then let that one commit.
         const waiting = 'SELECT 1 FROM pg_stat_activity WHERE $1::int = ANY (pg_blocking_pids(pid))';
-        for (let i = 0; i < 500 && (await other.query(waiting, [blocker])).rows.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-        expect((await other.query(waiting, [blocker])).rows).toHaveLength(1);
+        await expect.poll(async () => (await other.query(waiting, [blocker])).rows, { timeout: 5_000, interval: 10 }).toHaveLength(1);
         release();
         await writer;
         await commit;

@@ -30,7 +30,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('failNext' as const), op: fc.constantFrom('start' as const, 'stop' as const) }) },
 );
 
-type Result = Awaited<ReturnType<typeof capture<{ outcome: string; cycle: number | null }>>>;
+type Result = Awaited<ReturnType<typeof capture<{ outcome: string; cycle: number | null; requester: string }>>>;
 
 describe('workspace actor under random interleavings (fast-check)', () => {
   it(`keeps single flight, bounds cycles per burst, answers every request and settles (${RUNS} runs)`, async () => {
@@ -95,7 +95,7 @@ describe('workspace actor under random interleavings (fast-check)', () => {
         }
 
         // A burst is satisfied by at most 2 cycles, and by 1 when every request started or joined.
-        const requests = r.events.filter((e) => e.type === 'request');
+        const requests = r.events.flatMap((e) => (e.type === 'request' ? [e] : []));
         for (const burst of bursts) {
           const results = await Promise.all(burst.results);
           const cycles = new Set(results.flatMap((x) => (x.ok ? [x.value.cycle] : [])));
@@ -103,7 +103,14 @@ describe('workspace actor under random interleavings (fast-check)', () => {
           const outcomes = results.flatMap((x) => (x.ok ? [x.value.outcome] : []));
           if (outcomes.length === results.length && outcomes.every((o) => o === 'started' || o === 'joined')) expect(cycles.size).toBe(1);
         }
-        expect(requests.length).toBeGreaterThanOrEqual(0);
+        // Every answered restart is published as exactly one request event, under its requester and with
+        // the outcome it was answered with; no request is published twice.
+        const published = new Map<string, string[]>();
+        for (const e of requests) published.set(e.requester, [...(published.get(e.requester) ?? []), e.outcome]);
+        for (const burst of bursts) {
+          for (const x of await Promise.all(burst.results)) if (x.ok) expect(published.get(x.value.requester), `request events of ${x.value.requester}`).toEqual([x.value.outcome]);
+        }
+        expect(published.size, 'request events published twice').toBe(requests.length);
       }),
       { numRuns: RUNS },
     );

@@ -1,11 +1,12 @@
 /**
  * Test helpers for the visualizer in a real browser: the built page (`visualizer/dist` when it is newer
  * than every source it is built from, else a fresh build into a temporary directory, so a stale build is
- * never what is tested) and Debian's Chromium through playwright-core.
+ * never what is tested) and Chromium (found by `chromiumPath` in test/helpers/require.ts) through
+ * playwright-core.
  *
  * @example
  * const { dir, built } = await visualizerDist();
- * const browser = await launchChromium();
+ * const browser = await launchChromium(chromiumPath()!);
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -14,14 +15,11 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { build } from 'vite';
 
-export const CHROMIUM = '/usr/bin/chromium';
-export const chromiumInstalled = (): boolean => existsSync(CHROMIUM);
-
 /** Flags that keep Chromium from reaching for the network this machine does not have. */
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+export function launchChromium(executablePath: string): Promise<Browser> {
+  return chromium.launch({ executablePath, headless: true, args: ARGS });
 }
 
 const ROOT = join(import.meta.dirname, '../..');

@@ -9,18 +9,16 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PerfSummary } from '../../visualizer/src/ui/perf.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { chromiumPath, describeWith } from '../helpers/require.ts';
 import { startRig, TOKENS, type ServerRig } from '../server/rig.ts';
-import { CHROMIUM, chromiumInstalled, launchChromium, visualizerDist } from './browser.ts';
+import { launchChromium, visualizerDist } from './browser.ts';
 
 const SHOTS = join(import.meta.dirname, '../../test-output/visualizer');
 const DEMO = 'ws-demo';
 /** Slow provider starts for the demo workspace, so `starting` is on screen long enough to be seen. */
 const DEMO_START_MS = 1500;
 
-const run = requireComponent('chromium', chromiumInstalled(), `${CHROMIUM} is missing: apt-get install -y chromium (or source .ci/components/30-chromium.sh)`);
-
-describe.runIf(run)('visualizer in Chromium', () => {
+describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
   let rig: ServerRig;
   let browser: Browser;
   let dist: { dir: string; built: boolean } | undefined;
@@ -28,7 +26,7 @@ describe.runIf(run)('visualizer in Chromium', () => {
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    [dist, browser] = await Promise.all([visualizerDist(), launchChromium()]);
+    [dist, browser] = await Promise.all([visualizerDist(), launchChromium(chromium)]);
     rig = await startRig({ server: { visualizerDir: dist.dir } });
     rig.provider.fault = (call) => (call.id === DEMO && call.op === 'start' ? { latencyMs: DEMO_START_MS } : undefined);
     await rig.supervisor.create(DEMO, { owner: 'alice', pool: 'gpu' });

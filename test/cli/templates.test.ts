@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dockerUnavailable } from '../../src/providers/docker.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { dockerHost } from '../helpers/require.ts';
 import { runCli } from './run-cli.ts';
 
 const IMAGE = 'wsup-test:latest';
@@ -46,8 +45,7 @@ describe('wsup serve --config', () => {
   }, 60_000);
 });
 
-const why = process.env.DOCKER_HOST ? await dockerUnavailable(new Docker(), IMAGE) : 'DOCKER_HOST is not set: source .ci/components/10-docker.sh first';
-const run = requireComponent('docker', why === null, why ?? '');
+const run = (await dockerHost(IMAGE)) !== null;
 
 describe.skipIf(!run)('wsup serve --provider docker --image --cmd', () => {
   it('is the default template: an operator creates and ensures from it, but may not pass a raw spec', async () => {

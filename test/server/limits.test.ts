@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { WebSocketServer } from 'ws';
 import type WebSocket from 'ws';
 import { createServer, staticTokens } from '../../src/server/index.ts';
@@ -93,7 +93,7 @@ describe('limits', () => {
     try {
       const s = await rig.raw('operator');
       for (let i = 1; i <= 12; i++) s.send(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'workspace.ensure', params: { id: `held-${i}` } }));
-      await until(() => rig.provider.inFlightIds().length > 0);
+      await vi.waitFor(() => expect(rig.provider.inFlightIds().length).toBeGreaterThan(0));
       expect(rig.provider.inFlightIds().length).toBeLessThanOrEqual(4);
       clock.advance(1000); // a ping it cannot answer while the server does not read it
       clock.advance(1000); // without the exemption: terminated here

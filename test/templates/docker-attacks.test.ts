@@ -11,14 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/index.ts';
-import { dockerUnavailable } from '../../src/providers/docker.ts';
-import { requireComponent } from '../helpers/require.ts';
+import { dockerHost } from '../helpers/require.ts';
 import { refusal, startTemplateRig, type TemplateRig } from './rig.ts';
 
 const IMAGE = 'wsup-test:latest';
 const CMD = ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
-const why = process.env.DOCKER_HOST ? await dockerUnavailable(new Docker(), IMAGE) : 'DOCKER_HOST is not set: source .ci/components/10-docker.sh first';
-const run = requireComponent('docker', why === null, why ?? '');
+const run = (await dockerHost(IMAGE)) !== null;
 
 const tag = randomBytes(3).toString('hex');
 const ws = (name: string) => `atk${tag}-${name}`;

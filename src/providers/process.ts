@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { assertWorkspaceId, ProviderTimeoutError, WsupError } from '../errors.ts';
 import { defaultAgentCommand } from './process-agent.ts';
+import { findByEnv, isAlive, processStartTime, signalAll, workspaceProcesses } from './proc.ts';
 import type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec } from './types.ts';
 
 const recordSchema = z.object({
@@ -178,7 +179,7 @@ export class ProcessProvider implements Provider {
         throw healthy === 'exited' ? new ProcessExitedError(spec.id, tail(rec.logPath)) : new ProviderTimeoutError(spec.id, 'start (health check)', this.healthTimeout());
       } catch (err) {
         // Leave nothing half-started behind: no process, no record, so the next start begins clean.
-        signalGroup(rec.pid, 'SIGKILL');
+        signalAll(workspaceProcesses(rec, marker(rec)), 'SIGKILL');
         await this.records.delete(spec.id);
         if (!(err instanceof ProcessExitedError) || attempt >= 1) throw err;
       }
@@ -222,7 +223,7 @@ export class ProcessProvider implements Provider {
    */
   private async settle(rec: ProcessRecord): Promise<ProcessRecord | null> {
     if (rec.pid > 0 || this.spawning.has(rec.id)) return rec;
-    const pid = findByNonce(rec.nonce) ?? (await healthPid(rec));
+    const pid = findByEnv(marker(rec)) ?? (await healthPid(rec));
     if (pid === null) {
       await this.records.delete(rec.id);
       return null;
@@ -317,13 +318,18 @@ export class ProcessProvider implements Provider {
     return rec;
   }
 
-  /** SIGTERM the group, wait the grace period, then SIGKILL it. A process already gone is success. */
+  /**
+   * Tear the whole workspace down: SIGTERM every process of it (leader, session, and whatever carries its
+   * marker, see `workspaceProcesses`), wait the grace period, SIGKILL what is left. Nothing left is success.
+   */
   private async terminate(rec: ProcessRecord, signal: AbortSignal): Promise<void> {
-    if (!isAlive(rec)) return;
-    signalGroup(rec.pid, 'SIGTERM');
-    if (await waitFor(() => !isAlive(rec), this.opts.stopGraceMs ?? 5_000, signal)) return;
-    signalGroup(rec.pid, 'SIGKILL');
-    if (!(await waitFor(() => !isAlive(rec), 5_000, signal))) throw new ProviderTimeoutError(rec.id, 'stop (SIGKILL)', 5_000);
+    const procs = () => workspaceProcesses(rec, marker(rec));
+    const first = procs();
+    if (first.length === 0) return;
+    signalAll(first, 'SIGTERM');
+    if (await waitFor(() => procs().length === 0, this.opts.stopGraceMs ?? 5_000, signal)) return;
+    signalAll(procs(), 'SIGKILL');
+    if (!(await waitFor(() => procs().length === 0, 5_000, signal))) throw new ProviderTimeoutError(rec.id, 'stop (SIGKILL)', 5_000);
   }
 
   private async describe(rec: ProcessRecord): Promise<ProviderResource> {
@@ -347,11 +353,16 @@ export class ProcessProvider implements Provider {
   }
 }
 
+export { isAlive } from './proc.ts';
+
 export function createProcessProvider(opts: ProcessProviderOptions = {}): ProcessProvider {
   return new ProcessProvider(opts);
 }
 
 const endpointOf = (rec: ProcessRecord): Endpoint => `http://${rec.host}:${rec.port}`;
+
+/** Every process of one spawn inherits this from the environment the provider gives the leader. */
+const marker = (rec: ProcessRecord): string => `WSUP_AGENT_NONCE=${rec.nonce}`;
 
 function tail(path: string): string {
   try {
@@ -359,56 +370,6 @@ function tail(path: string): string {
   } catch {
     return 'no log';
   }
-}
-
-/** `/proc/<pid>/stat` fields after the command name: [0] is the state, [19] the start time. */
-function procStat(pid: number): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
-
-function processStartTime(pid: number): string | null {
-  return procStat(pid)?.[19] ?? null;
-}
-
-/** The recorded process, not merely its pid, is alive: a zombie or a reused pid counts as gone. */
-export function isAlive(rec: Pick<ProcessRecord, 'pid' | 'startTime'>): boolean {
-  if (rec.pid <= 0) return false;
-  try {
-    process.kill(rec.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  const stat = procStat(rec.pid);
-  if (stat === null) return rec.startTime === null; // no /proc here: the pid check is all we have
-  return stat[0] !== 'Z' && (rec.startTime === null || stat[19] === rec.startTime);
-}
-
-/** The live process whose environment carries this spawn's nonce (Linux /proc), or null. */
-function findByNonce(nonce: string): number | null {
-  const marker = `WSUP_AGENT_NONCE=${nonce}`;
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return null; // no /proc: the health probe is the fallback
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) {
-        const pid = Number(entry);
-        if (isAlive({ pid, startTime: null })) return pid;
-      }
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return null;
 }
 
 /** The pid the agent reports on /healthz when its nonce matches, or null. */
@@ -428,18 +389,6 @@ function healthPid(rec: ProcessRecord): Promise<number | null> {
     });
     req.on('timeout', () => req.destroy()).on('error', () => resolve(null));
   });
-}
-
-/** Signal the whole process group (the child is its leader), falling back to the pid alone. */
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, sig);
-      return;
-    } catch {
-      // ESRCH: no such group; try the pid, then give up: already gone is what we wanted.
-    }
-  }
 }
 
 async function freePort(host: string): Promise<number> {

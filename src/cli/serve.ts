@@ -2,7 +2,7 @@
  * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
  * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
@@ -55,8 +55,15 @@ export async function serve(f: ServeFlags): Promise<number> {
   if (f.provider === 'docker' && !f.image) process.stderr.write('wsup: note: no --image; every workspace must be created with a spec naming one\n');
   if (f.provider === 'ec2' && !f.ami) process.stderr.write('wsup: note: no --ami; every workspace must be created with a spec naming one\n');
   const started = performance.now();
+  // Everything serve writes from here on (store files, tokens, records, logs) is for this user only.
+  process.umask(0o077);
   const dataDir = resolve(f.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const unsafe = statSync(dataDir).mode & 0o022;
+  if (unsafe !== 0) {
+    process.stderr.write(`wsup: data dir ${dataDir} is writable by ${unsafe & 0o020 ? 'its group' : 'others'} (mode ${(statSync(dataDir).mode & 0o777).toString(8)}): it holds tokens and the store; run chmod 700 ${dataDir}\n`);
+    return 1;
+  }
   // The store opens while the server, supervisor and providers load (PGlite compiles its wasm off the main
   // thread): a warm start is that much shorter.
   const opening = f.cluster || f.memory ? null : import('./open-store.ts').then((m) => m.openStore({ dataDir, ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}) }));

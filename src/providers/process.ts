@@ -82,9 +82,9 @@ export class JsonFileProcessRecords implements ProcessRecords {
   }
 
   async put(id: string, rec: ProcessRecord): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.file(id)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, JSON.stringify(rec, null, 2));
+    await writeFile(tmp, JSON.stringify(rec, null, 2), { mode: 0o600 });
     await rename(tmp, this.file(id));
   }
 
@@ -285,14 +285,14 @@ export class ProcessProvider implements Provider {
     const port = await freePort(host);
     const nonce = randomBytes(12).toString('hex');
     const logPath = join(this.dataDir, `${id}.log`);
-    await mkdir(this.dataDir, { recursive: true });
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
     const [file, ...args] = want.command as [string, ...string[]];
     // Write ahead: the record exists before the child does, so no crash can leave an unrecorded child.
     const pending: ProcessRecord = { id, pid: 0, startTime: null, nonce, port, host, command: want.command, specHash: want.specHash, startedAt: Date.now(), logPath };
     this.spawning.add(id);
     try {
       await this.records.put(id, pending);
-      return await this.fork(pending, file, args, openSync(logPath, 'a'), want);
+      return await this.fork(pending, file, args, openSync(logPath, 'a', 0o600), want);
     } finally {
       this.spawning.delete(id);
     }

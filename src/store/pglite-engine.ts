@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { SqlEngine, SqlQueryable, SqlResult } from './engine.ts';
 import { assertSchemaName } from './engine.ts';
+import { WsupError, errorMessage } from '../errors.ts';
 
 export interface PgliteEngineOptions {
   /** A directory, or `memory://`. */
@@ -58,6 +59,10 @@ export async function openPglite(opts: PgliteEngineOptions): Promise<SqlEngine> 
     startParams: START_PARAMS,
     ...(memory ? {} : { dataDir: opts.dataDir }),
     ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+  }).catch((err: unknown) => {
+    if (memory) throw err;
+    // A damaged data dir makes PGlite's WASM abort with a message that names neither the dir nor a way out.
+    throw new WsupError('WSUP_STORE', `PGlite data dir ${opts.dataDir} cannot be opened (${errorMessage(err)}): the store is damaged: restore the data dir from a backup, or move it away to start with an empty store`, { cause: err });
   });
   // PGlite is a single session, so a session-level search_path applies to every later statement.
   if (opts.schema !== undefined) {

@@ -30,4 +30,16 @@ describe('wsup serve on a damaged store', () => {
     expect(r.stderr).toContain('table workspace_events cannot be read');
     expect(r.stderr).toContain('move it away to start with an empty store');
   }, 90_000);
+
+  it('refuses to start when PGlite cannot open the data dir at all', async () => {
+    const dataDir = mkdtempSync(join(root, 'data-'));
+    const pglite = join(dataDir, 'pglite');
+    await (await WorkspaceStore.open({ dataDir: pglite })).close();
+    truncateSync(join(pglite, 'global', 'pg_control'), 100);
+
+    const r = await runCli(['serve', '--port', '0', '--data-dir', dataDir], { DATABASE_URL: '' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`PGlite data dir ${pglite} cannot be opened`);
+    expect(r.stderr).toContain('move it away to start with an empty store');
+  }, 90_000);
 });

@@ -49,6 +49,7 @@ program
   .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
   .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')
   .option('--replica-id <id>', 'this replica\'s name in the cluster (default: random)')
+  .option('--shutdown-grace <ms>', 'longest shutdown after SIGTERM/SIGINT; a second signal exits at once (default 10000)')
   .action(async (f: ServeFlags) => {
     // Loaded on demand: client commands must not pay for the server, store and providers at boot.
     const { serve } = await import('./serve.ts');

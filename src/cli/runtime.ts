@@ -19,6 +19,7 @@ import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import type { WorkspaceStore } from '../store/index.ts';
+import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
@@ -60,7 +61,8 @@ export interface Runtime {
   claims?: ClaimService;
   /** What got wired, for the startup banner. */
   wiring: { provider: string; store: string };
-  close(): Promise<void>;
+  /** Shut down: provider calls in flight get up to `deadlineMs` (default `DEFAULT_SHUTDOWN_GRACE_MS`). */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
@@ -112,11 +114,11 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ...(store ? { history: (id: string, limit: number) => eventHistory(store, id, limit) } : {}),
     ...(claims ? { claims } : {}),
     wiring: { provider: provider.kind, store: store ? store.kind : 'memory (nothing persisted)' },
-    close() {
+    close(deadlineMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       closing ??= (async () => {
         unwatch?.();
         await bus.close(); // flushes open bursts into the actors first: nothing written is lost
-        await supervisor.shutdown({ deadlineMs: 10_000 });
+        await supervisor.shutdown({ deadlineMs });
         claims?.close();
         await provider.close?.();
         await store?.close();

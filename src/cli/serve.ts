@@ -2,13 +2,14 @@
  * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
  * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
 import { WsupError } from '../errors.ts';
 import { loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
+import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import type { ProviderKind } from './runtime.ts';
 
 export interface ServeFlags {
@@ -27,7 +28,11 @@ export interface ServeFlags {
   cluster?: boolean;
   replicaId?: string;
   config?: string;
+  shutdownGrace?: string;
 }
+
+/** A repeat of the same signal this soon is a wrapper relaying one keypress (npm start), not a second request. */
+const RELAY_WINDOW_MS = 250;
 
 const PROVIDERS: ProviderKind[] = ['process', 'docker', 'ec2', 'fake'];
 
@@ -45,6 +50,11 @@ export async function serve(f: ServeFlags): Promise<number> {
     process.stderr.write(`wsup: --orphans must be report or remove, got ${f.orphans}\n`);
     return 2;
   }
+  const graceMs = Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS);
+  if (!Number.isFinite(graceMs) || graceMs < 0) {
+    process.stderr.write(`wsup: --shutdown-grace must be a number of ms, got ${f.shutdownGrace}\n`);
+    return 2;
+  }
   let templates: TemplateSet;
   try {
     templates = templatesFor(f);
@@ -56,8 +66,15 @@ export async function serve(f: ServeFlags): Promise<number> {
   if (f.provider === 'docker' && !f.image) process.stderr.write('wsup: note: no --image; every workspace must be created with a spec naming one\n');
   if (f.provider === 'ec2' && !f.ami) process.stderr.write('wsup: note: no --ami; every workspace must be created with a spec naming one\n');
   const started = performance.now();
+  // Everything serve writes from here on (store files, tokens, records, logs) is for this user only.
+  process.umask(0o077);
   const dataDir = resolve(f.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const unsafe = statSync(dataDir).mode & 0o022;
+  if (unsafe !== 0) {
+    process.stderr.write(`wsup: data dir ${dataDir} is writable by ${unsafe & 0o020 ? 'its group' : 'others'} (mode ${(statSync(dataDir).mode & 0o777).toString(8)}): it holds tokens and the store; run chmod 700 ${dataDir}\n`);
+    return 1;
+  }
   // The store opens while the server, supervisor and providers load (PGlite compiles its wasm off the main
   // thread): a warm start is that much shorter.
   const opening = f.cluster || f.memory ? null : import('./open-store.ts').then((m) => m.openStore({ dataDir, ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}) }));
@@ -89,7 +106,7 @@ export async function serve(f: ServeFlags): Promise<number> {
       ...(rt.claims ? { claims: rt.claims } : {}),
       templates,
     });
-  return run(m, { f, port, dataDir, logger, started, rt, server, closing: 'shutting down' });
+  return run(m, { f, port, dataDir, logger, started, rt, server, graceMs, closing: 'shutting down' });
 }
 
 /** The heavy part of `serve` (server, runtime, logger), loaded while the store opens. */
@@ -113,10 +130,10 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     logger,
   });
   const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });
-  return run(m, { f, port, dataDir, logger, started, rt, server, closing: 'leaving the cluster: handing shards over' });
+  return run(m, { f, port, dataDir, logger, started, rt, server, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
 }
 
-type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList'>;
+type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList' | 'limits'>;
 
 /** Create the server, listen, print where to connect, wait for SIGINT/SIGTERM, drain, close the runtime. */
 async function run(m: Loaded, o: {
@@ -125,14 +142,23 @@ async function run(m: Loaded, o: {
   dataDir: string;
   logger: Logger;
   started: number;
-  rt: { providerCalls: ProviderCallTap; wiring: { provider: string; store: string }; close(): Promise<void> };
+  rt: { providerCalls: ProviderCallTap; wiring: { provider: string; store: string }; close(deadlineMs?: number): Promise<void> };
   server: (common: CommonServerOptions) => WsupServer;
+  graceMs: number;
   closing: string;
 }): Promise<number> {
   const { f, logger, rt } = o;
   const tokens = m.TokenFile.in(o.dataDir);
   const admin = tokens.ensureAdmin();
-  const server = o.server({ tokens, host: f.host, port: o.port, providerCalls: rt.providerCalls, logger, ...(f.origin ? { originAllowList: f.origin } : {}) });
+  const server = o.server({
+    tokens,
+    host: f.host,
+    port: o.port,
+    providerCalls: rt.providerCalls,
+    logger,
+    limits: { drainTimeoutMs: o.graceMs },
+    ...(f.origin ? { originAllowList: f.origin } : {}),
+  });
   const { url } = await server.listen();
   const ms = Math.round(performance.now() - o.started);
   process.stdout.write(
@@ -145,9 +171,23 @@ async function run(m: Loaded, o: {
     ].join('\n'),
   );
   await untilSignalled(logger);
-  logger.info({}, o.closing);
-  await server.close();
-  await rt.close();
+  logger.info({ graceMs: o.graceMs }, o.closing);
+  // One deadline for the whole shutdown: the server's drain and the supervisor's wait take from the same
+  // budget, and whatever still hangs when it passes (a provider call, a store) does not hold the exit.
+  const deadline = Date.now() + o.graceMs;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((r) => (timer = setTimeout(() => r('expired'), o.graceMs)));
+  const closed = (async () => {
+    await server.close();
+    await rt.close(Math.max(0, deadline - Date.now()));
+    return 'closed' as const;
+  })();
+  const outcome = await Promise.race([closed, expired]);
+  clearTimeout(timer);
+  if (outcome === 'expired') {
+    logger.warn({ graceMs: o.graceMs }, 'shutdown grace expired: exiting with work still in flight');
+    process.exit(1);
+  }
   return 0;
 }
 
@@ -173,14 +213,21 @@ function specFlags(f: ServeFlags) {
   };
 }
 
+/**
+ * Resolves on the first SIGINT/SIGTERM. A second one exits at once, except the same signal again within
+ * `RELAY_WINDOW_MS`: wrappers (npm, npx) relay the terminal's signal, so one Ctrl-C can arrive twice.
+ */
 function untilSignalled(logger: Logger): Promise<void> {
-  // `on`, not `once`: wrappers (npx, tsx) relay the signal, and a second SIGINT must not kill the drain.
   return new Promise<void>((r) => {
-    let seen = false;
+    let first: { sig: string; at: number } | null = null;
     const stop = (sig: string) => {
-      if (seen) return logger.info({ sig }, 'already shutting down');
-      seen = true;
-      r();
+      if (first === null) {
+        first = { sig, at: Date.now() };
+        return r();
+      }
+      if (sig === first.sig && Date.now() - first.at < RELAY_WINDOW_MS) return logger.info({ sig }, 'already shutting down');
+      logger.warn({ sig }, 'second signal: exiting now');
+      process.exit(130);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

@@ -19,6 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { z } from 'zod';
 import { assertWorkspaceId, WsupError } from '../errors.ts';
+import { DockerEventWatch, type WatchTimers } from './docker-events.ts';
 import type { Endpoint, Provider, ProviderEvent, ProviderResource, ResourceStatus, WorkspaceSpec } from './types.ts';
 
 export interface DockerMount {
@@ -64,6 +65,8 @@ export interface DockerProviderOptions {
   agentPort?: number;
   /** Event stream reconnect backoff, doubling from `initialMs` (default 100) to `maxMs` (default 5000). */
   reconnect?: { initialMs?: number; maxMs?: number };
+  /** Timers of the reconnect backoff (tests pass a fake clock). */
+  timers?: WatchTimers;
 }
 
 /** A container with the workspace's name exists but carries no wsup label: never ours to delete. */
@@ -73,7 +76,7 @@ export class ForeignContainerError extends WsupError {
   }
 }
 
-/** Counters for tests and metrics: `conflicts` counts the engine's 409 name conflicts (seed 000). */
+/** Counters for tests and metrics: `conflicts` counts the engine's 409 name conflicts. */
 export interface DockerCounters {
   created: number;
   adopted: number;
@@ -304,75 +307,45 @@ export class DockerProvider implements Provider {
    * events from the gap are lost with the old engine.
    */
   watch(onEvent: (event: ProviderEvent) => void): () => void {
-    const initial = this.opts.reconnect?.initialMs ?? 100;
-    const max = this.opts.reconnect?.maxMs ?? 5_000;
     const reported = new Set<string>();
     let closed = false;
-    let ac: AbortController | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let backoff = initial;
-    let since: number | undefined;
-    let connected = false;
-
     const report = (containerId: string, id: string, detail: string) => {
       if (closed || reported.has(containerId) || this.expectedExits.has(containerId)) return;
       bounded(reported).add(containerId);
       onEvent({ id, alive: false, detail });
     };
-    const handle = (line: string) => {
-      const e = JSON.parse(line) as { Action?: string; time?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } };
-      if (typeof e.time === 'number') since = e.time;
-      const attrs = e.Actor?.Attributes ?? {};
-      const id = attrs[LABEL_ID];
-      const containerId = e.Actor?.ID;
-      if (id === undefined || containerId === undefined || attrs.name !== this.containerName(id)) return;
-      const exit = attrs.exitCode !== undefined ? ` (exit ${attrs.exitCode})` : '';
-      report(containerId, id, `container ${attrs.name} ${e.Action ?? 'event'}${exit}`);
-      if (e.Action === 'destroy') this.expectedExits.delete(containerId);
-    };
-    const reconcile = async () => {
-      for (const [id, containerId] of this.started) {
-        const now = await this.inspect(id).catch(() => undefined);
-        if (now === undefined) continue; // engine still flaky: the next reconnect tries again
-        if (now === null || now.ref !== containerId || now.status !== 'running') {
-          report(containerId, id, `container ${this.containerName(id)} not running after the engine came back`);
-        }
-      }
-    };
-    const connect = async (): Promise<void> => {
-      if (closed) return;
-      ac = new AbortController();
-      try {
-        const stream = await this.docker.getEvents({
+    const watch = new DockerEventWatch({
+      connect: (since, signal) =>
+        this.docker.getEvents({
           filters: { type: ['container'], label: [`${LABEL}=1`], event: ['die', 'oom', 'destroy'] },
           ...(since !== undefined ? { since } : {}),
-          abortSignal: ac.signal,
-        });
-        backoff = initial;
-        if (connected) await reconcile();
-        connected = true;
-        let buf = '';
-        for await (const chunk of stream) {
-          buf += chunk.toString();
-          for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (line !== '') handle(line);
+          abortSignal: signal,
+        }),
+      onEvent: (e) => {
+        const attrs = e.Actor?.Attributes ?? {};
+        const id = attrs[LABEL_ID];
+        const containerId = e.Actor?.ID;
+        if (id === undefined || containerId === undefined || attrs.name !== this.containerName(id)) return;
+        const exit = attrs.exitCode !== undefined ? ` (exit ${attrs.exitCode})` : '';
+        report(containerId, id, `container ${attrs.name} ${e.Action ?? 'event'}${exit}`);
+        if (e.Action === 'destroy') this.expectedExits.delete(containerId);
+      },
+      onReconnected: async () => {
+        for (const [id, containerId] of this.started) {
+          const now = await this.inspect(id).catch(() => undefined);
+          if (now === undefined) continue; // engine still flaky: the next reconnect tries again
+          if (now === null || now.ref !== containerId || now.status !== 'running') {
+            report(containerId, id, `container ${this.containerName(id)} not running after the engine came back`);
           }
         }
-      } catch {
-        // The engine went away or we unsubscribed; either way the loop below decides.
-      }
-      if (closed) return;
-      timer = setTimeout(() => void connect(), backoff);
-      backoff = Math.min(backoff * 2, max);
-    };
-    void connect();
-
+      },
+      ...(this.opts.timers ? { timers: this.opts.timers } : {}),
+      ...(this.opts.reconnect?.initialMs !== undefined ? { initialMs: this.opts.reconnect.initialMs } : {}),
+      ...(this.opts.reconnect?.maxMs !== undefined ? { maxMs: this.opts.reconnect.maxMs } : {}),
+    });
     const unwatch = () => {
       closed = true;
-      clearTimeout(timer);
-      ac?.abort();
+      watch.close();
       this.unwatchers.delete(unwatch);
     };
     this.unwatchers.add(unwatch);
@@ -412,23 +385,4 @@ export async function dockerUnavailable(docker: Docker, image?: string): Promise
 
 export function createDockerProvider(opts: DockerProviderOptions = {}): DockerProvider {
   return new DockerProvider(opts);
-}
-
-/**
- * What seed 000's code did, kept as a reproduction: stop, remove and create under the same name with no
- * single flight. Two of these racing for one workspace make the engine answer 409 (name conflict).
- */
-export async function naiveStopStart(docker: Docker, id: string, opts: { prefix?: string; image: string; cmd: string[] }): Promise<void> {
-  const name = `${opts.prefix ?? 'wsup-'}${id}`;
-  const old = docker.getContainer(name);
-  await old.stop({ t: 0 }).catch(ignore(304, 404));
-  await old.remove({ force: true }).catch(ignore(404));
-  const created = await docker.createContainer({
-    name,
-    Image: opts.image,
-    Cmd: opts.cmd,
-    HostConfig: { NetworkMode: 'none' },
-    Labels: { [LABEL]: '1', [LABEL_ID]: id },
-  });
-  await created.start();
 }

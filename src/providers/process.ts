@@ -6,47 +6,27 @@
  * const local = createProcessProvider({ dataDir: '.wsup' });
  * const endpoint = await local.start({ id: 'ws1' }, signal); // 'http://127.0.0.1:41234'
  *
- * Seed 001 (a restarted supervisor started a duplicate): every child is recorded (pid, kernel start time,
- * nonce, port, command) through `ProcessRecords` before its health check, so a supervisor that comes back
- * after kill -9 finds the record, sees the same process alive and adopts it instead of spawning another.
- * The start time and the nonce in the health answer defeat pid and port reuse.
+ * Every child is recorded (pid, kernel start time, nonce, port, command) through `ProcessRecords` before
+ * its health check, so a supervisor that comes back after kill -9 finds the record, sees the same process
+ * alive and adopts it instead of spawning a duplicate. The start time and the nonce in the health answer
+ * defeat pid and port reuse. Stop tears down every process of the workspace (see `workspaceProcesses`).
+ *
+ * Modules: records in process-records.ts, /proc in proc.ts, the health probe in health.ts.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { assertWorkspaceId, ProviderTimeoutError, WsupError } from '../errors.ts';
+import { healthPid, probeHealth } from './health.ts';
 import { defaultAgentCommand } from './process-agent.ts';
+import { JsonFileProcessRecords, type ProcessRecord, type ProcessRecords } from './process-records.ts';
+import { findByEnv, isAlive, processStartTime, signalAll, workspaceProcesses } from './proc.ts';
 import type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec } from './types.ts';
-
-const recordSchema = z.object({
-  id: z.string(),
-  /** 0 while the spawn is pending: the record is written before the fork, so a crash cannot leak a child. */
-  pid: z.number().int().nonnegative(),
-  /** Kernel start time of the pid (/proc/<pid>/stat field 22), `null` where /proc is unavailable. */
-  startTime: z.string().nullable(),
-  /** Random per spawn, echoed by the agent's /healthz: tells our process from a reused pid or port. */
-  nonce: z.string(),
-  port: z.number().int(),
-  host: z.string(),
-  command: z.array(z.string()),
-  specHash: z.string(),
-  startedAt: z.number(),
-  logPath: z.string(),
-});
-export type ProcessRecord = z.infer<typeof recordSchema>;
-
-/** Validate a record read from any `ProcessRecords` backend; `where` names it in the error. */
-export function parseProcessRecord(id: string, data: unknown, where: string): ProcessRecord {
-  const parsed = recordSchema.safeParse(data);
-  if (!parsed.success) throw new WsupError('WSUP_CORRUPT_STATE', `process record ${where} is invalid (${parsed.error.message}): delete it and stop the process by hand`, { workspaceId: id });
-  return parsed.data;
-}
 
 /** The process fields of a `WorkspaceSpec`: checked at the edge, unknown fields ignored. */
 const specSchema = z.object({
@@ -54,56 +34,6 @@ const specSchema = z.object({
   env: z.record(z.string(), z.string()).optional(),
   agentToken: z.string().optional(),
 });
-
-/** Where process records live: JSON files by default; the supervisor may back it with its store. */
-export interface ProcessRecords {
-  get(id: string): Promise<ProcessRecord | null>;
-  put(id: string, rec: ProcessRecord): Promise<void>;
-  delete(id: string): Promise<void>;
-  all(): Promise<ProcessRecord[]>;
-}
-
-/** One `<dir>/<id>.json` per workspace, written atomically (temp file + rename) so a crash never leaves half a record. */
-export class JsonFileProcessRecords implements ProcessRecords {
-  constructor(readonly dir: string) {}
-
-  async get(id: string): Promise<ProcessRecord | null> {
-    let text: string;
-    try {
-      text = await readFile(this.file(id), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    const parsed = recordSchema.safeParse(JSON.parse(text));
-    if (!parsed.success) throw new WsupError('WSUP_CORRUPT_STATE', `process record ${this.file(id)} is invalid (${parsed.error.message}): delete it and stop the process by hand`, { workspaceId: id });
-    return parsed.data;
-  }
-
-  async put(id: string, rec: ProcessRecord): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    const tmp = `${this.file(id)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, JSON.stringify(rec, null, 2));
-    await rename(tmp, this.file(id));
-  }
-
-  async delete(id: string): Promise<void> {
-    await rm(this.file(id), { force: true });
-  }
-
-  async all(): Promise<ProcessRecord[]> {
-    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [];
-      throw err;
-    });
-    const recs = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.get(n.slice(0, -5))));
-    return recs.filter((r): r is ProcessRecord => r !== null);
-  }
-
-  private file(id: string): string {
-    return join(this.dir, `${id}.json`);
-  }
-}
 
 export interface ProcessProviderOptions {
   /** Root for records (`<dataDir>/processes/<id>.json`) and logs (`<id>.log`). Default `.wsup`. */
@@ -138,7 +68,7 @@ export class ProcessExitedError extends WsupError {
 export class ProcessProvider implements Provider {
   readonly kind = 'process';
   readonly records: ProcessRecords;
-  /** Children spawned by this instance (adoptions do not count): seed 001's duplicate counter. */
+  /** Children spawned by this instance (adoptions do not count): counts duplicates in tests. */
   spawned = 0;
   private readonly opts: ProcessProviderOptions;
   private readonly dataDir: string;
@@ -178,7 +108,7 @@ export class ProcessProvider implements Provider {
         throw healthy === 'exited' ? new ProcessExitedError(spec.id, tail(rec.logPath)) : new ProviderTimeoutError(spec.id, 'start (health check)', this.healthTimeout());
       } catch (err) {
         // Leave nothing half-started behind: no process, no record, so the next start begins clean.
-        signalGroup(rec.pid, 'SIGKILL');
+        signalAll(workspaceProcesses(rec, marker(rec)), 'SIGKILL');
         await this.records.delete(spec.id);
         if (!(err instanceof ProcessExitedError) || attempt >= 1) throw err;
       }
@@ -222,7 +152,7 @@ export class ProcessProvider implements Provider {
    */
   private async settle(rec: ProcessRecord): Promise<ProcessRecord | null> {
     if (rec.pid > 0 || this.spawning.has(rec.id)) return rec;
-    const pid = findByNonce(rec.nonce) ?? (await healthPid(rec));
+    const pid = findByEnv(marker(rec)) ?? (await healthPid(rec));
     if (pid === null) {
       await this.records.delete(rec.id);
       return null;
@@ -284,14 +214,14 @@ export class ProcessProvider implements Provider {
     const port = await freePort(host);
     const nonce = randomBytes(12).toString('hex');
     const logPath = join(this.dataDir, `${id}.log`);
-    await mkdir(this.dataDir, { recursive: true });
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
     const [file, ...args] = want.command as [string, ...string[]];
     // Write ahead: the record exists before the child does, so no crash can leave an unrecorded child.
     const pending: ProcessRecord = { id, pid: 0, startTime: null, nonce, port, host, command: want.command, specHash: want.specHash, startedAt: Date.now(), logPath };
     this.spawning.add(id);
     try {
       await this.records.put(id, pending);
-      return await this.fork(pending, file, args, openSync(logPath, 'a'), want);
+      return await this.fork(pending, file, args, openSync(logPath, 'a', 0o600), want);
     } finally {
       this.spawning.delete(id);
     }
@@ -317,13 +247,18 @@ export class ProcessProvider implements Provider {
     return rec;
   }
 
-  /** SIGTERM the group, wait the grace period, then SIGKILL it. A process already gone is success. */
+  /**
+   * Tear the whole workspace down: SIGTERM every process of it (leader, session, and whatever carries its
+   * marker, see `workspaceProcesses`), wait the grace period, SIGKILL what is left. Nothing left is success.
+   */
   private async terminate(rec: ProcessRecord, signal: AbortSignal): Promise<void> {
-    if (!isAlive(rec)) return;
-    signalGroup(rec.pid, 'SIGTERM');
-    if (await waitFor(() => !isAlive(rec), this.opts.stopGraceMs ?? 5_000, signal)) return;
-    signalGroup(rec.pid, 'SIGKILL');
-    if (!(await waitFor(() => !isAlive(rec), 5_000, signal))) throw new ProviderTimeoutError(rec.id, 'stop (SIGKILL)', 5_000);
+    const procs = () => workspaceProcesses(rec, marker(rec));
+    const first = procs();
+    if (first.length === 0) return;
+    signalAll(first, 'SIGTERM');
+    if (await waitFor(() => procs().length === 0, this.opts.stopGraceMs ?? 5_000, signal)) return;
+    signalAll(procs(), 'SIGKILL');
+    if (!(await waitFor(() => procs().length === 0, 5_000, signal))) throw new ProviderTimeoutError(rec.id, 'stop (SIGKILL)', 5_000);
   }
 
   private async describe(rec: ProcessRecord): Promise<ProviderResource> {
@@ -347,11 +282,17 @@ export class ProcessProvider implements Provider {
   }
 }
 
+export { isAlive } from './proc.ts';
+export { JsonFileProcessRecords, parseProcessRecord, type ProcessRecord, type ProcessRecords } from './process-records.ts';
+
 export function createProcessProvider(opts: ProcessProviderOptions = {}): ProcessProvider {
   return new ProcessProvider(opts);
 }
 
 const endpointOf = (rec: ProcessRecord): Endpoint => `http://${rec.host}:${rec.port}`;
+
+/** Every process of one spawn inherits this from the environment the provider gives the leader. */
+const marker = (rec: ProcessRecord): string => `WSUP_AGENT_NONCE=${rec.nonce}`;
 
 function tail(path: string): string {
   try {
@@ -361,113 +302,12 @@ function tail(path: string): string {
   }
 }
 
-/** `/proc/<pid>/stat` fields after the command name: [0] is the state, [19] the start time. */
-function procStat(pid: number): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
-
-function processStartTime(pid: number): string | null {
-  return procStat(pid)?.[19] ?? null;
-}
-
-/** The recorded process, not merely its pid, is alive: a zombie or a reused pid counts as gone. */
-export function isAlive(rec: Pick<ProcessRecord, 'pid' | 'startTime'>): boolean {
-  if (rec.pid <= 0) return false;
-  try {
-    process.kill(rec.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  const stat = procStat(rec.pid);
-  if (stat === null) return rec.startTime === null; // no /proc here: the pid check is all we have
-  return stat[0] !== 'Z' && (rec.startTime === null || stat[19] === rec.startTime);
-}
-
-/** The live process whose environment carries this spawn's nonce (Linux /proc), or null. */
-function findByNonce(nonce: string): number | null {
-  const marker = `WSUP_AGENT_NONCE=${nonce}`;
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return null; // no /proc: the health probe is the fallback
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) {
-        const pid = Number(entry);
-        if (isAlive({ pid, startTime: null })) return pid;
-      }
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return null;
-}
-
-/** The pid the agent reports on /healthz when its nonce matches, or null. */
-function healthPid(rec: ProcessRecord): Promise<number | null> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: rec.host, port: rec.port, path: '/healthz', agent: false, timeout: 1_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        try {
-          const b = JSON.parse(body) as { nonce?: unknown; pid?: unknown };
-          resolve(res.statusCode === 200 && b.nonce === rec.nonce && typeof b.pid === 'number' ? b.pid : null);
-        } catch {
-          resolve(null);
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy()).on('error', () => resolve(null));
-  });
-}
-
-/** Signal the whole process group (the child is its leader), falling back to the pid alone. */
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, sig);
-      return;
-    } catch {
-      // ESRCH: no such group; try the pid, then give up: already gone is what we wanted.
-    }
-  }
-}
-
 async function freePort(host: string): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
   const { port } = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** One health probe: 200 from /healthz and, when the body carries a nonce, our nonce. */
-function probeHealth(rec: ProcessRecord): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: rec.host, port: rec.port, path: '/healthz', agent: false, timeout: 1_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        if (res.statusCode !== 200) return resolve(false);
-        try {
-          const nonce = (JSON.parse(body) as { nonce?: unknown }).nonce;
-          resolve(nonce === undefined || nonce === rec.nonce);
-        } catch {
-          resolve(true); // a custom command may answer plain text
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy()).on('error', () => resolve(false));
-  });
 }
 
 /**

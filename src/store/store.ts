@@ -17,6 +17,7 @@ import { ClaimStore } from './claims.ts';
 import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
 import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
+import { checkIntegrity } from './integrity.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
 import { EVENT_COLUMNS, eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
@@ -114,6 +115,7 @@ export class WorkspaceStore {
     }
     try {
       const migration = await migrate(engine);
+      await checkIntegrity(engine);
       return new WorkspaceStore(engine, migration, opts.engine === undefined, opts);
     } catch (err) {
       if (opts.engine === undefined) await engine.close().catch(() => undefined);

@@ -116,7 +116,8 @@ describe('process provider', () => {
       const again = await p.start({ id: 'reuse' }, never());
       expect(again).not.toBe(endpoint);
       expect(p.spawned).toBe(2);
-      process.kill(rec.pid, 'SIGKILL'); // the original, orphaned by the forged record
+      // The original still carries the record's marker in its environment, so the replacement tore it down.
+      expect(isAlive({ pid: rec.pid, startTime: rec.startTime })).toBe(false);
     });
   });
 

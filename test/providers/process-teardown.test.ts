@@ -1,0 +1,70 @@
+/**
+ * Whole-workspace teardown on the real process provider: stop leaves no process of the workspace alive,
+ * including a grandchild that left the workspace's session (setsid) and ignores SIGTERM.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createProcessProvider } from '../../src/providers/process.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'wsup-teardown-'));
+const never = () => new AbortController().signal;
+const leftovers: number[] = [];
+
+afterAll(() => {
+  for (const pid of leftovers) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone, as it should be
+    }
+  }
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** Alive and not a zombie, read from /proc. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The session id of a pid (/proc/<pid>/stat field 6). */
+function session(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+}
+
+describe('process provider teardown', () => {
+  it('stop kills a setsid grandchild that traps SIGTERM', async () => {
+    const dataDir = mkdtempSync(join(root, 'data-'));
+    const pidFile = join(dataDir, 'grandchild.pid');
+    // The workspace serves /healthz and starts a grandchild in a new session that ignores SIGTERM.
+    const grandchild = `trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 1; done`;
+    const command = [
+      process.execPath,
+      '-e',
+      `require('node:child_process').spawn('setsid', ['sh', '-c', ${JSON.stringify(grandchild)}], { stdio: 'ignore' }).unref();
+       require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.WSUP_PORT), '127.0.0.1');`,
+    ];
+    const p = createProcessProvider({ dataDir, stopGraceMs: 300 });
+    await p.start({ id: 'tree', command }, never());
+    const leader = Number((await p.inspect('tree'))!.ref);
+    const pid = await vi.waitFor(() => {
+      const n = Number(readFileSync(pidFile, 'utf8'));
+      expect(n).toBeGreaterThan(0);
+      return n;
+    }, { timeout: 10_000 });
+    leftovers.push(pid);
+    expect(running(pid)).toBe(true);
+    expect(session(pid)).not.toBe(session(leader)); // it really left the workspace's session
+    await p.stop('tree', never());
+    expect(running(leader)).toBe(false);
+    expect(running(pid)).toBe(false);
+    await p.close();
+  }, 30_000);
+});

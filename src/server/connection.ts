@@ -20,6 +20,7 @@ import {
   rpcError,
   rpcIdSchema,
   rpcResult,
+  unstorableStringAt,
   wireCode,
   METHOD_ROLE,
   type ResponseFrame,
@@ -135,6 +136,11 @@ export class Connection implements EventSink {
       return reply(this.fail(id, ERROR_CODES.WSUP_FORBIDDEN, `forbidden: role ${this.role} may not call ${method} (needs ${METHOD_ROLE[method]})`, 'WSUP_FORBIDDEN', { wsupCode: 'WSUP_FORBIDDEN' }));
     }
     if (Array.isArray(params)) return reply(this.fail(id, ERROR_CODES.INVALID_PARAMS, `invalid params for ${method}: pass an object, not an array`, 'INVALID_PARAMS', { path: [] }));
+    const unstorable = unstorableStringAt(params);
+    if (unstorable) {
+      const path = unstorable.map((p) => (typeof p === 'string' ? JSON.stringify(p).slice(1, -1) : p));
+      return reply(this.fail(id, ERROR_CODES.INVALID_PARAMS, `invalid params for ${method} at ${path.join('.') || '(root)'}: strings may not contain NUL or unpaired UTF-16 surrogates`, 'INVALID_PARAMS', { path }));
+    }
     const checked = paramsSchemas[method].safeParse(params ?? {});
     if (!checked.success) {
       const issue = checked.error.issues[0];

@@ -94,7 +94,9 @@ program
   .option('--data-dir <dir>', 'data directory', defaultDataDir())
   .option('--rotate', 'replace the admin token (the old one stops working)')
   .option('--add <role>', 'issue a new token for admin | operator | viewer')
+  .option('--label <name>', 'with --add: who the token is for (names its requests in cycles, history and logs)')
   .option('--expires-in <duration>', 'with --add: 90s, 15m, 12h, 7d')
+  .option('--remove <id-or-label>', 'remove a token by label or short id; sockets opened with it are closed')
   .option('--json', 'print exactly one JSON document on stdout')
   .action(async (f: TokenFlags) => {
     const { token } = await import('./token.ts');

@@ -80,6 +80,8 @@ export class Connection implements EventSink {
     readonly role: Role,
     seq: number,
     private readonly deps: ConnectionDeps,
+    /** Who opened the socket (a token's label, or `role:tokenId`): the requester of its calls. */
+    readonly principal: string = `c${seq}`,
   ) {
     this.id = `c${seq}`;
     this.bucket = new TokenBucket(deps.limits.ratePerSec, deps.limits.burst, () => deps.clock.now());

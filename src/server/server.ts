@@ -248,7 +248,7 @@ export function createServer(opts: ServerOptions): WsupServer {
       case '/whoami': {
         // The role of a token, so the page shows operator controls only to roles allowed to use them.
         const verdict = gate(req, new URL(req.url ?? '/', 'http://localhost'), opts.tokens, allow);
-        if (verdict.ok) text(200, JSON.stringify({ role: verdict.principal.role, principal: principalName(verdict.principal) }), 'application/json; charset=utf-8');
+        if (verdict.ok) text(200, JSON.stringify({ role: verdict.principal.role }), 'application/json; charset=utf-8');
         else text(verdict.status, `${verdict.message}\n`);
         return true;
       }

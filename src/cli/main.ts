@@ -8,6 +8,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import * as cmd from './commands.ts';
+import { EDGE_DEFAULTS } from '../server/edge-defaults.ts';
 import { defaultDataDir, type ClientFlags } from './context.ts';
 import type { ServeFlags } from './serve.ts';
 import type { TokenFlags } from './token.ts';
@@ -17,6 +18,9 @@ const program = new Command('wsup')
   .version('0.1.0')
   .exitOverride()
   .showHelpAfterError();
+
+/** A repeatable option's values, in order. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** The options every client command takes. */
 function client(c: Command): Command {
@@ -39,7 +43,13 @@ program
   .option('--data-dir <dir>', 'data directory (tokens, PGlite, process records)', defaultDataDir())
   .option('--provider <kind>', 'process | docker | ec2 | fake', 'process')
   .addOption(new Option('--database-url <url>', 'PostgreSQL URL instead of embedded PGlite').env('DATABASE_URL'))
-  .option('--origin <origin...>', 'browser origins allowed to connect besides the server itself')
+  .option('--allowed-origin <origin>', 'browser origin allowed to connect besides the server\'s own address (repeatable; * allows any)', collect, [])
+  .option('--origin <origin...>', 'same as --allowed-origin (older spelling)')
+  .addOption(new Option('--metrics-token <token>', 'require Authorization: Bearer <token> on /metrics (default: /metrics is open)').env('WSUP_METRICS_TOKEN'))
+  .option('--headers-timeout <ms>', 'cut off a client that has not sent its request headers (an upgrade\'s too) in time', String(EDGE_DEFAULTS.headersTimeoutMs))
+  .option('--upgrade-timeout <ms>', 'cut off a WebSocket upgrade not completed in time', String(EDGE_DEFAULTS.upgradeTimeoutMs))
+  .option('--max-upgrades-per-address <n>', 'upgrades in progress from one address; more get 429', String(EDGE_DEFAULTS.maxPendingUpgradesPerAddress))
+  .option('--max-connections-per-address <n>', 'TCP connections from one address; more are closed', String(EDGE_DEFAULTS.maxConnectionsPerAddress))
   .option('--image <image>', 'docker: default image for workspaces created without a spec')
   .option('--cmd <command>', 'docker: default command (words split on spaces; quotes group)')
   .option('--ami <ami>', 'ec2: default AMI for workspaces created without a spec')
@@ -98,7 +108,9 @@ program
   .option('--data-dir <dir>', 'data directory', defaultDataDir())
   .option('--rotate', 'replace the admin token (the old one stops working)')
   .option('--add <role>', 'issue a new token for admin | operator | viewer')
+  .option('--label <name>', 'with --add: who the token is for (names its requests in cycles, history and logs)')
   .option('--expires-in <duration>', 'with --add: 90s, 15m, 12h, 7d')
+  .option('--remove <id-or-label>', 'remove a token by label or short id; sockets opened with it are closed')
   .option('--json', 'print exactly one JSON document on stdout')
   .action(async (f: TokenFlags) => {
     const { token } = await import('./token.ts');

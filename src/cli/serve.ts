@@ -19,6 +19,12 @@ export interface ServeFlags {
   provider: string;
   databaseUrl?: string;
   origin?: string[];
+  allowedOrigin?: string[];
+  metricsToken?: string;
+  headersTimeout?: string;
+  upgradeTimeout?: string;
+  maxUpgradesPerAddress?: string;
+  maxConnectionsPerAddress?: string;
   image?: string;
   cmd?: string;
   ami?: string;
@@ -133,7 +139,7 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
   return run(m, { f, port, dataDir, logger, started, rt, server, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
 }
 
-type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList' | 'limits'>;
+type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList' | 'limits' | 'metricsToken' | 'edge'>;
 
 /** Create the server, listen, print where to connect, wait for SIGINT/SIGTERM, drain, close the runtime. */
 async function run(m: Loaded, o: {
@@ -157,7 +163,7 @@ async function run(m: Loaded, o: {
     providerCalls: rt.providerCalls,
     logger,
     limits: { drainTimeoutMs: o.graceMs },
-    ...(f.origin ? { originAllowList: f.origin } : {}),
+    ...edgeOptions(f),
   });
   const { url } = await server.listen();
   const ms = Math.round(performance.now() - o.started);
@@ -238,4 +244,28 @@ function untilSignalled(logger: Logger): Promise<void> {
 export function splitCommand(cmd: string): string[] {
   const words = cmd.match(/'[^']*'|"[^"]*"|\S+/g) ?? [];
   return words.map((w) => (/^(['"]).*\1$/.test(w) ? w.slice(1, -1) : w));
+}
+
+/** The serve flags of the control plane's edge (origins, metrics token, timeouts, caps) as server options. */
+export function edgeOptions(f: ServeFlags): Pick<ServerOptions, 'originAllowList' | 'metricsToken' | 'edge'> {
+  const origins = [...(f.allowedOrigin ?? []), ...(f.origin ?? [])];
+  const num = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} takes a positive integer, got ${v}`);
+    return n;
+  };
+  const edge = Object.fromEntries(
+    Object.entries({
+      headersTimeoutMs: num('headers-timeout', f.headersTimeout),
+      upgradeTimeoutMs: num('upgrade-timeout', f.upgradeTimeout),
+      maxPendingUpgradesPerAddress: num('max-upgrades-per-address', f.maxUpgradesPerAddress),
+      maxConnectionsPerAddress: num('max-connections-per-address', f.maxConnectionsPerAddress),
+    }).filter(([, v]) => v !== undefined),
+  );
+  return {
+    ...(origins.length > 0 ? { originAllowList: origins } : {}),
+    ...(f.metricsToken ? { metricsToken: f.metricsToken } : {}),
+    edge,
+  };
 }

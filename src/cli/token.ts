@@ -11,6 +11,8 @@ export interface TokenFlags {
   dataDir: string;
   rotate?: boolean;
   add?: string;
+  label?: string;
+  remove?: string;
   expiresIn?: string;
   json?: boolean;
 }
@@ -21,6 +23,9 @@ export function parseDuration(text: string): number | null {
   if (!m) return null;
   return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
 }
+
+/** A label names a requester in cycles, history and logs: no spaces, no `:` or `#` (those separate a role, token id and request number). */
+const LABEL = /^[A-Za-z0-9._@-]{1,64}$/;
 
 export function token(f: TokenFlags): number {
   const tokens = TokenFile.in(resolve(f.dataDir));
@@ -34,9 +39,22 @@ export function token(f: TokenFlags): number {
       process.stderr.write('wsup: --expires-in takes a duration like 90s, 15m, 12h, 7d\n');
       return 2;
     }
+    if (f.label !== undefined && !LABEL.test(f.label)) {
+      process.stderr.write('wsup: --label takes 1-64 letters, digits, . _ @ or -\n');
+      return 2;
+    }
     const expiresAt = ttl === null ? null : Date.now() + ttl;
-    const t = tokens.add(f.add as Role, { expiresAt });
-    emit(f.json, { token: t, role: f.add, expiresAt }, () => t);
+    const t = tokens.add(f.add as Role, { expiresAt, ...(f.label !== undefined ? { label: f.label } : {}) });
+    emit(f.json, { token: t, role: f.add, expiresAt, ...(f.label !== undefined ? { label: f.label } : {}) }, () => t);
+    return 0;
+  }
+  if (f.remove !== undefined) {
+    const n = tokens.remove(f.remove);
+    if (n === 0) {
+      process.stderr.write(`wsup: no token with id or label ${f.remove}\n`);
+      return 1;
+    }
+    emit(f.json, { removed: n }, () => `removed ${n} token${n === 1 ? '' : 's'}`);
     return 0;
   }
   if (f.rotate) {

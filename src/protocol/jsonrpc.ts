@@ -161,3 +161,33 @@ export function exceedsDepth(value: unknown, limit = MAX_DEPTH): boolean {
   };
   return walk(value, 0);
 }
+
+/**
+ * Where a params value holds a string no store can keep — a NUL, or a lone UTF-16 surrogate (PostgreSQL
+ * refuses both in text and jsonb) — as a path of keys and indexes (an object key's own path ends in the key),
+ * or null when every string, nested or used as an object key, is clean. Checked once, before any handler.
+ */
+/** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function unstorableStringAt(value: unknown): Array<string | number> | null {
+  const bad = (s: string) => s.includes('\u0000') || LONE_SURROGATE.test(s);
+  const walk = (v: unknown, path: Array<string | number>): Array<string | number> | null => {
+    if (typeof v === 'string') return bad(v) ? path : null;
+    if (v === null || typeof v !== 'object') return null;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const at = walk(v[i], [...path, i]);
+        if (at) return at;
+      }
+      return null;
+    }
+    for (const [k, child] of Object.entries(v)) {
+      if (bad(k)) return [...path, k];
+      const at = walk(child, [...path, k]);
+      if (at) return at;
+    }
+    return null;
+  };
+  return walk(value, []);
+}

@@ -1,5 +1,5 @@
 /**
- * The `/agent` WebSocket channel (issue 7). An agent authenticates with its workspace's agent token and is
+ * The `/agent` WebSocket channel. An agent authenticates with its workspace's agent token and is
  * bound to that workspace for the life of the socket: it can neither see nor acknowledge another one's claim.
  *
  * Per connection: watch the workspace's claim changes FIRST, then read the durable state, and read again
@@ -18,7 +18,7 @@ import { errorMessage } from '../errors.ts';
 import { AGENT_REFUSED_CLOSE, agentClientFrameSchema, type AgentServerFrame, type ReinitEvent } from '../protocol/index.ts';
 import type { AgentDecision } from '../supervisor/claims.ts';
 import type { Logger } from './logger.ts';
-import { refuse, tokenOf } from './upgrade.ts';
+import { refuse, tokenOf, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
 
 /** What the channel needs of the claim service (ClaimService satisfies it). */
 export interface AgentBackend {
@@ -38,9 +38,11 @@ export interface AgentChannelOptions {
 
 export interface AgentChannel {
   /** Authenticate and upgrade; answers 401 for an unknown token. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, onSettled?: () => void): void;
   sockets(): Iterable<WebSocket>;
   readonly connections: number;
+  /** Close (4401) every socket whose agent token no longer maps to its workspace (rotated on a provider start). */
+  recheck(): Promise<void>;
   /** Close every agent socket with 1001 (agents reconnect to the next server). Idempotent. */
   close(): Promise<void>;
 }
@@ -50,7 +52,7 @@ export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
   const sessions = new Map<WebSocket, AgentSession>();
   let closing: Promise<void> | null = null;
 
-  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, onSettled: () => void = () => undefined) => {
     socket.on('error', () => socket.destroy());
     const token = tokenOf(req, new URL(req.url ?? '/', 'http://localhost'));
     if (token === null) return refuse(socket, 401, 'missing agent token: send Authorization: Bearer <WSUP_AGENT_TOKEN>');
@@ -59,7 +61,8 @@ export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
         if (closing) return refuse(socket, 503, 'server is shutting down: reconnect shortly');
         if (workspaceId === null) return refuse(socket, 401, 'invalid agent token: it was rotated or never issued; the agent cannot reconnect with it');
         wss.handleUpgrade(req, socket, head, (ws) => {
-          const session = new AgentSession(ws, workspaceId, opts);
+          onSettled();
+          const session = new AgentSession(ws, workspaceId, token, opts);
           sessions.set(ws, session);
           ws.on('close', () => {
             sessions.delete(ws);
@@ -77,6 +80,9 @@ export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
   return {
     handleUpgrade,
     sockets: () => sessions.keys(),
+    async recheck() {
+      await Promise.all([...sessions.values()].map((s) => s.stillValid()));
+    },
     get connections() {
       return sessions.size;
     },
@@ -108,6 +114,7 @@ class AgentSession {
   constructor(
     private readonly ws: WebSocket,
     private readonly workspaceId: string,
+    private readonly token: string,
     private readonly opts: AgentChannelOptions,
   ) {
     // Watch before reading: a claim committed between the two triggers another read, never a miss.
@@ -120,6 +127,25 @@ class AgentSession {
   dispose(): void {
     this.disposed = true;
     this.unwatch();
+  }
+
+  /**
+   * False, and the socket closed with 4401, once the token it was opened with is no longer its workspace's
+   * (each provider start issues a new one): an old agent can then neither receive nor acknowledge a reinit.
+   */
+  async stillValid(): Promise<boolean> {
+    if (this.disposed) return false;
+    let current: string | null;
+    try {
+      current = await this.opts.backend.agentWorkspace(this.token);
+    } catch {
+      return true; // A store hiccup is not a revocation; the next check decides.
+    }
+    if (current === this.workspaceId) return true;
+    this.dispose();
+    this.ws.close(TOKEN_REVOKED_CLOSE, 'agent token rotated: reconnect with the current one');
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+    return false;
   }
 
   private async refresh(): Promise<void> {
@@ -160,6 +186,7 @@ class AgentSession {
         this.sent = d.event.claimBuildId;
         this.lastWait = null;
         await this.opts.beforeDeliver?.(this.workspaceId, d.event);
+        if (!(await this.stillValid())) return;
         this.send({ type: 'reinit', event: d.event });
         return;
     }
@@ -174,6 +201,7 @@ class AgentSession {
     }
     const parsed = agentClientFrameSchema.safeParse(frame);
     if (!parsed.success) return this.send({ type: 'error', message: 'invalid frame: send {"type":"ack","claimBuildId":"…"}' });
+    if (!(await this.stillValid())) return;
     try {
       // Bound to this socket's workspace: a build id of another workspace matches nothing.
       const ok = await this.opts.backend.ack(this.workspaceId, parsed.data.claimBuildId);

@@ -9,7 +9,7 @@
  * @example
  * const tokens = TokenFile.in('.wsup');
  * const { token } = tokens.ensureAdmin();
- * tokens.verify(token); // { role: 'admin' }
+ * tokens.verify(token); // { role: 'admin', label: 'default-admin', tokenId: '3f9a1c' }
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
@@ -17,10 +17,29 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ROLES, type Role } from '../protocol/index.ts';
 
-export interface TokenVerifier {
-  /** The token's role, or null when unknown or expired. Synchronous: it runs on every upgrade. */
-  verify(token: string): { role: Role } | null;
+/** Who a token speaks for: its role, its label when it has one, and a short id derived from its hash. */
+export interface Principal {
+  role: Role;
+  label?: string;
+  tokenId: string;
 }
+
+export interface TokenVerifier {
+  /**
+   * The token's principal, or null when unknown or expired. Synchronous: it runs on every upgrade and on
+   * the server's periodic re-check of open sockets, so it must stay cheap (no file read per call).
+   */
+  verify(token: string): Principal | null;
+}
+
+/** The first 6 hex digits of a token's hash: enough to tell tokens apart in logs, useless to an attacker. */
+export const tokenIdOf = (hash: string): string => hash.slice(0, 6);
+
+/** How a principal is named as a requester: its label, or `role:tokenId`. */
+export const principalName = (p: Principal): string => p.label ?? `${p.role}:${p.tokenId}`;
+
+const principalOf = (hash: string, role: Role, label: string | undefined): Principal =>
+  label !== undefined ? { role, label, tokenId: tokenIdOf(hash) } : { role, tokenId: tokenIdOf(hash) };
 
 export const hashToken = (token: string): string => createHash('sha256').update(token, 'utf8').digest('hex');
 export const newToken = (): string => `wsup_${randomBytes(24).toString('base64url')}`;
@@ -39,15 +58,16 @@ const ADMIN_LABEL = 'default-admin';
 
 /** In-memory tokens (plain text in, hashed at once), for embedding and tests. */
 export function staticTokens(
-  list: Array<{ token: string; role: Role; expiresAt?: number | null }>,
+  list: Array<{ token: string; role: Role; expiresAt?: number | null; label?: string }>,
   now: () => number = Date.now,
 ): TokenVerifier {
-  const byHash = new Map(list.map((t) => [hashToken(t.token), { role: t.role, expiresAt: t.expiresAt ?? null }]));
+  const byHash = new Map(list.map((t) => [hashToken(t.token), { role: t.role, expiresAt: t.expiresAt ?? null, label: t.label }]));
   return {
     verify(token) {
-      const e = byHash.get(hashToken(token));
+      const hash = hashToken(token);
+      const e = byHash.get(hash);
       if (!e || (e.expiresAt !== null && e.expiresAt <= now())) return null;
-      return { role: e.role };
+      return principalOf(hash, e.role, e.label);
     },
   };
 }
@@ -68,11 +88,26 @@ export class TokenFile implements TokenVerifier {
     return new TokenFile(join(dataDir, 'tokens.json'), join(dataDir, 'admin.token'), now);
   }
 
-  verify(token: string): { role: Role } | null {
+  verify(token: string): Principal | null {
     this.reload();
-    const e = this.entries.get(hashToken(token));
+    const hash = hashToken(token);
+    const e = this.entries.get(hash);
     if (!e || (e.expiresAt !== null && e.expiresAt <= this.now())) return null;
-    return { role: e.role };
+    return principalOf(hash, e.role, e.label);
+  }
+
+  /** Drop a token by its id (see `tokenIdOf`) or label; sockets opened with it are closed at the next re-check. */
+  remove(idOrLabel: string): number {
+    this.reload();
+    let n = 0;
+    for (const [h, e] of this.entries) {
+      if (tokenIdOf(h) === idOrLabel || e.label === idOrLabel) {
+        this.entries.delete(h);
+        n++;
+      }
+    }
+    if (n > 0) this.save();
+    return n;
   }
 
   /** First start: make an admin token unless one is stored. `created` says whether it is new. */

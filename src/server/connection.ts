@@ -26,6 +26,7 @@ import {
   rpcError,
   rpcIdSchema,
   rpcResult,
+  unstorableStringAt,
   wireCode,
   METHOD_ROLE,
   type Notifications,
@@ -97,6 +98,8 @@ export class Connection implements EventSink {
     readonly role: Role,
     seq: number,
     private readonly deps: ConnectionDeps,
+    /** Who opened the socket (a token's label, or `role:tokenId`): the requester of its calls. */
+    readonly principal: string = `c${seq}`,
   ) {
     this.id = `c${seq}`;
     this.bucket = new TokenBucket(deps.limits.ratePerSec, deps.limits.burst, () => deps.clock.now());
@@ -192,6 +195,11 @@ export class Connection implements EventSink {
       return reply(this.fail(id, ERROR_CODES.WSUP_FORBIDDEN, `forbidden: role ${this.role} may not call ${method} (needs ${METHOD_ROLE[method]})`, 'WSUP_FORBIDDEN', { wsupCode: 'WSUP_FORBIDDEN' }));
     }
     if (Array.isArray(params)) return reply(this.fail(id, ERROR_CODES.INVALID_PARAMS, `invalid params for ${method}: pass an object, not an array`, 'INVALID_PARAMS', { path: [] }));
+    const unstorable = unstorableStringAt(params);
+    if (unstorable) {
+      const path = unstorable.map((p) => (typeof p === 'string' ? JSON.stringify(p).slice(1, -1) : p));
+      return reply(this.fail(id, ERROR_CODES.INVALID_PARAMS, `invalid params for ${method} at ${path.join('.') || '(root)'}: strings may not contain NUL or unpaired UTF-16 surrogates`, 'INVALID_PARAMS', { path }));
+    }
     const checked = paramsSchemas[method].safeParse(params ?? {});
     if (!checked.success) {
       const issue = checked.error.issues[0];

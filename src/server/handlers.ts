@@ -13,7 +13,9 @@ import type { EventSink, Hub } from './hub.ts';
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
 export interface Caller extends EventSink {
   readonly id: string;
-  /** The role of the token the connection authenticated with. */
+  /** Who opened the connection (a token's label, or `role:tokenId`): names the requester of its calls. */
+  readonly principal: string;
+  /** The role of the token the connection authenticated with: what it may pass, and what of a spec it sees. */
   readonly role: Role;
   readonly subscriptions: ReadonlySet<string>;
   notify(method: string, params: unknown): void;
@@ -50,7 +52,7 @@ export class Handlers {
 
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
-    const who = (conn: Caller) => `rpc:${conn.id}`;
+    const who = (conn: Caller) => `rpc:${conn.principal}`;
     const templates = deps.templates ?? new TemplateSet([providerDefaultTemplate(null)]);
     this.impl = {
       'workspace.create': async (p, conn) => {
@@ -84,10 +86,10 @@ export class Handlers {
         if (more) items.pop();
         return { items: this.labelAll(items), nextCursor: more ? (items.at(-1)?.id ?? null) : null };
       },
-      'files.written': async (p) => {
+      'files.written': async (p, conn) => {
         if (!(await sup.accepts(p.id))) throw new WorkspaceNotFoundError(p.id);
         if (deps.onFilesWritten) await deps.onFilesWritten(p.id, p.paths);
-        else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: 'files.written' });
+        else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
         return { id: p.id, accepted: p.paths.length };
       },
       'events.subscribe': async (p, conn) => {
@@ -123,7 +125,7 @@ export class Handlers {
       return Promise.reject(new PolicyError(denied.param, `needs role ${denied.needs} (caller is ${conn.role}): operators create from a template`, typeof id === 'string' ? id : undefined));
     }
     const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
-    return fn(params, conn);
+    return fn(params, conn).then((r) => redactResult(r, conn.role));
   }
 
   /** A prebuild's view with its owner and pool (when claims are wired); other views as they are. */
@@ -142,7 +144,7 @@ export class Handlers {
     const workspaces: WorkspaceView[] = [];
     if (ids === null) workspaces.push(...(await sup.list({ limit: RESYNC_CAP })));
     else for (const id of ids) if (await sup.has(id)) workspaces.push(await sup.get(id));
-    conn.notify('lagged', { subscription: sub, dropped, workspaces: this.labelAll(workspaces) });
+    conn.notify('lagged', { subscription: sub, dropped, workspaces: this.labelAll(workspaces).map((v) => redactView(v, conn.role)) });
   }
 }
 
@@ -154,4 +156,36 @@ function claimsOf(deps: HandlerDeps): ClaimService {
 function filesReason(paths: string[]): string {
   const shown = paths.slice(0, 3).join(', ');
   return paths.length > 3 ? `files written: ${shown} (+${paths.length - 3} more)` : `files written: ${shown}`;
+}
+
+export const REDACTED = '[redacted]';
+
+/**
+ * What of a spec a role may see. `agentToken` is never sent: it authenticates an agent on `/agent`, and no
+ * /control client needs it back. `env` keeps its names but hides its values below admin: they routinely hold
+ * credentials, operators act on workspaces without needing them, and admins are the ones who set them.
+ */
+export function redactSpec(spec: Record<string, unknown>, role: Role): Record<string, unknown> {
+  if (!('agentToken' in spec) && (role === 'admin' || !isRecord(spec.env))) return spec;
+  const { agentToken: _hidden, ...rest } = spec;
+  if (role !== 'admin' && isRecord(rest.env)) rest.env = Object.fromEntries(Object.keys(rest.env).map((k) => [k, REDACTED]));
+  return rest;
+}
+
+function redactView<V extends WorkspaceView>(v: V, role: Role): V {
+  const spec = redactSpec(v.spec, role);
+  return spec === v.spec ? v : { ...v, spec };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isView = (v: unknown): v is WorkspaceView => isRecord(v) && isRecord(v.spec) && typeof v.state === 'string';
+
+/** Every view a result carries (itself, or a list's items) with its spec redacted for the caller's role. */
+function redactResult<R>(r: R, role: Role): R {
+  const out: unknown = isView(r)
+    ? redactView(r, role)
+    : isRecord(r) && Array.isArray(r.items)
+      ? { ...r, items: r.items.map((v: unknown) => (isView(v) ? redactView(v, role) : v)) }
+      : r;
+  return out as R;
 }

@@ -10,8 +10,9 @@
  * // embedded instead: server.attach(myHttpServer); route requests with server.handleRequest(req, res)
  * await server.close();
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { BehaviorSubject, type Observable } from 'rxjs';
@@ -21,7 +22,7 @@ import type { ClaimService } from '../supervisor/claims.ts';
 import type { TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
-import type { TokenVerifier } from './auth.ts';
+import { principalName, type Principal, type TokenVerifier } from './auth.ts';
 import { Connection, Outbound } from './connection.ts';
 import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
 import { Hub } from './hub.ts';
@@ -29,7 +30,10 @@ import { DEFAULT_LIMITS, startHeartbeat, systemServerClock, type Limits, type Se
 import { silentLogger, type Logger } from './logger.ts';
 import { createMetrics, type ProviderCallTap } from './metrics.ts';
 import { createVisualizerSite } from './page.ts';
-import { gate, originAllowed, refuse } from './upgrade.ts';
+import { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
+import { gate, originAllowed, refuse, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
+
+export { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
 
 export type ServerLifecycle = 'starting' | 'ready' | 'draining' | 'stopped';
 export const CONTROL_PATH = '/control';
@@ -42,8 +46,15 @@ export interface ServerOptions {
   host?: string;
   /** Default 7070; 0 picks a free port. */
   port?: number;
-  /** Browser origins allowed to upgrade, besides the server's own origin. `*` allows any. */
+  /**
+   * Browser origins allowed to upgrade, besides the server's own bound address(es) (`http://127.0.0.1:PORT`,
+   * `http://localhost:PORT`, …). `*` allows any. The request's Host header is never consulted.
+   */
   originAllowList?: string[];
+  /** When set, `GET /metrics` needs `Authorization: Bearer <metricsToken>`; unset, it stays open. */
+  metricsToken?: string;
+  /** Timeouts, caps and the token re-check interval; see EDGE_DEFAULTS. */
+  edge?: Partial<EdgeOptions>;
   limits?: Partial<Limits>;
   logger?: Logger;
   clock?: ServerClock;
@@ -82,7 +93,17 @@ export function createServer(opts: ServerOptions): WsupServer {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const logger = opts.logger ?? silentLogger;
   const clock = opts.clock ?? systemServerClock;
-  const allow = opts.originAllowList ?? [];
+  const edge: EdgeOptions = { ...EDGE_DEFAULTS, ...opts.edge };
+  // The configured origins plus, once bound, the server's own: filled in by listen() and attach().
+  const allow: string[] = [...(opts.originAllowList ?? [])];
+  const addOwnOrigins = (s: http.Server) => {
+    const a = s.address();
+    if (a === null || typeof a === 'string') return;
+    for (const o of ownOrigins(a)) if (!allow.includes(o)) allow.push(o);
+  };
+  const pendingUpgrades = new Map<string, number>();
+  const tokenOfSocket = new Map<WebSocket, string>();
+  let stopRecheck: (() => void) | null = null;
   const life = new BehaviorSubject<ServerLifecycle>('starting');
   const metrics = createMetrics(opts.supervisor, opts.providerCalls);
   // With a store-backed history the ring would only duplicate it: keep none.
@@ -116,14 +137,16 @@ export function createServer(opts: ServerOptions): WsupServer {
     accepting: () => life.value === 'ready',
   };
 
-  const onConnection = (ws: WebSocket, role: Connection['role']) => {
-    const conn = new Connection(ws, role, ++seq, deps);
+  const onConnection = (ws: WebSocket, principal: Principal, token: string) => {
+    const conn = new Connection(ws, principal.role, ++seq, deps, principalName(principal));
     conns.set(ws, conn);
+    tokenOfSocket.set(ws, token);
     metrics.connectionOpened();
-    logger.debug({ conn: conn.id, role }, 'connection opened');
+    logger.debug({ conn: conn.id, role: principal.role, principal: conn.principal }, 'connection opened');
     ws.on('error', (err) => logger.debug({ conn: conn.id, err: err.message }, 'socket error'));
     ws.on('close', (code) => {
       conns.delete(ws);
+      tokenOfSocket.delete(ws);
       metrics.connectionClosed();
       for (const s of conn.subscriptions) hub.unsubscribe(s);
       conn.dispose();
@@ -131,12 +154,69 @@ export function createServer(opts: ServerOptions): WsupServer {
     });
   };
 
+  /** Close every socket whose token was rotated, removed or has expired since it connected. */
+  const recheck = () => {
+    const verdicts = new Map<string, string | null>();
+    for (const [ws, token] of tokenOfSocket) {
+      if (!verdicts.has(token)) {
+        let p: Principal | null;
+        try {
+          p = opts.tokens.verify(token);
+        } catch {
+          continue; // An unreadable token file is not a revocation; the next check decides.
+        }
+        verdicts.set(token, p ? principalName(p) : null);
+      }
+      const now = verdicts.get(token);
+      const conn = conns.get(ws);
+      if (now === null || (conn && now !== conn.principal)) {
+        tokenOfSocket.delete(ws);
+        logger.info({ conn: conn?.id, principal: conn?.principal }, 'token revoked: closing its socket');
+        ws.close(TOKEN_REVOKED_CLOSE, 'token revoked or expired');
+        setTimeout(() => ws.terminate(), 1000).unref();
+      }
+    }
+    void agents?.recheck();
+  };
+
+  /**
+   * Upgrades in progress are counted per remote address and bounded in time, so a flood of slow or stalled
+   * handshakes cannot hold sockets; the count drops when the socket closes or the handshake completes.
+   */
+  const admitUpgrade = (req: IncomingMessage, socket: Duplex): (() => void) | null => {
+    const addr = req.socket.remoteAddress ?? '?';
+    const n = pendingUpgrades.get(addr) ?? 0;
+    if (n >= edge.maxPendingUpgradesPerAddress) {
+      refuse(socket, 429, `too many upgrades in progress from ${addr}: try again shortly`);
+      return null;
+    }
+    pendingUpgrades.set(addr, n + 1);
+    let done = false;
+    const timer = setTimeout(() => {
+      logger.debug({ addr }, 'upgrade timed out');
+      socket.destroy();
+    }, edge.upgradeTimeoutMs);
+    timer.unref();
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const left = (pendingUpgrades.get(addr) ?? 1) - 1;
+      if (left <= 0) pendingUpgrades.delete(addr);
+      else pendingUpgrades.set(addr, left);
+    };
+    socket.once('close', finish);
+    return finish;
+  };
+
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, own: boolean) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === AGENT_PATH && agents) {
       if (life.value !== 'ready') return refuse(socket, 503, `server is ${life.value}: try again shortly`);
-      if (!originAllowed(req, allow)) return refuse(socket, 403, `origin ${req.headers.origin} is not allowed: add it to originAllowList`);
-      return agents.handleUpgrade(req, socket, head);
+      if (!originAllowed(req, allow)) return refuse(socket, 403, `origin ${req.headers.origin} is not allowed: add it with --allowed-origin`);
+      const finish = admitUpgrade(req, socket);
+      if (!finish) return;
+      return agents.handleUpgrade(req, socket, head, finish);
     }
     if (url.pathname !== CONTROL_PATH) {
       // Someone else's path on a shared server is theirs to answer.
@@ -150,7 +230,12 @@ export function createServer(opts: ServerOptions): WsupServer {
       return refuse(socket, verdict.status, verdict.message);
     }
     socket.on('error', () => socket.destroy());
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, verdict.role));
+    const finish = admitUpgrade(req, socket);
+    if (!finish) return;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      finish();
+      onConnection(ws, verdict.principal, verdict.token);
+    });
   };
 
   const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
@@ -166,7 +251,7 @@ export function createServer(opts: ServerOptions): WsupServer {
       case '/whoami': {
         // The role of a token, so the page shows operator controls only to roles allowed to use them.
         const verdict = gate(req, new URL(req.url ?? '/', 'http://localhost'), opts.tokens, allow);
-        if (verdict.ok) text(200, JSON.stringify({ role: verdict.role }), 'application/json; charset=utf-8');
+        if (verdict.ok) text(200, JSON.stringify({ role: verdict.principal.role }), 'application/json; charset=utf-8');
         else text(verdict.status, `${verdict.message}\n`);
         return true;
       }
@@ -179,6 +264,10 @@ export function createServer(opts: ServerOptions): WsupServer {
         return true;
       }
       case '/metrics':
+        if (opts.metricsToken !== undefined && !bearerIs(req, opts.metricsToken)) {
+          res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'www-authenticate': 'Bearer' }).end('metrics need Authorization: Bearer <metrics token>\n');
+          return true;
+        }
         metrics.registry.metrics().then(
           (body) => text(200, body, metrics.registry.contentType),
           (err: unknown) => text(500, `metrics failed: ${String(err)}\n`),
@@ -191,6 +280,10 @@ export function createServer(opts: ServerOptions): WsupServer {
 
   const ready = () => {
     stopHeartbeat ??= startHeartbeat(() => (agents ? [...conns.keys(), ...agents.sockets()] : conns.keys()), limits.heartbeatMs, clock);
+    if (!stopRecheck) {
+      const h = clock.setInterval(recheck, edge.recheckMs);
+      stopRecheck = () => clock.clearInterval(h);
+    }
     setLife('ready');
   };
 
@@ -206,6 +299,7 @@ export function createServer(opts: ServerOptions): WsupServer {
       });
     });
     stopHeartbeat?.();
+    stopRecheck?.();
     const closed = [...conns.keys()].map((ws) => new Promise<void>((r) => {
       if (ws.readyState === ws.CLOSED) return r();
       ws.once('close', () => r());
@@ -243,10 +337,34 @@ export function createServer(opts: ServerOptions): WsupServer {
     handleRequest,
     async listen() {
       if (owned) throw new Error('server is already listening');
-      const s = http.createServer((req, res) => {
-        if (!handleRequest(req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);
-      });
+      const s = http.createServer(
+        {
+          headersTimeout: edge.headersTimeoutMs,
+          requestTimeout: Math.max(edge.requestTimeoutMs, edge.headersTimeoutMs),
+          // Node checks both timeouts on this period (30 s by default): check often enough to honour them.
+          connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(edge.headersTimeoutMs / 2))),
+        },
+        (req, res) => {
+          if (!handleRequest(req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);
+        },
+      );
       owned = s;
+      const perAddress = new Map<string, number>();
+      s.on('connection', (sock: Socket) => {
+        const addr = sock.remoteAddress ?? '?';
+        const n = (perAddress.get(addr) ?? 0) + 1;
+        if (n > edge.maxConnectionsPerAddress) {
+          logger.debug({ addr }, 'connection cap per address reached: closing');
+          sock.destroy();
+          return;
+        }
+        perAddress.set(addr, n);
+        sock.once('close', () => {
+          const left = (perAddress.get(addr) ?? 1) - 1;
+          if (left <= 0) perAddress.delete(addr);
+          else perAddress.set(addr, left);
+        });
+      });
       s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(req, socket, head, true));
       const host = opts.host ?? '127.0.0.1';
       await new Promise<void>((resolve, reject) => {
@@ -254,6 +372,7 @@ export function createServer(opts: ServerOptions): WsupServer {
         s.listen(opts.port ?? 7070, host, () => resolve());
       });
       const port = (s.address() as AddressInfo).port;
+      addOwnOrigins(s);
       ready();
       const shown = host.includes(':') ? `[${host}]` : host;
       logger.info({ host, port }, 'listening');
@@ -261,6 +380,8 @@ export function createServer(opts: ServerOptions): WsupServer {
     },
     attach(server) {
       attached.push(server);
+      if (server.listening) addOwnOrigins(server);
+      else server.once('listening', () => addOwnOrigins(server));
       server.on('upgrade', attachedUpgrade);
       ready();
     },
@@ -269,4 +390,20 @@ export function createServer(opts: ServerOptions): WsupServer {
       return closing;
     },
   };
+}
+
+/** The origins a browser uses for a page served from this address. */
+function ownOrigins(a: AddressInfo): string[] {
+  const p = a.port;
+  const loopback = [`http://127.0.0.1:${p}`, `http://localhost:${p}`, `http://[::1]:${p}`];
+  if (a.address === '0.0.0.0' || a.address === '::') return loopback;
+  const host = a.address.includes(':') ? `[${a.address}]` : a.address;
+  return [...new Set([`http://${host}:${p}`, ...(a.address.startsWith('127.') || a.address === '::1' ? loopback : [])])];
+}
+
+function bearerIs(req: IncomingMessage, expected: string): boolean {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) return false;
+  const digest = (t: string) => createHash('sha256').update(t, 'utf8').digest();
+  return timingSafeEqual(digest(m[1]!), digest(expected));
 }

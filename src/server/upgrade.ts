@@ -4,10 +4,12 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Role } from '../protocol/index.ts';
-import type { TokenVerifier } from './auth.ts';
+import type { Principal, TokenVerifier } from './auth.ts';
 
-export type GateResult = { ok: true; role: Role } | { ok: false; status: number; message: string };
+/** Close code for a socket whose token was rotated, removed or expired after it connected. */
+export const TOKEN_REVOKED_CLOSE = 4401;
+
+export type GateResult = { ok: true; principal: Principal; token: string } | { ok: false; status: number; message: string };
 
 export function tokenOf(req: IncomingMessage, url: URL): string | null {
   const header = req.headers.authorization;
@@ -20,35 +22,39 @@ export function tokenOf(req: IncomingMessage, url: URL): string | null {
 
 /**
  * Browsers always send Origin; other clients (the CLI, SDKs) usually do not. A browser page may connect
- * only from an allowed origin, or from the server's own origin (the page `GET /` serves).
+ * only from an allowed origin: the configured list, which by default is the server's own bound address(es).
+ * The request's Host header is never trusted for this: under DNS rebinding an attacker's page sends
+ * `Host: evil.example:7070` and `Origin: http://evil.example:7070`, which match each other.
  */
 export function originAllowed(req: IncomingMessage, allow: readonly string[]): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
-  if (allow.includes('*') || allow.includes(origin)) return true;
+  if (allow.includes('*')) return true;
+  let normal: string;
   try {
-    return new URL(origin).host === req.headers.host;
+    normal = new URL(origin).origin;
   } catch {
     return false;
   }
+  return allow.some((a) => a === origin || a === normal);
 }
 
 export function gate(req: IncomingMessage, url: URL, tokens: TokenVerifier, allow: readonly string[]): GateResult {
-  if (!originAllowed(req, allow)) return { ok: false, status: 403, message: `origin ${req.headers.origin} is not allowed: add it to originAllowList` };
+  if (!originAllowed(req, allow)) return { ok: false, status: 403, message: `origin ${req.headers.origin} is not allowed: add it with --allowed-origin` };
   const token = tokenOf(req, url);
   if (token === null) return { ok: false, status: 401, message: 'missing token: send Authorization: Bearer <token> or ?token=' };
-  let found: { role: Role } | null;
+  let found: Principal | null;
   try {
     found = tokens.verify(token);
   } catch (err) {
     return { ok: false, status: 500, message: `token check failed: ${(err as Error).message}` };
   }
   if (!found) return { ok: false, status: 401, message: 'invalid or expired token: run `wsup token` on the server host' };
-  return { ok: true, role: found.role };
+  return { ok: true, principal: found, token };
 }
 
 export function refuse(socket: Duplex, status: number, message: string): void {
-  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }[status] ?? 'Error';
   const body = `${message}\n`;
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +

@@ -2,6 +2,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenFile } from '../../src/server/auth.ts';
 import { startRig, TOKENS, type ServerRig } from '../server/rig.ts';
 import { runCli } from './run-cli.ts';
 
@@ -52,5 +53,16 @@ describe('wsup CLI', () => {
     expect(statSync(join(dir, 'admin.token')).mode & 0o777).toBe(0o600);
     const viewer = await runCli(['token', '--add', 'viewer', '--expires-in', '1h', '--data-dir', dir, '--json']);
     expect(JSON.parse(viewer.stdout)).toMatchObject({ role: 'viewer', expiresAt: expect.any(Number) as number });
+  }, 30_000);
+
+  it('labels a token (the requester its calls are recorded as) and removes it by label', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsup-cli-'));
+    const added = await runCli(['token', '--add', 'operator', '--label', 'alice', '--data-dir', dir, '--json']);
+    const { token } = JSON.parse(added.stdout) as { token: string };
+    expect(TokenFile.in(dir).verify(token)).toMatchObject({ role: 'operator', label: 'alice' });
+    expect((await runCli(['token', '--add', 'operator', '--label', 'has space', '--data-dir', dir])).code).toBe(2);
+    expect((await runCli(['token', '--remove', 'alice', '--data-dir', dir])).code).toBe(0);
+    expect(TokenFile.in(dir).verify(token)).toBeNull();
+    expect((await runCli(['token', '--remove', 'alice', '--data-dir', dir])).code).toBe(1);
   }, 30_000);
 });

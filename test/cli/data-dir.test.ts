@@ -26,7 +26,7 @@ function exposed(dir: string): string[] {
 describe('wsup serve data dir', () => {
   it('creates the dir 0700 and every file in it for its user only', async () => {
     const dataDir = join(root, 'fresh');
-    const child = spawn(process.execPath, ['bin/wsup.js', 'serve', '--port', '0', '--data-dir', dataDir], {
+    const child = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--port', '0', '--data-dir', dataDir], {
       cwd: new URL('../..', import.meta.url).pathname,
       env: { ...process.env, WSUP_URL: '', WSUP_TOKEN: '', DATABASE_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -21,7 +21,7 @@ const HANGS = JSON.stringify({ command: [process.execPath, '-e', 'setInterval(()
 
 async function serve(graceMs: number) {
   const dataDir = mkdtempSync(join(root, 'data-'));
-  const child = spawn(process.execPath, ['bin/wsup.js', 'serve', '--port', '0', '--memory', '--data-dir', dataDir, '--shutdown-grace', String(graceMs)], {
+  const child = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--port', '0', '--memory', '--data-dir', dataDir, '--shutdown-grace', String(graceMs)], {
     cwd: new URL('../..', import.meta.url).pathname,
     env: { ...process.env, WSUP_URL: '', WSUP_TOKEN: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

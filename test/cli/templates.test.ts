@@ -52,7 +52,7 @@ describe.skipIf(!run)('wsup serve --provider docker --image --cmd', () => {
     const dir = tmp();
     const op = JSON.parse((await runCli(['token', '--add', 'operator', '--data-dir', dir, '--json'])).stdout) as { token: string };
     const cmd = `sh -c 'trap "exit 0" TERM; sleep 3600 & wait'`;
-    const proc = spawn(process.execPath, ['bin/wsup.js', 'serve', '--provider', 'docker', '--image', IMAGE, '--cmd', cmd, '--memory', '--port', '0', '--data-dir', dir], {
+    const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--provider', 'docker', '--image', IMAGE, '--cmd', cmd, '--memory', '--port', '0', '--data-dir', dir], {
       cwd: new URL('../..', import.meta.url).pathname,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -102,7 +102,8 @@ describe('operator attacks on the process provider', () => {
   it('an allowed parameter reaches the agent, and the template is remembered', async () => {
     const op = rig.client('operator');
     const view = await op.call('workspace.create', { id: 'op-ok', template: 'node', params: { env: { LOG_LEVEL: 'debug' } } });
-    expect(view.spec).toEqual({ id: 'op-ok', template: 'node', env: { APP_MODE: 'dev', LOG_LEVEL: 'debug' } });
+    // The operator sees which env keys the workspace got, not their values (those are for admins).
+    expect(view.spec).toEqual({ id: 'op-ok', template: 'node', env: { APP_MODE: '[redacted]', LOG_LEVEL: '[redacted]' } });
     expect((await rig.store.getWorkspace('op-ok'))?.spec).toMatchObject({ template: 'node', env: { LOG_LEVEL: 'debug' } });
     await op.call('workspace.ensure', { id: 'op-ok' });
     const rec = (await rig.store.processes.get('op-ok')) as { pid: number; command: string[] };

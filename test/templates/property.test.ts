@@ -165,7 +165,8 @@ describe('workspace.create params × roles', () => {
         }
         expect(got.err).toBeInstanceOf(WsupRpcError);
         const code = (got.err as WsupRpcError).code;
-        expect([ERROR_CODES.WSUP_POLICY, ERROR_CODES.WSUP_FORBIDDEN]).toContain(code);
+        // A NUL anywhere in the params is refused at the edge (-32602), before any policy is consulted.
+        expect([ERROR_CODES.WSUP_POLICY, ERROR_CODES.WSUP_FORBIDDEN, ERROR_CODES.INVALID_PARAMS]).toContain(code);
         if (code === ERROR_CODES.WSUP_POLICY) expect((got.err as WsupRpcError).data).toMatchObject({ field: expect.any(String) as string, rule: expect.any(String) as string });
         expect(rig.supervisor.has(id)).toBe(false);
       }),

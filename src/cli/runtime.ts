@@ -57,7 +57,7 @@ export interface Runtime {
   filesWritten: FilesWrittenHook;
   /** Store-backed history for `events.history`, when the store is wired. */
   history?: HistoryFn;
-  /** Prebuild claims and the `/agent` channel's state (issue 7), when the store is wired. */
+  /** Prebuild claims and the `/agent` channel's state, when the store is wired. */
   claims?: ClaimService;
   /** What got wired, for the startup banner. */
   wiring: { provider: string; store: string };

@@ -8,7 +8,7 @@
  *
  * Every call converges instead of acting blindly: it reads the workspace's instances by tag, takes the one
  * step that state allows, and polls (with backoff, up to a deadline) until the goal state. So a start that
- * finds the instance `stopping` (seed 003's restart mid-burst) waits for `stopped` and starts it, and an
+ * finds the instance `stopping` (a restart that arrives mid-stop, e.g. during a burst of saves) waits for `stopped` and starts it, and an
  * `IncorrectInstanceState` from a race with another actor is a reason to look again, never a failure.
  *
  * `stop` terminates by default: workspaces are disposable and a stopped instance still costs its volumes.

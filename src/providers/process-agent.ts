@@ -2,7 +2,7 @@
  * The built-in workspace agent of the local-process provider: a tiny HTTP server on a loopback port.
  *
  * It is plain JavaScript run with `node -e`, so a workspace needs neither tsx nor a file on disk, and
- * it outlives the supervisor that spawned it (the whole point of adoption, seed 001).
+ * it outlives the supervisor that spawned it (the point of adoption: a restarted supervisor takes over the running workspace instead of starting a second one).
  *
  * Contract, shared with custom commands: the child gets `WSUP_WORKSPACE_ID`, `WSUP_PORT`, `WSUP_HOST`,
  * `WSUP_AGENT_NONCE` and `WSUP_AGENT_TOKEN` in its environment and must answer `GET /healthz` on

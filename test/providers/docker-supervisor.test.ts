@@ -1,5 +1,5 @@
 /**
- * Seed 000 on a real dockerd, through the supervisor: manual and programmatic restarts fired concurrently
+ * Two restart paths racing, on a real dockerd, through the supervisor: manual and programmatic restarts fired concurrently
  * for the same workspace never reach the engine twice at once, so the name conflict the naive code hits
  * (see docker.test.ts) cannot happen: 50 rounds, 0 conflicts, at most 2 containers created per round.
  */
@@ -43,7 +43,7 @@ function guarded(inner: Provider) {
   return { provider, overlaps, starts };
 }
 
-describeWith(host, 'seed 000 on a real dockerd, through the supervisor', () => {
+describeWith(host, 'two restart paths racing on a real dockerd, through the supervisor', () => {
   const docker = createDockerProvider({ prefix: PREFIX, defaultSpec: { image: IMAGE, cmd: CMD }, stopGraceSeconds: 2 });
   const { provider, overlaps, starts } = guarded(docker);
   // No self-fire window here: every programmatic request must meet the manual one head on.

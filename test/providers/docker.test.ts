@@ -69,7 +69,7 @@ describeWith(host, 'docker provider', (host) => {
     for (const c of left.filter((c) => c.Names.some((n) => n.startsWith(`/${PREFIX}`)))) await docker.getContainer(c.Id).remove({ force: true });
   }, 120_000);
 
-  describe('seed 000: two concurrent stop→start for one workspace, without single flight', () => {
+  describe('two restart paths racing: two concurrent stop→start for one workspace, without single flight', () => {
     it('hits the engine name conflict (409)', async () => {
       const id = fresh('seed0');
       const codes: (number | undefined)[] = [];

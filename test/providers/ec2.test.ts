@@ -143,7 +143,7 @@ describe('ec2 test server', () => {
 });
 
 describe('ec2 provider', () => {
-  describe('restart requested while the instance is still stopping (seed 003)', () => {
+  describe('restart requested while the instance is still stopping (a save burst mid-stop)', () => {
     it('waits for stopped and starts the same instance instead of surfacing IncorrectInstanceState', async () => {
       const s = await server({ delays: { stoppingMs: 500 } });
       const p = provider(s, { stopMode: 'stop' });

@@ -62,7 +62,7 @@ describeProviderConformance('process', () => make(), {
 });
 
 describe('process provider', () => {
-  describe('seed 001: the supervisor dies while a workspace runs, and a new one comes up on the same data dir', () => {
+  describe('adoption: the supervisor dies while a workspace runs, and a new one comes up on the same data dir', () => {
     it('adopts the live process after an in-process owner is dropped without stopping', async () => {
       const dataDir = mkdtempSync(join(root, 'seed1-'));
       const a = make({ dataDir });

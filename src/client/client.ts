@@ -13,6 +13,7 @@
  */
 import {
   readIncomingFrame,
+  TOKEN_REVOKED_CLOSE,
   type MethodName,
   type Notifications,
   type Params,
@@ -191,7 +192,10 @@ export class WsupClient {
         this.ws = null;
         if (!opened) reject(new WsupConnectionError(`cannot connect to ${this.opts.url}: closed ${ev.code} ${ev.reason}`));
         this.failPending(`connection closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''}) with the call in flight: it may or may not have been applied`);
-        if (opened) this.scheduleReconnect(`closed ${ev.code}`);
+        // 4401: the server revoked this connection's token (rotated, removed or expired). Reconnecting
+        // with it would only be refused: close for good and say why.
+        if (opened && ev.code === TOKEN_REVOKED_CLOSE) this.setState('closed', 'the server revoked this token (close 4401): connect with a current token');
+        else if (opened) this.scheduleReconnect(`closed ${ev.code}`);
       };
     });
   }

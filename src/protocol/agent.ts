@@ -10,6 +10,7 @@
  * if (frame.success && frame.data.type === 'reinit') console.log(parseReinitPayload(frame.data.event, 'ws-1'));
  */
 import { z } from 'zod';
+import { unstorableString } from './jsonrpc.ts';
 
 export const AGENT_PATH = '/agent';
 /** Close code after `refused`: the WebSocket twin of HTTP 409 Conflict. The agent must stop for good. */
@@ -59,7 +60,10 @@ export const agentServerFrameSchema = z.discriminatedUnion('type', [
 ]);
 
 export type AgentClientFrame = { type: 'ack'; claimBuildId: string };
-export const agentClientFrameSchema = z.strictObject({ type: z.literal('ack'), claimBuildId: z.string().min(1).max(128) });
+export const agentClientFrameSchema = z.strictObject({
+  type: z.literal('ack'),
+  claimBuildId: z.string().min(1).max(128).refine((s) => !unstorableString(s), 'must not hold a NUL or a lone surrogate'),
+});
 
 /**
  * Read a reinit payload: the JSON event, or (rolling upgrade) a bare reason string, given either as the

@@ -162,16 +162,22 @@ export function exceedsDepth(value: unknown, limit = MAX_DEPTH): boolean {
   return walk(value, 0);
 }
 
+/** WebSocket close code for a socket whose token was rotated, removed or expired after it connected: final. */
+export const TOKEN_REVOKED_CLOSE = 4401;
+
+/** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** True when a string holds a NUL or a lone surrogate: neither can be stored. */
+export const unstorableString = (s: string): boolean => s.includes('\u0000') || LONE_SURROGATE.test(s);
+
 /**
  * Where a params value holds a string no store can keep — a NUL, or a lone UTF-16 surrogate (PostgreSQL
  * refuses both in text and jsonb) — as a path of keys and indexes (an object key's own path ends in the key),
  * or null when every string, nested or used as an object key, is clean. Checked once, before any handler.
  */
-/** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 export function unstorableStringAt(value: unknown): Array<string | number> | null {
-  const bad = (s: string) => s.includes('\u0000') || LONE_SURROGATE.test(s);
+  const bad = unstorableString;
   const walk = (v: unknown, path: Array<string | number>): Array<string | number> | null => {
     if (typeof v === 'string') return bad(v) ? path : null;
     if (v === null || typeof v !== 'object') return null;

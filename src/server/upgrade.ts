@@ -6,8 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Principal, TokenVerifier } from './auth.ts';
 
-/** Close code for a socket whose token was rotated, removed or expired after it connected. */
-export const TOKEN_REVOKED_CLOSE = 4401;
+export { TOKEN_REVOKED_CLOSE } from '../protocol/index.ts';
 
 export type GateResult = { ok: true; principal: Principal; token: string } | { ok: false; status: number; message: string };
 

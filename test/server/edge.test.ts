@@ -101,6 +101,18 @@ describe('revocation takes effect on open sockets', () => {
     await expect.poll(() => s.closed?.code, { timeout: 1000, interval: 20 }).toBe(4401);
   });
 
+  it('the SDK closes for good on a revoked token instead of reconnecting with it', async () => {
+    const t = cli().add('viewer', { label: 'carol' });
+    const states: Array<[string, string | undefined]> = [];
+    const client = new WsupClient({ url: r.wsUrl, token: t, WebSocket, onStateChange: (st, why) => states.push([st, why]) });
+    await client.call('workspace.list', {});
+    expect(cli().remove('carol')).toBe(1);
+    await expect.poll(() => client.connectionState, { timeout: 1000, interval: 20 }).toBe('closed');
+    expect(states.map(([st]) => st)).not.toContain('reconnecting');
+    expect(states.at(-1)?.[1]).toContain('4401');
+    client.close();
+  });
+
   it('a token whose expiry passes closes its sockets', async () => {
     const t = cli().add('viewer', { expiresAt: now + 60_000 });
     const s = await open(t);

@@ -118,6 +118,8 @@ export class Connection implements EventSink {
    * costs the server a bounded amount, and its own TCP window does the rest.
    */
   private receive(data: RawData, isBinary: boolean): void {
+    // A socket being closed (its token revoked, the server draining) runs nothing more it sends.
+    if (this.ws.readyState !== this.ws.OPEN) return;
     if (this.held.length > 0 || this.busy >= this.deps.limits.maxInFlight || this.backedUp()) {
       this.held.push([data, isBinary]);
       if (!this.ws.isPaused) this.ws.pause();
@@ -128,6 +130,7 @@ export class Connection implements EventSink {
   }
 
   private start(data: RawData, isBinary: boolean): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
     this.busy++;
     void this.onMessage(data, isBinary).finally(() => {
       this.busy--;

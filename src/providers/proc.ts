@@ -66,19 +66,35 @@ export function findByEnv(marker: string): number | null {
  * re-parented to init is still found; the session catches a descendant that cleared its environment.
  */
 export function workspaceProcesses(leader: ProcessIdentity, marker: string): ProcessIdentity[] {
-  const found: ProcessIdentity[] = [];
   const leaderStart = leader.startTime === null ? null : Number(leader.startTime);
+  const found = new Map<number, ProcessIdentity>();
+  // Processes that are not (yet) members, by parent pid: a child of a member is a member too, which
+  // catches one that cleared its environment (the marker) and left the session.
+  const byParent = new Map<number, ProcessIdentity[]>();
   for (const pid of pids()) {
     if (pid === process.pid) continue;
     const stat = procStat(pid);
     if (stat === null || stat[0] === 'Z') continue;
     const startTime = stat[19] ?? null;
     const isLeader = pid === leader.pid && (leader.startTime === null || startTime === leader.startTime);
-    const inSession = leaderStart !== null && Number(stat[3]) === leader.pid && Number(startTime) >= leaderStart;
-    if (isLeader || inSession || hasEnv(pid, marker)) found.push({ pid, startTime });
+    const startedSince = leaderStart !== null && Number(startTime) >= leaderStart;
+    const inSession = startedSince && Number(stat[3]) === leader.pid;
+    if (isLeader || inSession || hasEnv(pid, marker)) found.set(pid, { pid, startTime });
+    else if (startedSince) {
+      const ppid = Number(stat[1]);
+      byParent.set(ppid, [...(byParent.get(ppid) ?? []), { pid, startTime }]);
+    }
   }
-  if (found.length === 0 && pids().length === 0 && isAlive(leader)) found.push(leader); // no /proc
-  return found;
+  const queue = [...found.keys()];
+  for (let pid = queue.pop(); pid !== undefined; pid = queue.pop()) {
+    for (const child of byParent.get(pid) ?? []) {
+      if (found.has(child.pid)) continue;
+      found.set(child.pid, child);
+      queue.push(child.pid);
+    }
+  }
+  if (found.size === 0 && pids().length === 0 && isAlive(leader)) found.set(leader.pid, leader); // no /proc
+  return [...found.values()];
 }
 
 /** Send `sig` to each process that is still the one identified (a reused pid is left alone). */

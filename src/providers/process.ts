@@ -25,7 +25,7 @@ import { assertWorkspaceId, ProviderTimeoutError, WsupError } from '../errors.ts
 import { healthPid, probeHealth } from './health.ts';
 import { defaultAgentCommand } from './process-agent.ts';
 import { JsonFileProcessRecords, type ProcessRecord, type ProcessRecords } from './process-records.ts';
-import { findByEnv, isAlive, processStartTime, signalAll, workspaceProcesses } from './proc.ts';
+import { findByEnv, isAlive, processStartTime, signalAll, workspaceProcesses, type ProcessIdentity } from './proc.ts';
 import type { Endpoint, Provider, ProviderEvent, ProviderResource, WorkspaceSpec } from './types.ts';
 
 /** The process fields of a `WorkspaceSpec`: checked at the edge, unknown fields ignored. */
@@ -252,7 +252,13 @@ export class ProcessProvider implements Provider {
    * marker, see `workspaceProcesses`), wait the grace period, SIGKILL what is left. Nothing left is success.
    */
   private async terminate(rec: ProcessRecord, signal: AbortSignal): Promise<void> {
-    const procs = () => workspaceProcesses(rec, marker(rec));
+    // Members found once stay members: when the leader exits, its children are re-parented and a child
+    // found by parentage alone would otherwise drop out of later scans while it ignores SIGTERM.
+    const members = new Map<number, ProcessIdentity>();
+    const procs = () => {
+      for (const p of workspaceProcesses(rec, marker(rec))) members.set(p.pid, p);
+      return [...members.values()].filter(isAlive);
+    };
     const first = procs();
     if (first.length === 0) return;
     signalAll(first, 'SIGTERM');

@@ -67,4 +67,30 @@ describe('process provider teardown', () => {
     expect(running(pid)).toBe(false);
     await p.close();
   }, 30_000);
+
+  it('stop kills a child that cleared its environment and left the session (found by parentage)', async () => {
+    const dataDir = mkdtempSync(join(root, 'data-'));
+    const pidFile = join(dataDir, 'bare.pid');
+    const bare = `trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 1; done`;
+    const command = [
+      process.execPath,
+      '-e',
+      `require('node:child_process').spawn('setsid', ['env', '-i', '/bin/sh', '-c', ${JSON.stringify(bare)}], { stdio: 'ignore' }).unref();
+       require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.WSUP_PORT), '127.0.0.1');`,
+    ];
+    const p = createProcessProvider({ dataDir, stopGraceMs: 300 });
+    await p.start({ id: 'bare', command }, never());
+    const leader = Number((await p.inspect('bare'))!.ref);
+    const pid = await vi.waitFor(() => {
+      const n = Number(readFileSync(pidFile, 'utf8'));
+      expect(n).toBeGreaterThan(0);
+      return n;
+    }, { timeout: 10_000 });
+    leftovers.push(pid);
+    expect(session(pid)).not.toBe(session(leader));
+    expect(readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain('WSUP_'); // no marker to find it by
+    await p.stop('bare', never());
+    expect(running(pid)).toBe(false);
+    await p.close();
+  }, 30_000);
 });

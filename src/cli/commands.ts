@@ -2,7 +2,7 @@
  * Client commands of `wsup`: each opens one connection, makes its call(s), prints, and returns an exit code.
  */
 import type { WsupClient, WorkspaceEvent } from '../client/index.ts';
-import { RESTART_SOURCES, type RestartSource } from '../protocol/index.ts';
+import { RESTART_SOURCES, type RestartSource, type Result } from '../protocol/index.ts';
 import { connect, UsageError, type ClientFlags } from './context.ts';
 import { emit, fail, table } from './output.ts';
 
@@ -59,7 +59,7 @@ const COLS = ['id', 'state', 'desired', 'cycle', 'endpoint'];
 export const status = (id: string | undefined, f: ClientFlags) =>
   withClient(f, async (c) => {
     if (id === undefined) {
-      const r = await c.call('workspace.list', {});
+      const r = await listPages(c, {}, undefined);
       emit(f.json, r, () => table(r.items as unknown as Array<Record<string, unknown>>, COLS));
       return;
     }
@@ -75,12 +75,25 @@ export const list = (f: ClientFlags & { state?: string; limit?: string }) =>
   withClient(f, async (c) => {
     const limit = f.limit === undefined ? undefined : Number(f.limit);
     if (limit !== undefined && !Number.isInteger(limit)) throw new UsageError('--limit must be an integer');
-    const r = await c.call('workspace.list', {
-      ...(f.state ? { state: f.state as 'running' } : {}),
-      ...(limit !== undefined ? { limit } : {}),
-    });
+    const r = await listPages(c, f.state ? { state: f.state as 'running' } : {}, limit);
     emit(f.json, r, () => table(r.items as unknown as Array<Record<string, unknown>>, COLS));
   });
+
+/**
+ * Workspaces page by page, following `nextCursor` (the server cuts a page short when it would not fit one
+ * frame): all of them, or the first `limit`. `nextCursor` is set when `limit` stopped the listing early.
+ */
+async function listPages(c: WsupClient, filter: { state?: 'running' }, limit: number | undefined): Promise<Result<'workspace.list'>> {
+  const items: Result<'workspace.list'>['items'] = [];
+  let cursor: string | null = null;
+  do {
+    const want = limit === undefined ? undefined : Math.min(10_000, limit - items.length);
+    const page: Result<'workspace.list'> = await c.call('workspace.list', { ...filter, ...(want !== undefined ? { limit: want } : {}), ...(cursor !== null ? { cursor } : {}) });
+    items.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor !== null && (limit === undefined || items.length < limit));
+  return { items, nextCursor: cursor };
+}
 
 export const filesWritten = (id: string, paths: string[], f: ClientFlags) =>
   withClient(f, async (c) => {

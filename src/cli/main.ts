@@ -128,5 +128,6 @@ try {
   }
 }
 process.exitCode = exitCode;
-// Sockets, timers or the store may linger after a one-shot command; do not let them hold the shell.
-if (process.argv[2] !== 'serve' && process.argv[2] !== 'watch') setImmediate(() => process.exit(exitCode));
+// Sockets, timers or the store may linger after a one-shot command; do not let them hold the shell. Exit
+// once what was written to stdout is flushed: a pipe takes large output (a long list) asynchronously.
+if (process.argv[2] !== 'serve' && process.argv[2] !== 'watch') process.stdout.write('', () => process.exit(exitCode));

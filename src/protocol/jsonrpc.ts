@@ -135,6 +135,7 @@ export const ERROR_CODES = {
   WSUP_POLICY: -32021,
   WSUP_RATE_LIMITED: -32029,
   WSUP_SUBSCRIPTION_LIMIT: -32030,
+  WSUP_REPLY_TOO_LARGE: -32031,
 } as const satisfies Record<WsupErrorCode, number> & Record<string, number>;
 export type ErrorName = keyof typeof ERROR_CODES;
 

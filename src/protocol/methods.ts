@@ -77,7 +77,8 @@ export interface Results {
   'files.written': { id: string; accepted: number };
   'events.subscribe': { subscription: string };
   'events.unsubscribe': { ok: boolean };
-  'events.history': { id: string; events: WorkspaceEvent[] };
+  /** `truncated`: older events were left out so the reply fits one frame; ask with a smaller `limit` for fewer. */
+  'events.history': { id: string; events: WorkspaceEvent[]; truncated?: boolean };
   'machine.definition': { definition: unknown };
 }
 export type Result<M extends MethodName> = Results[M];

@@ -25,7 +25,6 @@ import {
   roleAllows,
   rpcError,
   rpcIdSchema,
-  rpcResult,
   unstorableStringAt,
   wireCode,
   METHOD_ROLE,
@@ -35,6 +34,7 @@ import {
   type RpcId,
   type WorkspaceEvent,
 } from '../protocol/index.ts';
+import { fitReply, splitBatch } from './fit.ts';
 import type { Handlers } from './handlers.ts';
 import type { EventSink } from './hub.ts';
 import { TokenBucket, type Limits, type ServerClock } from './limits.ts';
@@ -172,7 +172,9 @@ export class Connection implements EventSink {
       return this.sendFrame(this.fail(null, ERROR_CODES.INVALID_REQUEST, `invalid request: batch of ${parsed.length} exceeds the cap of ${this.deps.limits.maxBatch}`, 'INVALID_REQUEST'));
     }
     const replies = (await Promise.all(parsed.map((p) => this.handle(p)))).filter((r): r is ResponseFrame => r !== null);
-    if (replies.length > 0) this.reply(JSON.stringify(replies));
+    // Every call of the batch has run, so every reply is sent: as one array when it fits the frame
+    // limit, else as several arrays in order, each under the limit (clients match replies by id).
+    for (const frame of splitBatch(replies.map((r) => JSON.stringify(r)), this.deps.limits.maxFrameBytes)) this.reply(frame);
   }
 
   /** One request or notification → its response (null for notifications). Never throws. */
@@ -215,7 +217,7 @@ export class Connection implements EventSink {
     this.inFlight++;
     try {
       const result = await this.deps.handlers.call(method, checked.data, this);
-      return reply(rpcResult(id, result));
+      return reply(fitReply(method, id, result, this.deps.limits.maxFrameBytes - 2));
     } catch (err) {
       return reply(this.domainError(id, err, (checked.data as { id?: string }).id));
     } finally {
@@ -241,7 +243,7 @@ export class Connection implements EventSink {
   }
 
   private sendFrame(frame: ResponseFrame): void {
-    this.reply(JSON.stringify(frame));
+    this.reply(JSON.stringify(frame)); // errors and fitted results: under maxFrameBytes
   }
 
   /** Send a reply; past `maxBufferedBytes` unread, no further message is handled until the peer drains (see `receive`). */

@@ -36,7 +36,15 @@ export interface DockerSpec {
   env?: Record<string, string>;
   mounts?: DockerMount[];
   networkMode?: string;
+  /** Limits passed to the Engine (HostConfig Memory, NanoCpus, PidsLimit); unset: the Engine's defaults. */
+  resources?: DockerResources;
   agentToken?: string;
+}
+
+export interface DockerResources {
+  memoryBytes?: number;
+  nanoCpus?: number;
+  pidsLimit?: number;
 }
 
 /** Specs arrive from the CLI and the wire: checked here, trusted after. Unknown fields are ignored. */
@@ -46,6 +54,9 @@ const specSchema = z.object({
   env: z.record(z.string(), z.string()).optional(),
   mounts: z.array(z.object({ source: z.string(), target: z.string(), type: z.enum(['bind', 'volume', 'tmpfs']).optional(), readOnly: z.boolean().optional() })).optional(),
   networkMode: z.string().optional(),
+  resources: z
+    .strictObject({ memoryBytes: z.number().int().positive().optional(), nanoCpus: z.number().int().positive().optional(), pidsLimit: z.number().int().positive().optional() })
+    .optional(),
   agentToken: z.string().optional(),
 });
 
@@ -161,7 +172,7 @@ export class DockerProvider implements Provider {
   }
 
   /** Merge spec over defaults and hash everything that makes a container different. */
-  resolve(spec: WorkspaceSpec): Required<Omit<DockerSpec, 'agentToken'>> & { agentToken?: string; hash: string } {
+  resolve(spec: WorkspaceSpec): Required<Omit<DockerSpec, 'agentToken' | 'resources'>> & { agentToken?: string; resources?: DockerResources; hash: string } {
     const d = this.opts.defaultSpec ?? {};
     const parsed = specSchema.safeParse(spec);
     if (!parsed.success) {
@@ -172,6 +183,7 @@ export class DockerProvider implements Provider {
     if (typeof image !== 'string' || image === '') {
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${spec.id} has no docker image: pass spec.image or defaultSpec.image (wsup serve --image)`, { workspaceId: spec.id });
     }
+    const resources = s.resources ?? d.resources;
     const r = {
       image,
       cmd: s.cmd ?? d.cmd ?? [],
@@ -179,6 +191,8 @@ export class DockerProvider implements Provider {
       env: Object.fromEntries(Object.entries({ ...d.env, ...s.env }).sort(([a], [b]) => a.localeCompare(b))),
       mounts: s.mounts ?? d.mounts ?? [],
       networkMode: s.networkMode ?? d.networkMode ?? this.opts.networkMode ?? 'none',
+      // Only when set, so a spec without limits hashes as before and its running container is adopted.
+      ...(resources !== undefined ? { resources } : {}),
       ...(s.agentToken !== undefined ? { agentToken: s.agentToken } : {}),
     };
     const hash = createHash('sha256').update(JSON.stringify(r)).digest('hex').slice(0, 16);
@@ -218,6 +232,9 @@ export class DockerProvider implements Provider {
             HostConfig: {
               NetworkMode: want.networkMode,
               Mounts: want.mounts.map((m) => ({ Type: m.type ?? 'bind', Source: m.source, Target: m.target, ReadOnly: m.readOnly ?? false })),
+              ...(want.resources?.memoryBytes !== undefined ? { Memory: want.resources.memoryBytes } : {}),
+              ...(want.resources?.nanoCpus !== undefined ? { NanoCpus: want.resources.nanoCpus } : {}),
+              ...(want.resources?.pidsLimit !== undefined ? { PidsLimit: want.resources.pidsLimit } : {}),
             },
             abortSignal: signal,
           }),

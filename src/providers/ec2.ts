@@ -39,6 +39,7 @@ export interface Ec2Spec {
   ami?: string;
   instanceType?: string;
   subnetId?: string;
+  securityGroupIds?: string[];
 }
 
 /** Same shape as the supervisor's `Clock`, declared here because providers sit below the supervisor. */
@@ -217,6 +218,7 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
       ImageId: s.ami,
       InstanceType: s.instanceType as RunInstancesCommandInput['InstanceType'],
       SubnetId: s.subnetId,
+      ...(s.securityGroupIds !== undefined && s.securityGroupIds.length > 0 ? { SecurityGroupIds: s.securityGroupIds } : {}),
       MinCount: 1,
       MaxCount: 1,
       // The SDK retries on throttling and 5xx; a client token makes those retries launch one instance.

@@ -101,6 +101,36 @@ export function checkMounts(field: string, value: unknown, rule: MountRule, root
   });
 }
 
+export interface ResourceRule {
+  maxMemoryBytes?: number | undefined;
+  maxNanoCpus?: number | undefined;
+  maxPidsLimit?: number | undefined;
+}
+
+const RESOURCE_MAX: Record<string, keyof ResourceRule> = { memoryBytes: 'maxMemoryBytes', nanoCpus: 'maxNanoCpus', pidsLimit: 'maxPidsLimit' };
+
+/** Engine limits an operator asked for: each a positive integer up to the template's maximum for it. */
+export function checkResources(field: string, value: unknown, rule: ResourceRule, id: string): Record<string, number> {
+  if (!isPlainRecord(value)) throw new PolicyError(field, 'must be an object of memoryBytes, nanoCpus, pidsLimit', id);
+  const out: Record<string, number> = {};
+  for (const [key, v] of Object.entries(value)) {
+    const maxKey = Object.hasOwn(RESOURCE_MAX, key) ? RESOURCE_MAX[key] : undefined;
+    const max = maxKey === undefined ? undefined : rule[maxKey];
+    if (max === undefined) throw new PolicyError(`${field}.${key}`, `not a limit this template lets operators set`, id);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new PolicyError(`${field}.${key}`, 'must be a positive integer', id);
+    if (v > max) throw new PolicyError(`${field}.${key}`, `must be at most ${max}`, id);
+    out[key] = v;
+  }
+  return out;
+}
+
+/** Security groups an operator picked: a non-empty list, each one of the template's `values`. */
+export function checkSecurityGroups(field: string, value: unknown, values: string[], id: string): string[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > values.length) throw new PolicyError(field, `must be a non-empty list of ${values.join(', ')}`, id);
+  value.forEach((v, i) => checkString(`${field}[${i}]`, v, { values }, id));
+  return [...new Set(value as string[])];
+}
+
 export function isPlainRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
 }

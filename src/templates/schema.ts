@@ -46,6 +46,14 @@ const mountParam = z.strictObject({
   max: z.number().int().min(1).max(64).optional(),
 });
 const role = z.enum(['operator', 'admin']).optional();
+const positive = z.number().int().positive();
+/** Engine limits a template fixes. */
+const resources = z.strictObject({ memoryBytes: positive.optional(), nanoCpus: positive.optional(), pidsLimit: positive.optional() });
+/** What an operator may ask for: each limit up to its maximum; a limit without a maximum cannot be set. */
+const resourcesParam = z
+  .strictObject({ maxMemoryBytes: positive.optional(), maxNanoCpus: positive.optional(), maxPidsLimit: positive.optional() })
+  .refine((r) => Object.keys(r).length > 0, { message: 'give at least one of maxMemoryBytes, maxNanoCpus, maxPidsLimit' });
+const SECURITY_GROUP = /^sg-[0-9a-f]{1,32}$/;
 
 const processTemplate = z.strictObject({
   provider: z.literal('process'),
@@ -67,12 +75,19 @@ const dockerTemplate = z.strictObject({
       env: envMap.optional(),
       mounts: z.array(mount).optional(),
       networkMode: z.string().min(1).optional(),
+      resources: resources.optional(),
       /** Host directories bind sources must be under (after normalising and resolving symlinks). */
       bindRoots: z.array(z.string()).optional(),
     })
     .optional(),
   params: z
-    .strictObject({ image: choice.optional(), env: envParam.optional(), mounts: mountParam.optional(), networkMode: z.strictObject({ values: z.array(str).min(1) }).optional() })
+    .strictObject({
+      image: choice.optional(),
+      env: envParam.optional(),
+      mounts: mountParam.optional(),
+      networkMode: z.strictObject({ values: z.array(str).min(1) }).optional(),
+      resources: resourcesParam.optional(),
+    })
     .optional(),
 });
 
@@ -80,8 +95,23 @@ const ec2Template = z.strictObject({
   provider: z.literal('ec2'),
   role,
   description: z.string().optional(),
-  ec2: z.strictObject({ ami: str.optional(), instanceType: str.optional(), subnetId: str.optional() }).optional(),
-  params: z.strictObject({ ami: choice.optional(), instanceType: choice.optional(), subnetId: choice.optional() }).optional(),
+  ec2: z
+    .strictObject({
+      ami: str.optional(),
+      instanceType: str.optional(),
+      subnetId: str.optional(),
+      securityGroupIds: z.array(z.string().regex(SECURITY_GROUP, 'must be a security group id (sg-…)')).min(1).optional(),
+    })
+    .optional(),
+  params: z
+    .strictObject({
+      ami: choice.optional(),
+      instanceType: choice.optional(),
+      subnetId: choice.optional(),
+      /** Security groups an operator may pick from (a subset of these, at least one). */
+      securityGroupIds: z.strictObject({ values: z.array(z.string().regex(SECURITY_GROUP, 'must be a security group id (sg-…)')).min(1) }).optional(),
+    })
+    .optional(),
 });
 
 const templateSchema = z.discriminatedUnion('provider', [processTemplate, dockerTemplate, ec2Template]);

@@ -3,7 +3,7 @@
  * and merged into that spec. `resolve` turns `{template, params}` into the provider spec a workspace runs.
  */
 import { PolicyError } from '../errors.ts';
-import { checkEnv, checkImage, checkMounts, checkNetworkMode, checkString, isPlainRecord } from './params.ts';
+import { checkEnv, checkImage, checkMounts, checkNetworkMode, checkResources, checkSecurityGroups, checkString, isPlainRecord } from './params.ts';
 import type { TemplateConfig } from './schema.ts';
 
 export type TemplateRole = 'operator' | 'admin';
@@ -42,6 +42,8 @@ export function compileTemplate(name: string, t: TemplateConfig): Template {
       if (p.env) params.env = envParam(p.env);
       if (p.mounts) params.mounts = (spec, v, f, id) => void (spec.mounts = [...((spec.mounts as unknown[]) ?? []), ...checkMounts(f, v, p.mounts!, bindRoots, id)]);
       if (p.networkMode) params.networkMode = (spec, v, f, id) => void (spec.networkMode = checkNetworkMode(f, v, p.networkMode!.values, id));
+      // Asked-for limits override the template's own, one by one.
+      if (p.resources) params.resources = (spec, v, f, id) => void (spec.resources = { ...(spec.resources as object | undefined), ...checkResources(f, v, p.resources!, id) });
       return { name, provider: 'docker', role, base, params };
     }
     case 'ec2': {
@@ -51,6 +53,7 @@ export function compileTemplate(name: string, t: TemplateConfig): Template {
         const c = p[key];
         if (c) params[key] = (spec, v, f, id) => void (spec[key] = checkString(f, v, c, id));
       }
+      if (p.securityGroupIds) params.securityGroupIds = (spec, v, f, id) => void (spec.securityGroupIds = checkSecurityGroups(f, v, p.securityGroupIds!.values, id));
       return { name, provider: 'ec2', role, base: { ...t.ec2 }, params };
     }
   }

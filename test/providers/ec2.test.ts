@@ -284,6 +284,17 @@ describe('ec2 provider', () => {
     });
   });
 
+  describe('security groups', () => {
+    it("launch into the spec's security groups, and into none the spec does not name", async () => {
+      const s = await server();
+      await provider(s).start({ id: 'sg', securityGroupIds: ['sg-0a', 'sg-0b'] }, never());
+      await provider(s).start({ id: 'nosg' }, never());
+      const runs = s.calls.filter((c) => c.action === 'RunInstances');
+      expect(runs[0]!.params).toMatchObject({ 'SecurityGroupId.1': 'sg-0a', 'SecurityGroupId.2': 'sg-0b' });
+      expect(Object.keys(runs[1]!.params).filter((k) => k.startsWith('SecurityGroup'))).toEqual([]);
+    });
+  });
+
   describe('configuration from the standard AWS environment', () => {
     // Cleared first so a developer's own AWS settings cannot make this pass or fail.
     const vars = ['AWS_ENDPOINT_URL_EC2', 'AWS_ENDPOINT_URL', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS', 'AWS_PROFILE', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'];

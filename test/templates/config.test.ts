@@ -83,6 +83,25 @@ describe('ec2 templates', () => {
   });
 });
 
+describe('resource limits and security groups', () => {
+  it('refuse malformed limits and groups at load, naming the path', () => {
+    expect(() => parseConfig('c.json', docker({ docker: { resources: { memoryBytes: 0 } } }))).toThrow('templates.web.docker.resources.memoryBytes');
+    expect(() => parseConfig('c.json', docker({ params: { resources: {} } }))).toThrow('templates.web.params.resources: give at least one of maxMemoryBytes');
+    expect(() => parseConfig('c.json', { templates: { vm: { provider: 'ec2', ec2: { securityGroupIds: ['default'] } } } }, { provider: 'ec2' })).toThrow('templates.vm.ec2.securityGroupIds[0]: must be a security group id');
+  });
+
+  it('let an operator pick security groups from the list only', () => {
+    const cfg = parseConfig('c.json', {
+      templates: { vm: { provider: 'ec2', ec2: { ami: 'ami-base', instanceType: 't3.micro', securityGroupIds: ['sg-0a'] }, params: { securityGroupIds: { values: ['sg-0a', 'sg-0b'] } } } },
+    }, { provider: 'ec2' });
+    const set = TemplateSet.fromConfig(cfg, providerDefaultTemplate('ec2'));
+    expect(set.specFor({ template: 'vm' }, 'operator', 'w')).toMatchObject({ securityGroupIds: ['sg-0a'] });
+    expect(set.specFor({ template: 'vm', params: { securityGroupIds: ['sg-0b'] } }, 'operator', 'w')).toMatchObject({ securityGroupIds: ['sg-0b'] });
+    expect(() => set.specFor({ template: 'vm', params: { securityGroupIds: ['sg-0b', 'sg-open'] } }, 'operator', 'w')).toThrow('params.securityGroupIds[1]: must be one of "sg-0a", "sg-0b"');
+    expect(() => set.specFor({ template: 'vm', params: { securityGroupIds: [] } }, 'operator', 'w')).toThrow('params.securityGroupIds: must be a non-empty list');
+  });
+});
+
 describe('examples/wsup.config.json', () => {
   it('loads, and its templates resolve as documented', () => {
     const set = TemplateSet.fromConfig(loadConfig(EXAMPLE, { provider: 'docker' }), providerDefaultTemplate('docker'));

@@ -16,6 +16,7 @@ import { refusal, startTemplateRig, type TemplateRig } from './rig.ts';
 
 const IMAGE = 'wsup-test:latest';
 const CMD = ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
+const MiB = 1024 * 1024;
 const run = (await dockerHost(IMAGE)) !== null;
 
 const tag = randomBytes(3).toString('hex');
@@ -36,6 +37,11 @@ const CONFIG = {
         networkMode: { values: ['none', 'bridge'] },
       },
     },
+    capped: {
+      provider: 'docker',
+      docker: { image: IMAGE, cmd: CMD, networkMode: 'none', resources: { memoryBytes: 64 * MiB, pidsLimit: 64 } },
+      params: { resources: { maxMemoryBytes: 256 * MiB, maxPidsLimit: 128 } },
+    },
   },
 };
 
@@ -46,7 +52,7 @@ describe.skipIf(!run)('operator attacks on the docker provider (real dockerd)', 
     rig = await startTemplateRig({ provider: 'docker', config: CONFIG, runtime: { image: IMAGE, cmd: CMD } });
   });
   afterAll(async () => {
-    for (const id of [ws('ok'), ws('admin')]) await rig?.client('admin').call('workspace.destroy', { id }).catch(() => undefined);
+    for (const id of [ws('ok'), ws('admin'), ws('capped'), ws('admin-res')]) await rig?.client('admin').call('workspace.destroy', { id }).catch(() => undefined);
     await rig?.close();
     await docker.getVolume(volume).remove().catch(() => undefined);
     rmSync(share, { recursive: true, force: true });
@@ -119,6 +125,36 @@ describe.skipIf(!run)('operator attacks on the docker provider (real dockerd)', 
     const info = await docker.getContainer(`wsup-${ws('ok')}`).inspect();
     expect(info.HostConfig.NetworkMode).toBe('none');
     expect(info.Mounts.map((m) => [m.Type, m.Name, m.Destination])).toEqual([['volume', volume, '/data']]);
+  });
+
+  it("a template's limits reach the engine; an operator may raise them only up to the template's maxima", async () => {
+    const op = rig.client('operator');
+    for (const [resources, field, rule] of [
+      [{ memoryBytes: 512 * MiB }, 'params.resources.memoryBytes', `must be at most ${256 * MiB}`],
+      [{ nanoCpus: 4_000_000_000 }, 'params.resources.nanoCpus', 'not a limit this template lets operators set'],
+      [{ pidsLimit: -1 }, 'params.resources.pidsLimit', 'must be a positive integer'],
+    ] as const) {
+      const err = await refusal(op.call('workspace.create', { id: ws('capped'), template: 'capped', params: { resources } }));
+      expect(err.data).toMatchObject({ field, rule });
+    }
+    await nothingOf(ws('capped'));
+    const err = await refusal(op.call('workspace.create', { id: ws('capped'), template: 'web', params: { resources: { memoryBytes: MiB } } }));
+    expect(err.data?.field).toBe('params.resources'); // a template without the parameter never lets operators set limits
+    await nothingOf(ws('capped'));
+
+    const view = await op.call('workspace.create', { id: ws('capped'), template: 'capped', params: { resources: { memoryBytes: 128 * MiB } } });
+    expect(view.spec).toMatchObject({ resources: { memoryBytes: 128 * MiB, pidsLimit: 64 } });
+    await op.call('workspace.ensure', { id: ws('capped') });
+    const info = await docker.getContainer(`wsup-${ws('capped')}`).inspect();
+    expect([info.HostConfig.Memory, info.HostConfig.PidsLimit]).toEqual([128 * MiB, 64]);
+  });
+
+  it("the admin's raw spec sets any limits", async () => {
+    const admin = rig.client('admin');
+    await admin.call('workspace.create', { id: ws('admin-res'), spec: { image: IMAGE, cmd: CMD, resources: { memoryBytes: 96 * MiB, nanoCpus: 500_000_000, pidsLimit: 32 } } });
+    await admin.call('workspace.ensure', { id: ws('admin-res') });
+    const info = await docker.getContainer(`wsup-${ws('admin-res')}`).inspect();
+    expect([info.HostConfig.Memory, info.HostConfig.NanoCpus, info.HostConfig.PidsLimit]).toEqual([96 * MiB, 500_000_000, 32]);
   });
 
   it("the admin's raw spec still reaches the engine unchanged", async () => {

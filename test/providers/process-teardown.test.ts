@@ -39,27 +39,36 @@ function session(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
 }
 
+/**
+ * Start workspace `id` whose leader serves /healthz and spawns `spawnArgs` (via `child_process.spawn`) running
+ * `script` in sh, which writes its own pid; returns the provider, the leader's pid and that pid.
+ */
+async function startWithDescendant(id: string, spawnArgs: (script: string) => string[]) {
+  const dataDir = mkdtempSync(join(root, 'data-'));
+  const pidFile = join(dataDir, 'descendant.pid');
+  const script = `trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 1; done`;
+  const [file, ...args] = spawnArgs(script);
+  const command = [
+    process.execPath,
+    '-e',
+    `require('node:child_process').spawn(${JSON.stringify(file)}, ${JSON.stringify(args)}, { stdio: 'ignore' }).unref();
+     require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.WSUP_PORT), '127.0.0.1');`,
+  ];
+  const p = createProcessProvider({ dataDir, stopGraceMs: 300 });
+  await p.start({ id, command }, never());
+  const leader = Number((await p.inspect(id))!.ref);
+  const pid = await vi.waitFor(() => {
+    const n = Number(readFileSync(pidFile, 'utf8'));
+    expect(n).toBeGreaterThan(0);
+    return n;
+  }, { timeout: 10_000 });
+  leftovers.push(pid);
+  return { p, leader, pid };
+}
+
 describe('process provider teardown', () => {
   it('stop kills a setsid grandchild that traps SIGTERM', async () => {
-    const dataDir = mkdtempSync(join(root, 'data-'));
-    const pidFile = join(dataDir, 'grandchild.pid');
-    // The workspace serves /healthz and starts a grandchild in a new session that ignores SIGTERM.
-    const grandchild = `trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 1; done`;
-    const command = [
-      process.execPath,
-      '-e',
-      `require('node:child_process').spawn('setsid', ['sh', '-c', ${JSON.stringify(grandchild)}], { stdio: 'ignore' }).unref();
-       require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.WSUP_PORT), '127.0.0.1');`,
-    ];
-    const p = createProcessProvider({ dataDir, stopGraceMs: 300 });
-    await p.start({ id: 'tree', command }, never());
-    const leader = Number((await p.inspect('tree'))!.ref);
-    const pid = await vi.waitFor(() => {
-      const n = Number(readFileSync(pidFile, 'utf8'));
-      expect(n).toBeGreaterThan(0);
-      return n;
-    }, { timeout: 10_000 });
-    leftovers.push(pid);
+    const { p, leader, pid } = await startWithDescendant('tree', (script) => ['setsid', 'sh', '-c', script]);
     expect(running(pid)).toBe(true);
     expect(session(pid)).not.toBe(session(leader)); // it really left the workspace's session
     await p.stop('tree', never());
@@ -69,24 +78,7 @@ describe('process provider teardown', () => {
   }, 30_000);
 
   it('stop kills a child that cleared its environment and left the session (found by parentage)', async () => {
-    const dataDir = mkdtempSync(join(root, 'data-'));
-    const pidFile = join(dataDir, 'bare.pid');
-    const bare = `trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 1; done`;
-    const command = [
-      process.execPath,
-      '-e',
-      `require('node:child_process').spawn('setsid', ['env', '-i', '/bin/sh', '-c', ${JSON.stringify(bare)}], { stdio: 'ignore' }).unref();
-       require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.WSUP_PORT), '127.0.0.1');`,
-    ];
-    const p = createProcessProvider({ dataDir, stopGraceMs: 300 });
-    await p.start({ id: 'bare', command }, never());
-    const leader = Number((await p.inspect('bare'))!.ref);
-    const pid = await vi.waitFor(() => {
-      const n = Number(readFileSync(pidFile, 'utf8'));
-      expect(n).toBeGreaterThan(0);
-      return n;
-    }, { timeout: 10_000 });
-    leftovers.push(pid);
+    const { p, leader, pid } = await startWithDescendant('bare', (script) => ['setsid', 'env', '-i', '/bin/sh', '-c', script]);
     expect(session(pid)).not.toBe(session(leader));
     expect(readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain('WSUP_'); // no marker to find it by
     await p.stop('bare', never());

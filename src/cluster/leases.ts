@@ -236,10 +236,16 @@ export class LeaseKeeper {
     if (lease) this.void(lease, 'handed over');
     this.held.delete(shard);
     this.ready.delete(shard);
-    await this.opts.engine.query(
-      `UPDATE shard_leases SET owner = NULL, expires_at = '-infinity' WHERE shard = $1 AND owner = $2 AND epoch = $3`,
-      [shard, this.opts.replica, epoch],
-    );
+    // Giving the row back early only spares the next owner the wait: if the database cannot take the
+    // update now (too many clients, a blink), the lease still ends at its expiry. Never throws.
+    try {
+      await this.opts.engine.query(
+        `UPDATE shard_leases SET owner = NULL, expires_at = '-infinity' WHERE shard = $1 AND owner = $2 AND epoch = $3`,
+        [shard, this.opts.replica, epoch],
+      );
+    } catch (err) {
+      this.opts.onError?.(err, `releasing shard ${shard} failed: it is free again at its lease's expiry`);
+    }
   }
 
   /** Renewed until `until`: re-arm the local expiry that aborts the lease's signal. */

@@ -10,7 +10,7 @@
  * // embedded instead: server.attach(myHttpServer); route requests with server.handleRequest(req, res)
  * await server.close();
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -22,7 +22,7 @@ import type { ClaimService } from '../supervisor/claims.ts';
 import type { TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
-import { principalName, type Principal, type TokenVerifier } from './auth.ts';
+import { hashToken, principalName, type Principal, type TokenVerifier } from './auth.ts';
 import { Connection, Outbound } from './connection.ts';
 import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
 import { Hub } from './hub.ts';
@@ -31,7 +31,7 @@ import { silentLogger, type Logger } from './logger.ts';
 import { createMetrics, type ProviderCallTap } from './metrics.ts';
 import { createVisualizerSite } from './page.ts';
 import { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
-import { gate, originAllowed, refuse, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
+import { bearerToken, gate, originAllowed, refuse, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
 
 export { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
 
@@ -401,9 +401,9 @@ function ownOrigins(a: AddressInfo): string[] {
   return [...new Set([`http://${host}:${p}`, ...(a.address.startsWith('127.') || a.address === '::1' ? loopback : [])])];
 }
 
+/** Whether the request's bearer token is `expected`, compared in constant time (over their hashes). */
 function bearerIs(req: IncomingMessage, expected: string): boolean {
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  if (!m) return false;
-  const digest = (t: string) => createHash('sha256').update(t, 'utf8').digest();
-  return timingSafeEqual(digest(m[1]!), digest(expected));
+  const token = bearerToken(req);
+  if (token === null) return false;
+  return timingSafeEqual(Buffer.from(hashToken(token), 'hex'), Buffer.from(hashToken(expected), 'hex'));
 }

@@ -10,12 +10,14 @@ export { TOKEN_REVOKED_CLOSE } from '../protocol/index.ts';
 
 export type GateResult = { ok: true; principal: Principal; token: string } | { ok: false; status: number; message: string };
 
+/** The token of an `Authorization: Bearer <token>` header; null when there is none or it is malformed. */
+export function bearerToken(req: IncomingMessage): string | null {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  return m ? m[1]! : null;
+}
+
 export function tokenOf(req: IncomingMessage, url: URL): string | null {
-  const header = req.headers.authorization;
-  if (header !== undefined) {
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    return m ? m[1]! : null;
-  }
+  if (req.headers.authorization !== undefined) return bearerToken(req);
   return url.searchParams.get('token');
 }
 

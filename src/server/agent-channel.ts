@@ -18,7 +18,7 @@ import { errorMessage } from '../errors.ts';
 import { AGENT_REFUSED_CLOSE, agentClientFrameSchema, type AgentServerFrame, type ReinitEvent } from '../protocol/index.ts';
 import type { AgentDecision } from '../supervisor/claims.ts';
 import type { Logger } from './logger.ts';
-import { refuse, tokenOf, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
+import { closeRevoked, refuse, tokenOf } from './upgrade.ts';
 
 /** What the channel needs of the claim service (ClaimService satisfies it). */
 export interface AgentBackend {
@@ -143,8 +143,7 @@ class AgentSession {
     }
     if (current === this.workspaceId) return true;
     this.dispose();
-    this.ws.close(TOKEN_REVOKED_CLOSE, 'agent token rotated: reconnect with the current one');
-    setTimeout(() => this.ws.terminate(), 1000).unref();
+    closeRevoked(this.ws, 'agent token rotated: reconnect with the current one');
     return false;
   }
 

@@ -31,7 +31,7 @@ import { silentLogger, type Logger } from './logger.ts';
 import { createMetrics, type ProviderCallTap } from './metrics.ts';
 import { createVisualizerSite } from './page.ts';
 import { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
-import { bearerToken, gate, originAllowed, refuse, TOKEN_REVOKED_CLOSE } from './upgrade.ts';
+import { bearerToken, closeRevoked, gate, originAllowed, refuse } from './upgrade.ts';
 
 export { EDGE_DEFAULTS, type EdgeOptions } from './edge-defaults.ts';
 
@@ -172,8 +172,7 @@ export function createServer(opts: ServerOptions): WsupServer {
       if (now === null || (conn && now !== conn.principal)) {
         tokenOfSocket.delete(ws);
         logger.info({ conn: conn?.id, principal: conn?.principal }, 'token revoked: closing its socket');
-        ws.close(TOKEN_REVOKED_CLOSE, 'token revoked or expired');
-        setTimeout(() => ws.terminate(), 1000).unref();
+        closeRevoked(ws, 'token revoked or expired');
       }
     }
     void agents?.recheck();

@@ -4,9 +4,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
+import { TOKEN_REVOKED_CLOSE } from '../protocol/index.ts';
 import type { Principal, TokenVerifier } from './auth.ts';
 
-export { TOKEN_REVOKED_CLOSE } from '../protocol/index.ts';
+/** Close a socket whose token no longer holds (4401), and cut it off if the peer does not answer within 1 s. */
+export function closeRevoked(ws: WebSocket, reason: string): void {
+  ws.close(TOKEN_REVOKED_CLOSE, reason);
+  setTimeout(() => ws.terminate(), 1000).unref();
+}
 
 export type GateResult = { ok: true; principal: Principal; token: string } | { ok: false; status: number; message: string };
 

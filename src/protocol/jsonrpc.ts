@@ -33,7 +33,8 @@ export type RequestFrame = z.infer<typeof requestFrameSchema>;
 
 const isId = (x: unknown): x is RpcId =>
   x === null || (typeof x === 'string' && x.length <= MAX_ID_LENGTH) || (typeof x === 'number' && Number.isSafeInteger(x));
-const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+/** A non-null, non-array object. */
+export const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 const REQUEST_KEYS = new Set(['jsonrpc', 'method', 'params', 'id']);
 

@@ -4,7 +4,7 @@
  */
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
-import { paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
+import { isRecord, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
 import { providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
@@ -177,7 +177,6 @@ function redactView<V extends WorkspaceView>(v: V, role: Role): V {
   return spec === v.spec ? v : { ...v, spec };
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isView = (v: unknown): v is WorkspaceView => isRecord(v) && isRecord(v.spec) && typeof v.state === 'string';
 
 /** Every view a result carries (itself, or a list's items) with its spec redacted for the caller's role. */

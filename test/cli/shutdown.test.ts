@@ -3,7 +3,8 @@
  * hangs, and a second signal exits at once.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -11,13 +12,25 @@ import { runCli } from './run-cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'wsup-shutdown-'));
 const children: ChildProcess[] = [];
+/** Passed to the hanging workspace's process so this file can find what it started, and only that. */
+const TAG = `wsup-shutdown-test-${randomBytes(4).toString('hex')}`;
 afterAll(() => {
   for (const c of children) c.kill('SIGKILL');
+  // A workspace outlives the server that started it (the next one adopts it): end this file's ones here.
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (cmdline.split('\0').includes(TAG)) process.kill(Number(pid), 'SIGKILL');
+  }
   rmSync(root, { recursive: true, force: true });
 });
 
 /** A workspace whose start hangs: the process lives but never answers its health check. */
-const HANGS = JSON.stringify({ command: [process.execPath, '-e', 'setInterval(() => {}, 1000)'] });
+const HANGS = JSON.stringify({ command: [process.execPath, '-e', 'setInterval(() => {}, 1000)', TAG] });
 
 async function serve(graceMs: number) {
   const dataDir = mkdtempSync(join(root, 'data-'));

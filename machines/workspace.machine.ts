@@ -25,6 +25,7 @@ import {
 } from './workspace.rules.ts';
 import {
   DEFAULT_CONFIG,
+  NO_POLICY,
   type DeprovisionInput,
   type DeprovisionOutput,
   type Outcome,
@@ -289,6 +290,13 @@ export const workspaceMachine = setup({
     endpoint: null,
     lastError: null,
     stopWaiters: [],
+    policy: NO_POLICY,
+    lastActivity: null,
+    runningSince: null,
+    stoppedAt: null,
+    dormantSince: null,
+    warnedFor: null,
+    schedule: { nextStart: null, nextStop: null },
   }),
   on: {
     SET_SPEC: { actions: ['observe', 'setSpec'] },

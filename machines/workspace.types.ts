@@ -3,11 +3,25 @@
  * actor's snapshot is persisted and restored (src/store). No functions, no Dates, no Errors in context.
  */
 
-/** Why a restart was asked for. `manual`, `claim` and `liveness` are never deferred. */
-export type RestartSource = 'manual' | 'programmatic' | 'file-write' | 'liveness' | 'claim';
-export const RESTART_SOURCES: readonly RestartSource[] = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'];
+/**
+ * Why a restart was asked for: the one definition. `manual`, `claim` and `liveness` are never deferred.
+ * The bus and the wire protocol keep their own copies (they must not import the machine); tests check them equal.
+ */
+export const RESTART_SOURCES = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'] as const;
+export type RestartSource = (typeof RESTART_SOURCES)[number];
+
+/** What a lifecycle policy acts for: the source on a policy's stop, start, dormancy mark or destroy. */
+export const POLICY_SOURCES = ['idle', 'max-lifetime', 'schedule', 'dormancy'] as const;
+export type PolicySource = (typeof POLICY_SOURCES)[number];
+
+/**
+ * The source on a cycle's why: a caller's restart source, or `schedule` (a scheduled start) or `update`
+ * (a restart onto a template's new version). Callers can only ask with a RestartSource.
+ */
+export const CYCLE_SOURCES = [...RESTART_SOURCES, 'schedule', 'update'] as const;
+export type CycleSource = (typeof CYCLE_SOURCES)[number];
 /** Sources that are automatic and so subject to the self-fire window. */
-export const AUTOMATIC_SOURCES: readonly RestartSource[] = ['programmatic', 'file-write'];
+export const AUTOMATIC_SOURCES: readonly CycleSource[] = ['programmatic', 'file-write'];
 
 /** The answer a restart (or ensure) gets at once. */
 export type Outcome = 'started' | 'joined' | 'queued' | 'deferred';
@@ -21,7 +35,7 @@ export type Desired = 'running' | 'stopped' | 'destroyed';
 export interface Request {
   requester: string;
   kind: 'restart' | 'ensure';
-  source: RestartSource;
+  source: CycleSource;
   reason: string;
   at: number;
   /** The answer it got: part of every cycle's "why". */
@@ -31,7 +45,7 @@ export interface Request {
 /** A cycle: an optional provider stop followed by one provider start. */
 export interface Cycle {
   n: number;
-  source: RestartSource;
+  source: CycleSource;
   reason: string;
   requests: Request[];
   startedAt: number;
@@ -61,6 +75,55 @@ export const DEFAULT_CONFIG: WorkspaceConfig = {
   backoffCapMs: 300_000,
 };
 
+/** A cron schedule in an IANA time zone (`Europe/Berlin`); DST-correct. */
+export interface Schedule {
+  cron: string;
+  tz: string;
+}
+
+/**
+ * Lifecycle policy of one workspace. Every field is nullable: null = off. Durations in ms. The effective
+ * policy is server default ← template/pool default ← the workspace's own (`SET_POLICY` carries the result).
+ */
+export interface Policy {
+  /** Stop a running workspace this long after its last activity. */
+  idleTimeoutMs: number | null;
+  /** Stop a running workspace this long after its current start, active or not. */
+  maxLifetimeMs: number | null;
+  /** Send a `warning` this long before a max-lifetime stop. */
+  maxLifetimeWarnMs: number | null;
+  /** Start a stopped workspace at these times. */
+  autostart: Schedule | null;
+  /** Stop a running workspace at these times. */
+  autostop: Schedule | null;
+  /** Mark a stopped workspace dormant after this long unused (still startable). */
+  dormantAfterMs: number | null;
+  /** Destroy a dormant workspace this long after it became dormant. Opt-in: never a default. */
+  deleteDormantAfterMs: number | null;
+  /** Whether the next start uses a changed template's new version. */
+  autoUpdate: 'on-start' | 'never' | null;
+}
+
+export const NO_POLICY: Policy = {
+  idleTimeoutMs: null,
+  maxLifetimeMs: null,
+  maxLifetimeWarnMs: null,
+  autostart: null,
+  autostop: null,
+  dormantAfterMs: null,
+  deleteDormantAfterMs: null,
+  autoUpdate: null,
+};
+
+/** What a policy does next, and why: the view's `next`. */
+export interface NextAction {
+  action: 'stop' | 'start' | 'dormant' | 'destroy';
+  at: number;
+  source: PolicySource;
+  /** Names the rule and the time, e.g. "idle for 30m since agent heartbeat at 14:02:11Z". */
+  reason: string;
+}
+
 export interface WorkspaceSpecData {
   id: string;
   [key: string]: unknown;
@@ -87,6 +150,20 @@ export interface WorkspaceContext {
   lastError: { message: string; code: string; at: number; cycle: number } | null;
   /** Requesters waiting for a stop or destroy to finish. */
   stopWaiters: string[];
+  /** The effective lifecycle policy (see Policy). */
+  policy: Policy;
+  /** The latest activity: when, and from where (`agent heartbeat`, `files.written`, `ensure`, `cli:alice`…). */
+  lastActivity: { at: number; source: string } | null;
+  /** When the current run began (its start completed); null when not running. Max lifetime counts from here. */
+  runningSince: number | null;
+  /** When the workspace last stopped (its stop completed); dormancy counts from here or from activity, whichever is later. */
+  stoppedAt: number | null;
+  /** When it was marked dormant; null when not dormant. Any start clears it. */
+  dormantSince: number | null;
+  /** The `runningSince` whose max-lifetime warning was already sent (one warning per run). */
+  warnedFor: number | null;
+  /** The next occurrences of the schedules, computed after `now` (never at the moment a schedule is edited). */
+  schedule: { nextStart: number | null; nextStop: number | null };
 }
 
 export interface WorkspaceInput {
@@ -103,6 +180,12 @@ export type WorkspaceEvent =
   | { type: 'DESTROY'; requester: string; at: number }
   | { type: 'LIVENESS'; alive: boolean; detail: string; requester: string; at: number }
   | { type: 'SET_SPEC'; spec: WorkspaceSpecData; at: number }
+  /** Activity on the workspace: pushes the idle deadline out, and counts as use for dormancy. */
+  | { type: 'ACTIVITY'; source: string; at: number }
+  /** Replace the effective policy. Never starts or stops anything by itself. */
+  | { type: 'SET_POLICY'; policy: Policy; at: number }
+  /** The one policy timer fired: act on whatever is due now, re-arm for the next. */
+  | { type: 'POLICY_DUE' }
   /** Sent after restoring a persisted snapshot: re-arms the deadline timers XState does not restore. */
   | { type: 'REARM'; at: number }
   | { type: 'DEFERRED_DUE' };
@@ -138,6 +221,18 @@ export type WorkspaceEmitted =
   | { type: 'cycle.provisioning'; cycle: number; at: number }
   | { type: 'cycle.completed'; cycle: Cycle; endpoint: string; at: number }
   | { type: 'cycle.failed'; cycle: Cycle; error: SettledError; at: number }
+  /**
+   * A policy acted (`stop`, `start`, `dormant`, `destroy`), warned (`warning`, with `stopAt`), or could not act
+   * (`skipped`: e.g. a scheduled start refused by a quota, with the reason).
+   */
+  | {
+      type: 'policy';
+      action: 'stop' | 'start' | 'dormant' | 'destroy' | 'warning' | 'skipped';
+      source: PolicySource;
+      reason: string;
+      at: number;
+      stopAt?: number;
+    }
   | {
       type: 'settled';
       requesters: string[];

@@ -17,7 +17,8 @@ export type WsupErrorCode =
   | 'WSUP_NOT_PREBUILD'
   | 'WSUP_FENCED'
   | 'WSUP_POLICY'
-  | 'WSUP_SUBSCRIPTION_LIMIT';
+  | 'WSUP_SUBSCRIPTION_LIMIT'
+  | 'WSUP_QUOTA';
 
 export class WsupError extends Error {
   readonly code: WsupErrorCode;

@@ -171,5 +171,9 @@ export function describe(ev: WorkspaceEvent): string {
       return `${ev.id} cycle ${ev.cycle.n} completed in ${ev.durations.totalMs} ms → ${ev.endpoint}`;
     case 'cycle.failed':
       return `${ev.id} cycle ${ev.cycle.n} failed: ${ev.error.message}`;
+    case 'policy':
+      return `${ev.id} policy ${ev.action} (${ev.source}): ${ev.reason}`;
+    case 'policy.warning':
+      return `${ev.id} warning (${ev.source}): stops at ${new Date(ev.stopAt).toISOString()}: ${ev.reason}`;
   }
 }

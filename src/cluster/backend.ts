@@ -9,7 +9,7 @@
  */
 import type { ServerBackend } from '../server/backend.ts';
 import { WorkspaceNotFoundError } from '../errors.ts';
-import type { EnsureResult, RestartResult, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
+import type { ActivityResult, EnsureResult, RestartResult, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
 import type { Replica } from './replica.ts';
 
 export function clusterBackend(replica: Replica): ServerBackend & { lifecycle: SupervisorLifecycle } {
@@ -30,6 +30,8 @@ export function clusterBackend(replica: Replica): ServerBackend & { lifecycle: S
       })) as RestartResult,
     stop: async (id, opts) => (await replica.call('workspace.stop', { id, ...(opts?.requester ? { requester: opts.requester } : {}) })) as WorkspaceView,
     destroy: async (id, opts) => (await replica.call('workspace.destroy', { id, ...(opts?.requester ? { requester: opts.requester } : {}) })) as WorkspaceView,
+    setPolicy: async (id, policy) => (await replica.call('workspace.setPolicy', { id, policy })) as WorkspaceView,
+    activity: async (id, source) => (await replica.call('workspace.activity', { id, ...(source !== undefined ? { activitySource: source } : {}) })) as ActivityResult,
     get: async (id) => {
       if (!(await replica.has(id))) throw new WorkspaceNotFoundError(id);
       return (await replica.call('workspace.get', { id })) as WorkspaceView;

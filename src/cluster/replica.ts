@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { LifecycleState, WorkspaceContext } from '../../machines/workspace.types.ts';
+import { NO_POLICY, type LifecycleState, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import { errorMessage, WsupError } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import type { SqlEngine, SqlQueryable } from '../store/engine.ts';
@@ -28,18 +28,29 @@ import { openEngine } from '../store/open.ts';
 import { WorkspaceStore } from '../store/store.ts';
 import { openDurableSupervisor } from '../supervisor/durable.ts';
 import type { Supervisor, SupervisorOptions } from '../supervisor/supervisor.ts';
-import type { SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
+import type { PolicyPatch, RestartSource, SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
 import { FencedError, fenceCheck, LeaseKeeper, type Lease } from './leases.ts';
 import { Listener } from './notify.ts';
 import { DEFAULT_SHARDS, shardOf } from './shards.ts';
 
-export type ClusterMethod = 'workspace.create' | 'workspace.ensure' | 'workspace.restart' | 'workspace.stop' | 'workspace.destroy' | 'workspace.get';
+export type ClusterMethod =
+  | 'workspace.create'
+  | 'workspace.ensure'
+  | 'workspace.restart'
+  | 'workspace.stop'
+  | 'workspace.destroy'
+  | 'workspace.get'
+  | 'workspace.setPolicy'
+  | 'workspace.activity';
 
 export interface ClusterParams {
   id: string;
   spec?: Record<string, unknown>;
-  source?: 'manual' | 'programmatic' | 'file-write' | 'liveness' | 'claim';
+  source?: RestartSource;
   reason?: string;
+  policy?: PolicyPatch;
+  /** Where activity came from (`workspace.activity`). */
+  activitySource?: string;
   wait?: boolean;
   requester?: string;
 }
@@ -523,6 +534,10 @@ function viewOfRow(row: StoredRow): WorkspaceView {
     backoffUntil: ctx.backoffUntil ?? null,
     lastError: ctx.lastError ?? null,
     spec: row.spec,
+    policy: ctx.policy ?? NO_POLICY,
+    lastActivityAt: ctx.lastActivity?.at ?? null,
+    dormant: (ctx.dormantSince ?? null) !== null,
+    next: null,
   };
 }
 
@@ -549,6 +564,10 @@ async function execute(sup: Supervisor, method: ClusterMethod, p: ClusterParams,
       return sup.destroy(p.id, { requester });
     case 'workspace.get':
       return sup.get(p.id) satisfies WorkspaceView;
+    case 'workspace.setPolicy':
+      return sup.setPolicy(p.id, p.policy ?? {});
+    case 'workspace.activity':
+      return sup.activity(p.id, p.activitySource);
   }
 }
 

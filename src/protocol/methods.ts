@@ -14,11 +14,31 @@ import {
   type Outcome,
   type Role,
   type WorkspaceEvent,
+  type PoolView,
   type WorkspaceView,
 } from './model.ts';
 
 const idParams = z.strictObject({ id: workspaceIdSchema });
 const poolSchema = z.string().min(1).max(128);
+/** Durations in ms: whole, positive, at most a year. */
+const durationSchema = z.number().int().min(1_000).max(366 * 24 * 3_600_000).nullable();
+const scheduleSchema = z.strictObject({ cron: z.string().min(1).max(128), tz: z.string().min(1).max(64) }).nullable();
+
+/**
+ * A lifecycle policy as callers set it: every field optional (absent: keep/inherit), null = off. Cron
+ * expressions and time zones are checked by the server (a clear error names the field).
+ */
+export const policySchema = z.strictObject({
+  idleTimeoutMs: durationSchema.optional(),
+  maxLifetimeMs: durationSchema.optional(),
+  maxLifetimeWarnMs: durationSchema.optional(),
+  autostart: scheduleSchema.optional(),
+  autostop: scheduleSchema.optional(),
+  dormantAfterMs: durationSchema.optional(),
+  deleteDormantAfterMs: durationSchema.optional(),
+  autoUpdate: z.enum(['on-start', 'never']).nullable().optional(),
+});
+export type PolicyPatch = z.input<typeof policySchema>;
 
 export const paramsSchemas = {
   'workspace.create': z.strictObject({
@@ -32,7 +52,30 @@ export const paramsSchemas = {
     /** A prebuild: owned by the system owner until claimed; `pool` groups prebuilds of one template. */
     prebuild: z.literal(true).optional(),
     pool: poolSchema.optional(),
+    /** The workspace's own policy, over the template's and the server's defaults. */
+    policy: policySchema.optional(),
   }),
+  /** Replace the workspace's own policy (fields absent inherit the defaults). Never starts or stops anything by itself. */
+  'workspace.setPolicy': z.strictObject({ id: workspaceIdSchema, policy: policySchema }),
+  /** Activity on the workspace: pushes its idle deadline out. `source` names it in the idle stop's reason. */
+  'workspace.activity': z.strictObject({ id: workspaceIdSchema, source: z.string().min(1).max(128).optional() }),
+  /** Restart the workspace onto its template's current version: one more request through the statechart. */
+  'workspace.update': idParams,
+  /** Create or change a prebuild pool that keeps `desired` prebuilds started and unclaimed. */
+  'pool.set': z
+    .strictObject({
+      pool: poolSchema,
+      desired: z.number().int().min(0).max(1_000),
+      template: z.string().min(1).max(63).optional(),
+      params: z.record(z.string(), z.unknown()).optional(),
+      spec: z.record(z.string(), z.unknown()).optional(),
+      policy: policySchema.optional(),
+    })
+    .refine((p) => p.template === undefined || p.spec === undefined, { message: 'pass at most one of template and spec' }),
+  'pool.get': z.strictObject({ pool: poolSchema }),
+  'pool.list': z.strictObject({}),
+  /** Stop keeping the pool: its unclaimed prebuilds are destroyed; claimed ones are never touched. */
+  'pool.delete': z.strictObject({ pool: poolSchema }),
   'workspace.claim': z
     .strictObject({ id: workspaceIdSchema.optional(), pool: poolSchema.optional(), userId: z.string().min(1).max(256) })
     .refine((p) => (p.id === undefined) !== (p.pool === undefined), { message: 'pass exactly one of id and pool' }),
@@ -68,6 +111,13 @@ export type Params<M extends MethodName> = z.input<(typeof paramsSchemas)[M]>;
 export interface Results {
   'workspace.create': WorkspaceView;
   'workspace.claim': { id: string; ownerId: string; claimBuildId: string };
+  'workspace.setPolicy': WorkspaceView;
+  'workspace.activity': { id: string; idleDeadline: number | null };
+  'workspace.update': { id: string; outcome: Outcome; cycle: number | null; state: LifecycleState };
+  'pool.set': PoolView;
+  'pool.get': PoolView;
+  'pool.list': { items: PoolView[] };
+  'pool.delete': { pool: string; destroyed: number };
   'workspace.ensure': { id: string; started: boolean; endpoint: string; state: LifecycleState };
   'workspace.restart': { id: string; outcome: Outcome; cycle: number | null; state: LifecycleState };
   'workspace.stop': WorkspaceView;
@@ -87,6 +137,13 @@ export type Result<M extends MethodName> = Results[M];
 export const METHOD_ROLE: Record<MethodName, Role> = {
   'workspace.create': 'operator',
   'workspace.claim': 'operator',
+  'workspace.setPolicy': 'operator',
+  'workspace.activity': 'operator',
+  'workspace.update': 'operator',
+  'pool.set': 'operator',
+  'pool.delete': 'operator',
+  'pool.get': 'viewer',
+  'pool.list': 'viewer',
   'workspace.ensure': 'operator',
   'workspace.restart': 'operator',
   'workspace.stop': 'operator',
@@ -106,6 +163,7 @@ export const METHOD_ROLE: Record<MethodName, Role> = {
  */
 export const PARAM_ROLE: { [M in MethodName]?: Partial<Record<keyof Params<M>, Role>> } = {
   'workspace.create': { spec: 'admin' },
+  'pool.set': { spec: 'admin' },
 };
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };

@@ -6,7 +6,7 @@
 import type { Observable } from 'rxjs';
 import type { LifecycleState } from '../../machines/workspace.types.ts';
 import type { Summary } from '../supervisor/summary.ts';
-import type { EnsureResult, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
+import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
 
 type MaybeAsync<T> = T | Promise<T>;
 
@@ -21,6 +21,10 @@ export interface ServerBackend {
   restart(id: string, opts?: RestartOptions): Promise<RestartResult>;
   stop(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
   destroy(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
+  /** Replace the workspace's own policy layer; resolves once committed. */
+  setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView>;
+  /** Activity on the workspace: pushes its idle deadline out. */
+  activity(id: string, source?: string): MaybeAsync<ActivityResult>;
   get(id: string): MaybeAsync<WorkspaceView>;
   list(filter?: { state?: LifecycleState; limit?: number; cursor?: string }): MaybeAsync<WorkspaceView[]>;
   has(id: string): MaybeAsync<boolean>;

@@ -63,6 +63,14 @@ export class Handlers {
         return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
       'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
+      // Placeholders while the policy and pool work lands; each is replaced by its implementation.
+      'workspace.setPolicy': async () => notYet('workspace.setPolicy'),
+      'workspace.activity': async () => notYet('workspace.activity'),
+      'workspace.update': async () => notYet('workspace.update'),
+      'pool.set': async () => notYet('pool.set'),
+      'pool.get': async () => notYet('pool.get'),
+      'pool.list': async () => notYet('pool.list'),
+      'pool.delete': async () => notYet('pool.delete'),
       'workspace.ensure': async (p, conn) => {
         const r = await sup.ensure(p.id, { requester: who(conn) });
         return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
@@ -187,4 +195,8 @@ function redactResult<R>(r: R, role: Role): R {
       ? { ...r, items: r.items.map((v: unknown) => (isView(v) ? redactView(v, role) : v)) }
       : r;
   return out as R;
+}
+
+function notYet(method: string): never {
+  throw new WsupError('WSUP_INVALID_ARGUMENT', `${method} is not available on this server yet`);
 }

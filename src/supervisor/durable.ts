@@ -68,6 +68,9 @@ export function toEventWrite(e: SupervisorEvent): EventWrite {
       return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, durations: e.durations };
     case 'cycle.failed':
       return { ...base, cycle: e.cycle.n, source: e.cycle.source, reason: e.cycle.reason, requesters: e.cycle.requesters, error: e.error.message };
+    case 'policy':
+    case 'policy.warning':
+      return { ...base, source: e.source, reason: e.reason };
   }
 }
 

@@ -31,7 +31,9 @@ import { systemClock, type Clock } from './clock.ts';
 import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
 import { createSummary, type Summary } from './summary.ts';
 import type {
+  ActivityResult,
   CycleWhy,
+  PolicyPatch,
   EnsureResult,
   RestartOptions,
   RestartResult,
@@ -185,6 +187,18 @@ export class Supervisor {
   /** Stop and forget the workspace for good; resolves once its resources are gone. */
   async destroy(id: string, opts: { requester?: string } = {}): Promise<WorkspaceView> {
     return this.finishing(id, 'DESTROY', opts.requester ?? 'destroy');
+  }
+
+  /** Replace the workspace's own policy layer (merged over the defaults); resolves once committed. */
+  async setPolicy(id: string, _policy: PolicyPatch): Promise<WorkspaceView> {
+    this.assertAccepting();
+    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: policies are not available yet`, { workspaceId: id });
+  }
+
+  /** Activity on the workspace: pushes its idle deadline out. */
+  activity(id: string, _source?: string): ActivityResult {
+    this.assertAccepting();
+    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: policies are not available yet`, { workspaceId: id });
   }
 
   /** A liveness signal from a provider or probe. "Died" while running restarts; otherwise ignored. */
@@ -480,6 +494,10 @@ export class Supervisor {
       backoffUntil: ctx.backoffUntil,
       lastError: ctx.lastError,
       spec: ctx.spec,
+      policy: ctx.policy,
+      lastActivityAt: ctx.lastActivity?.at ?? null,
+      dormant: ctx.dormantSince !== null,
+      next: null,
     };
   }
 }

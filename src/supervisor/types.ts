@@ -1,14 +1,28 @@
 /** Public result and event types of the supervisor: the shapes the server, bus and visualizer read. */
 import type {
+  CycleSource,
   Desired,
   LifecycleState,
+  NextAction,
   Outcome,
+  Policy,
+  PolicySource,
   Request,
   RestartSource,
+  Schedule,
   SettledError,
 } from '../../machines/workspace.types.ts';
 
-export type { Desired, LifecycleState, Outcome, RestartSource };
+export type { CycleSource, Desired, LifecycleState, NextAction, Outcome, Policy, PolicySource, RestartSource, Schedule };
+
+/** A policy as callers set it: every field optional (absent = inherit the default), null = off. */
+export type PolicyPatch = Partial<Policy>;
+
+export interface ActivityResult {
+  id: string;
+  /** When the workspace stops for idleness if nothing else happens; null when no idle timeout applies. */
+  idleDeadline: number | null;
+}
 
 export interface RestartOptions {
   source?: RestartSource;
@@ -47,6 +61,15 @@ export interface WorkspaceView {
   backoffUntil: number | null;
   lastError: { message: string; code: string; at: number; cycle: number } | null;
   spec: Record<string, unknown>;
+  /** The effective lifecycle policy (null fields are off). */
+  policy: Policy;
+  lastActivityAt: number | null;
+  /** Stopped and unused past `dormantAfterMs`: still startable; any start clears it. */
+  dormant: boolean;
+  /** What a policy does next, when, and why; null when nothing is scheduled. */
+  next: NextAction | null;
+  /** Built from an older version of its template than the server has now (labelled by the server). */
+  outdated?: boolean;
   /** Prebuilds only (labelled by the ClaimService): the owner (the system owner until claimed) and pool. */
   owner?: string;
   pool?: string | null;
@@ -55,7 +78,7 @@ export interface WorkspaceView {
 /** The "why" of a cycle: who asked, from where, and what each was told. */
 export interface CycleWhy {
   n: number;
-  source: RestartSource;
+  source: CycleSource;
   reason: string;
   retry: boolean;
   requesters: Array<Pick<Request, 'requester' | 'source' | 'reason' | 'outcome' | 'at'>>;
@@ -76,6 +99,10 @@ export type SupervisorEvent =
       at: number;
       durations: { stopMs: number | null; startMs: number | null; totalMs: number };
     }
-  | { type: 'cycle.failed'; id: string; cycle: CycleWhy; error: SettledError; at: number };
+  | { type: 'cycle.failed'; id: string; cycle: CycleWhy; error: SettledError; at: number }
+  /** A policy acted, or could not (`skipped`); `reason` names the rule and the time. */
+  | { type: 'policy'; id: string; action: 'stop' | 'start' | 'dormant' | 'destroy' | 'skipped'; source: PolicySource; reason: string; at: number }
+  /** A max-lifetime stop is coming at `stopAt`: to subscribers and to the workspace's agent. */
+  | { type: 'policy.warning'; id: string; source: PolicySource; reason: string; stopAt: number; at: number };
 
 export type SupervisorLifecycle = 'starting' | 'ready' | 'draining' | 'stopped';

@@ -17,6 +17,13 @@ afterAll(() => rig.close());
 const PARAMS: Record<MethodName, Record<string, unknown>> = {
   'workspace.create': { id: 'auth-new' },
   'workspace.claim': { id: 'auth-1', userId: 'auth-user' },
+  'workspace.setPolicy': { id: 'auth-1', policy: {} },
+  'workspace.activity': { id: 'auth-1' },
+  'workspace.update': { id: 'auth-1' },
+  'pool.set': { pool: 'auth-pool', desired: 0 },
+  'pool.get': { pool: 'auth-pool' },
+  'pool.list': {},
+  'pool.delete': { pool: 'auth-pool' },
   'workspace.ensure': { id: 'auth-1' },
   'workspace.restart': { id: 'auth-1' },
   'workspace.stop': { id: 'auth-stop' },

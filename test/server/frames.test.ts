@@ -66,7 +66,7 @@ describe('event frames', () => {
       await batched.until(() => notes(batched).length === 100);
       await single.until(() => notes(single).length === 100);
       // Same events, same order, either way.
-      const cycles = (s: typeof single) => notes(s).map((n) => (n as { params: Notifications['event'] }).params.event.cycle);
+      const cycles = (s: typeof single) => notes(s).map((n) => ((n as { params: Notifications['event'] }).params.event as { cycle?: unknown }).cycle);
       expect(cycles(batched)).toEqual(cycles(single));
       expect(cycles(single)).toEqual([...Array(100).keys()]);
       const arrays = batched.frames.filter((f) => Array.isArray(f));

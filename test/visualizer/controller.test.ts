@@ -5,7 +5,7 @@ import { VisualizerModel } from '../../visualizer/src/model/model.ts';
 
 const T0 = 1_700_000_000_000;
 const view = (id: string, over: Partial<WorkspaceView> = {}): WorkspaceView => ({
-  id, state: 'idle', desired: 'stopped', endpoint: null, cycle: 0, pending: 0, deferredUntil: null, backoffUntil: null, lastError: null, spec: {}, ...over,
+  id, state: 'idle', desired: 'stopped', endpoint: null, cycle: 0, pending: 0, deferredUntil: null, backoffUntil: null, lastError: null, spec: {}, policy: { idleTimeoutMs: null, maxLifetimeMs: null, maxLifetimeWarnMs: null, autostart: null, autostop: null, dormantAfterMs: null, deleteDormantAfterMs: null, autoUpdate: null }, lastActivityAt: null, dormant: false, next: null, ...over,
 });
 
 /** A fake of the client SDK's call/subscribe: answers from a table of workspaces and records the calls. */

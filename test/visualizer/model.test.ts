@@ -17,7 +17,7 @@ function harness() {
 }
 
 function view(id: string, over: Partial<WorkspaceView> = {}): WorkspaceView {
-  return { id, state: 'idle', desired: 'stopped', endpoint: null, cycle: 0, pending: 0, deferredUntil: null, backoffUntil: null, lastError: null, spec: {}, ...over };
+  return { id, state: 'idle', desired: 'stopped', endpoint: null, cycle: 0, pending: 0, deferredUntil: null, backoffUntil: null, lastError: null, spec: {}, policy: { idleTimeoutMs: null, maxLifetimeMs: null, maxLifetimeWarnMs: null, autostart: null, autostop: null, dormantAfterMs: null, deleteDormantAfterMs: null, autoUpdate: null }, lastActivityAt: null, dormant: false, next: null, ...over };
 }
 
 function why(n: number, over: Partial<CycleWhy> = {}): CycleWhy {

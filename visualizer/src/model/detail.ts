@@ -60,6 +60,10 @@ export function describeEvent(ev: WorkspaceEvent): string {
       return `cycle ${ev.cycle.n} completed in ${ev.durations.totalMs} ms → ${ev.endpoint}`;
     case 'cycle.failed':
       return `cycle ${ev.cycle.n} failed: ${ev.error.message}`;
+    case 'policy':
+      return `policy ${ev.action} (${ev.source}): ${ev.reason}`;
+    case 'policy.warning':
+      return `warning (${ev.source}): stops at ${new Date(ev.stopAt).toISOString()}`;
   }
 }
 

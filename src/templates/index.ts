@@ -9,5 +9,19 @@
 export { configSchema, type TemplateConfig, type WsupConfig } from './schema.ts';
 export { ConfigError, formatPath, loadConfig, parseConfig } from './load.ts';
 export { compileTemplate, resolveTemplate, TEMPLATE_KEY, type Template } from './template.ts';
-export { DEFAULT_TEMPLATE, providerDefaultTemplate, TemplateSet, type CreateRequest } from './set.ts';
+export {
+  compileConfig,
+  DEFAULT_TEMPLATE,
+  providerDefaultTemplate,
+  SPEC_PARAMS,
+  SPEC_POLICY_DEFAULTS,
+  SPEC_TEMPLATE,
+  templateStamp,
+  TemplateSet,
+  type CreateRequest,
+  type TemplateStamp,
+} from './set.ts';
+export { AutoUpdate, autoUpdateOf, updateWorkspace, type AutoUpdateOptions, type UpdateAnswer, type UpdateTarget } from './update.ts';
+export { DURATION_HINT, parseDuration } from './duration.ts';
+export { canonicalJson, templateVersion } from './version.ts';
 export { LOADER_ENV_KEYS, LOADER_ENV_PREFIXES, loaderEnvReason } from './loader-env.ts';

@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { ENV_KEY, loaderEnvReason } from './loader-env.ts';
 import { bindRootProblem, bindSourceProblem } from './paths.ts';
+import { templatePolicySchema } from './policy.ts';
 
 /** Template names appear in specs, logs and CLI flags. */
 export const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -46,6 +47,15 @@ const mountParam = z.strictObject({
   max: z.number().int().min(1).max(64).optional(),
 });
 const role = z.enum(['operator', 'admin']).optional();
+/** What every template may have, whatever its provider. */
+const common = {
+  role,
+  description: z.string().optional(),
+  /** Lifecycle defaults of its workspaces (over the server's, under each workspace's own). */
+  policy: templatePolicySchema.optional(),
+  /** At most this many of its workspaces running at once (a quota). */
+  maxRunning: z.number().int('must be a whole number').min(1, 'must be at least 1').optional(),
+};
 const positive = z.number().int().positive();
 /** Engine limits a template fixes. */
 const resources = z.strictObject({ memoryBytes: positive.optional(), nanoCpus: positive.optional(), pidsLimit: positive.optional() });
@@ -57,8 +67,7 @@ const SECURITY_GROUP = /^sg-[0-9a-f]{1,32}$/;
 
 const processTemplate = z.strictObject({
   provider: z.literal('process'),
-  role,
-  description: z.string().optional(),
+  ...common,
   /** argv; unset: the built-in agent. Never an operator parameter. */
   process: z.strictObject({ command: z.array(z.string()).min(1).optional(), env: envMap.optional() }).optional(),
   params: z.strictObject({ env: envParam.optional() }).optional(),
@@ -66,8 +75,7 @@ const processTemplate = z.strictObject({
 
 const dockerTemplate = z.strictObject({
   provider: z.literal('docker'),
-  role,
-  description: z.string().optional(),
+  ...common,
   docker: z
     .strictObject({
       image: z.string().regex(IMAGE_REF, 'must be an image reference').optional(),
@@ -93,8 +101,7 @@ const dockerTemplate = z.strictObject({
 
 const ec2Template = z.strictObject({
   provider: z.literal('ec2'),
-  role,
-  description: z.string().optional(),
+  ...common,
   ec2: z
     .strictObject({
       ami: str.optional(),

@@ -4,7 +4,9 @@
  */
 import { PolicyError } from '../errors.ts';
 import { checkEnv, checkImage, checkMounts, checkNetworkMode, checkResources, checkSecurityGroups, checkString, isPlainRecord } from './params.ts';
+import type { PolicyPatch } from '../protocol/index.ts';
 import type { TemplateConfig } from './schema.ts';
+import { templateVersion } from './version.ts';
 
 export type TemplateRole = 'operator' | 'admin';
 
@@ -20,12 +22,24 @@ export interface Template {
   /** The fields the template fixes. */
   readonly base: Readonly<Record<string, unknown>>;
   readonly params: Readonly<Record<string, Param>>;
+  /** Hash of what shapes its specs (see version.ts): a workspace built from another version is outdated. */
+  readonly version: string;
+  /** Its workspaces' policy defaults (stamped into each spec as `wsupPolicyDefaults`); null: none. */
+  readonly policy: PolicyPatch | null;
+  /** At most this many of its workspaces running at once; null: no per-template limit of its own. */
+  readonly maxRunning: number | null;
 }
 
 /** The spec key a resolved workspace carries its template's name under (providers ignore it). */
 export const TEMPLATE_KEY = 'template';
 
 export function compileTemplate(name: string, t: TemplateConfig): Template {
+  const { description: _description, role: _role, maxRunning, ...definition } = t;
+  const meta = { version: templateVersion(definition), policy: t.policy ?? null, maxRunning: maxRunning ?? null };
+  return { ...compileRules(name, t), ...meta };
+}
+
+function compileRules(name: string, t: TemplateConfig): Omit<Template, 'version' | 'policy' | 'maxRunning'> {
   const role = t.role ?? 'operator';
   switch (t.provider) {
     case 'process': {

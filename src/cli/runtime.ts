@@ -23,7 +23,7 @@ import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
-import { Supervisor } from '../supervisor/supervisor.ts';
+import { Supervisor, type SupervisorOptions } from '../supervisor/supervisor.ts';
 
 export type ProviderKind = 'process' | 'docker' | 'ec2' | 'fake';
 
@@ -45,8 +45,12 @@ export interface RuntimeOptions {
   instanceType?: string;
   /** Provider resources no stored workspace owns: report (default) or remove. */
   orphans?: OrphanPolicy;
+  /** A hook before every provider start (a template auto-update), run before the claim service's token. */
+  prepareSpec?: PrepareSpec;
   logger: Logger;
 }
+
+type PrepareSpec = NonNullable<SupervisorOptions['prepareSpec']>;
 
 export interface Runtime {
   supervisor: Supervisor;
@@ -79,12 +83,14 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // Claims load before recovery and follow it, so a claim build that completes during recovery is seen.
   const claims = store ? new ClaimService({ store, onError: common.onError }) : null;
   await claims?.load();
+  const prepareSpec = chain(opts.prepareSpec, claims?.prepareSpec);
   if (store) {
     const opened = await openDurableSupervisor({
       ...common,
       store,
       orphans: opts.orphans ?? 'report',
-      ...(claims ? { prepareSpec: claims.prepareSpec, beforeRecovery: (s: Supervisor) => claims.attach(s) } : {}),
+      ...(prepareSpec ? { prepareSpec } : {}),
+      ...(claims ? { beforeRecovery: (s: Supervisor) => claims.attach(s) } : {}),
     });
     supervisor = opened.supervisor;
     const r = opened.recovery;
@@ -92,7 +98,7 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     for (const c of r.corrupt) logger.error({ workspaceId: c.id }, `quarantined: ${c.reason}`);
     await claims?.reconcile();
   } else {
-    supervisor = new Supervisor(common);
+    supervisor = new Supervisor({ ...common, ...(prepareSpec ? { prepareSpec } : {}) });
   }
 
   const bus = createBus({ sink: supervisor, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
@@ -188,6 +194,17 @@ async function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null):
       return createEc2Provider({ defaultSpec: { ...(opts.ami ? { ami: opts.ami } : {}), ...(opts.instanceType ? { instanceType: opts.instanceType } : {}) } });
     }
   }
+}
+
+/** Hooks before a provider start, in order: each gets the spec the one before it returned. */
+function chain(...hooks: Array<PrepareSpec | undefined>): PrepareSpec | undefined {
+  const present = hooks.filter((h): h is PrepareSpec => h !== undefined);
+  if (present.length <= 1) return present[0];
+  return async (input) => {
+    let spec = input.spec;
+    for (const hook of present) spec = await hook({ ...input, spec });
+    return spec;
+  };
 }
 
 /** Local-process records live in the store, next to the workspaces they belong to. */

@@ -5,8 +5,8 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
-import { WsupError } from '../errors.ts';
-import { loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
+import { errorMessage, WsupError } from '../errors.ts';
+import { AutoUpdate, loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
@@ -91,8 +91,10 @@ export async function serve(f: ServeFlags): Promise<number> {
   });
   // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
   const logger = m.pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, m.pino.destination(2));
+  reloadOnHangup(f, templates, logger);
   if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates);
   const store = opening ? await opening : undefined;
+  const autoUpdate = new AutoUpdate(templates, { onError: (err, ctx) => logger.warn({ workspaceId: ctx.id }, ctx.what) });
   const rt = await m.buildRuntime({
     ...(store ? { store } : {}),
     provider: f.provider as ProviderKind,
@@ -101,8 +103,10 @@ export async function serve(f: ServeFlags): Promise<number> {
     ...(f.memory ? { memory: true } : {}),
     ...specFlags(f),
     orphans: f.orphans,
+    prepareSpec: autoUpdate.prepareSpec,
     logger,
   });
+  autoUpdate.attach(rt.supervisor);
   const server = (common: CommonServerOptions) =>
     m.createServer({
       ...common,
@@ -207,6 +211,25 @@ function templatesFor(f: ServeFlags): TemplateSet {
   const fallback = providerDefaultTemplate(f.provider === 'fake' ? null : f.provider, base);
   if (f.config === undefined) return new TemplateSet([fallback]);
   return TemplateSet.fromConfig(loadConfig(resolve(f.config), { provider: f.provider }), fallback);
+}
+
+/**
+ * SIGHUP reads `--config` again and swaps the templates in at once. A file with a problem is refused (and
+ * logged with its path) and the templates in use stay. Workspaces keep their specs: those whose template
+ * changed show `outdated` until `workspace.update` or, with `autoUpdate: 'on-start'`, their next start.
+ */
+function reloadOnHangup(f: ServeFlags, templates: TemplateSet, logger: Logger): void {
+  if (f.config === undefined) return;
+  process.on('SIGHUP', () => {
+    try {
+      const next = templatesFor(f);
+      const changed = next.all.filter((t) => templates.get(t.name)?.version !== t.version).map((t) => t.name);
+      templates.replace(next.all);
+      logger.info({ templates: next.names, changed }, 'templates reloaded');
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'templates not reloaded: the config has a problem; the templates in use stay');
+    }
+  });
 }
 
 /** The default workspace spec from the provider flags. */

@@ -6,7 +6,7 @@ import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import { isRecord, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
-import { providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
+import { providerDefaultTemplate, SPEC_PARAMS, TemplateSet, updateWorkspace } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import type { EventSink, Hub } from './hub.ts';
 
@@ -49,11 +49,13 @@ const RESYNC_CAP = 10_000;
 export class Handlers {
   private definition: unknown = null;
   private readonly impl: Impl;
+  private readonly templates: TemplateSet;
 
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
     const who = (conn: Caller) => `rpc:${conn.principal}`;
     const templates = deps.templates ?? new TemplateSet([providerDefaultTemplate(null)]);
+    this.templates = templates;
     this.impl = {
       'workspace.create': async (p, conn) => {
         if (p.prebuild !== true && p.pool !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
@@ -66,7 +68,7 @@ export class Handlers {
       // Placeholders while the policy and pool work lands; each is replaced by its implementation.
       'workspace.setPolicy': async () => notYet('workspace.setPolicy'),
       'workspace.activity': async () => notYet('workspace.activity'),
-      'workspace.update': async () => notYet('workspace.update'),
+      'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn), role: conn.role }),
       'pool.set': async () => notYet('pool.set'),
       'pool.get': async () => notYet('pool.get'),
       'pool.list': async () => notYet('pool.list'),
@@ -136,13 +138,18 @@ export class Handlers {
     return fn(params, conn).then((r) => redactResult(r, conn.role));
   }
 
-  /** A prebuild's view with its owner and pool (when claims are wired); other views as they are. */
+  /**
+   * A prebuild's view with its owner and pool (when claims are wired), and a template-made workspace's with
+   * `outdated` (its template has changed since); other views as they are.
+   */
   private label<V extends WorkspaceView>(v: V): V {
-    return this.deps.claims ? this.deps.claims.label(v) : v;
+    const labelled = this.deps.claims ? this.deps.claims.label(v) : v;
+    const outdated = this.templates.outdated(labelled.spec);
+    return outdated === undefined ? labelled : { ...labelled, outdated };
   }
 
   private labelAll(views: WorkspaceView[]): WorkspaceView[] {
-    return this.deps.claims ? views.map((v) => this.label(v)) : views;
+    return views.map((v) => this.label(v));
   }
 
   /** Tell a subscriber it missed `dropped` events and give it the current state to start again from. */
@@ -174,11 +181,17 @@ export const REDACTED = '[redacted]';
  * credentials, operators act on workspaces without needing them, and admins are the ones who set them.
  */
 export function redactSpec(spec: Record<string, unknown>, role: Role): Record<string, unknown> {
-  if (!('agentToken' in spec) && (role === 'admin' || !isRecord(spec.env))) return spec;
+  const params = spec[SPEC_PARAMS];
+  const paramsEnv = isRecord(params) && isRecord(params.env);
+  if (!('agentToken' in spec) && (role === 'admin' || (!isRecord(spec.env) && !paramsEnv))) return spec;
   const { agentToken: _hidden, ...rest } = spec;
-  if (role !== 'admin' && isRecord(rest.env)) rest.env = Object.fromEntries(Object.keys(rest.env).map((k) => [k, REDACTED]));
+  if (role !== 'admin' && isRecord(rest.env)) rest.env = hideValues(rest.env);
+  // The params a template workspace was created with (replayed on update) carry the same env values.
+  if (role !== 'admin' && isRecord(params) && isRecord(params.env)) rest[SPEC_PARAMS] = { ...params, env: hideValues(params.env) };
   return rest;
 }
+
+const hideValues = (env: Record<string, unknown>) => Object.fromEntries(Object.keys(env).map((k) => [k, REDACTED]));
 
 function redactView<V extends WorkspaceView>(v: V, role: Role): V {
   const spec = redactSpec(v.spec, role);

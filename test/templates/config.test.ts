@@ -76,7 +76,13 @@ describe('ec2 templates', () => {
       templates: { vm: { provider: 'ec2', ec2: { ami: 'ami-base', instanceType: 't3.micro' }, params: { instanceType: { values: ['t3.micro', 't3.small'] }, ami: { patterns: ['ami-team*'] } } } },
     }, { provider: 'ec2' });
     const set = TemplateSet.fromConfig(cfg, providerDefaultTemplate('ec2'));
-    expect(set.specFor({ template: 'vm', params: { instanceType: 't3.small', ami: 'ami-team42' } }, 'operator', 'w')).toEqual({ ami: 'ami-team42', instanceType: 't3.small', template: 'vm' });
+    expect(set.specFor({ template: 'vm', params: { instanceType: 't3.small', ami: 'ami-team42' } }, 'operator', 'w')).toEqual({
+      ami: 'ami-team42',
+      instanceType: 't3.small',
+      template: 'vm',
+      wsupTemplate: { name: 'vm', version: set.get('vm')!.version },
+      wsupParams: { instanceType: 't3.small', ami: 'ami-team42' },
+    });
     expect(() => set.specFor({ template: 'vm', params: { instanceType: 'p5.48xlarge' } }, 'operator', 'w')).toThrow('params.instanceType: must be one of "t3.micro", "t3.small"');
     expect(() => set.specFor({ template: 'vm', params: { ami: 'ami-other' } }, 'operator', 'w')).toThrow('params.ami: must be one of "ami-team*"');
     expect(() => set.specFor({ template: 'vm', params: { subnetId: 'subnet-x' } }, 'operator', 'w')).toThrow('params.subnetId: not a parameter of template vm');
@@ -106,7 +112,13 @@ describe('examples/wsup.config.json', () => {
   it('loads, and its templates resolve as documented', () => {
     const set = TemplateSet.fromConfig(loadConfig(EXAMPLE, { provider: 'docker' }), providerDefaultTemplate('docker'));
     expect(set.names.sort()).toEqual(['debug-host', 'default', 'web']);
-    expect(set.specFor({}, 'operator', 'w')).toEqual({ image: 'wsup-test:latest', cmd: ['sleep', 'infinity'], networkMode: 'none', template: 'default' });
+    expect(set.specFor({}, 'operator', 'w')).toEqual({
+      image: 'wsup-test:latest',
+      cmd: ['sleep', 'infinity'],
+      networkMode: 'none',
+      template: 'default',
+      wsupTemplate: { name: 'default', version: set.get('default')!.version },
+    });
     const web = set.specFor({ template: 'web', params: { env: { LOG_LEVEL: 'debug' }, mounts: [{ source: '/srv/wsup/alice', target: '/src', type: 'bind' }] } }, 'operator', 'w');
     expect(web).toMatchObject({ env: { APP_MODE: 'dev', LOG_LEVEL: 'debug' }, mounts: [{ source: '/srv/wsup/alice', target: '/src', type: 'bind', readOnly: true }] });
     expect(() => set.specFor({ template: 'web', params: { env: { LOG_LEVEL: 'trace' } } }, 'operator', 'w')).toThrow('params.env.LOG_LEVEL: must be one of "debug", "info", "warn"');

@@ -103,12 +103,21 @@ describe('operator attacks on the process provider', () => {
     const op = rig.client('operator');
     const view = await op.call('workspace.create', { id: 'op-ok', template: 'node', params: { env: { LOG_LEVEL: 'debug' } } });
     // The operator sees which env keys the workspace got, not their values (those are for admins).
-    expect(view.spec).toEqual({ id: 'op-ok', template: 'node', env: { APP_MODE: '[redacted]', LOG_LEVEL: '[redacted]' } });
+    expect(view.spec).toEqual({
+      id: 'op-ok',
+      template: 'node',
+      env: { APP_MODE: '[redacted]', LOG_LEVEL: '[redacted]' },
+      wsupTemplate: { name: 'node', version: expect.stringMatching(/^[0-9a-f]{12}$/) as string },
+      wsupParams: { env: { LOG_LEVEL: '[redacted]' } },
+    });
     expect((await rig.store.getWorkspace('op-ok'))?.spec).toMatchObject({ template: 'node', env: { LOG_LEVEL: 'debug' } });
     await op.call('workspace.ensure', { id: 'op-ok' });
     const rec = (await rig.store.processes.get('op-ok')) as { pid: number; command: string[] };
     expect(rec.command).toEqual([process.execPath, '-e', AGENT_SOURCE]);
-    expect(readFileSync(`/proc/${rec.pid}/environ`, 'latin1').split('\0')).toEqual(expect.arrayContaining(['LOG_LEVEL=debug', 'APP_MODE=dev']));
+    const environ = readFileSync(`/proc/${rec.pid}/environ`, 'latin1').split('\0');
+    expect(environ).toEqual(expect.arrayContaining(['LOG_LEVEL=debug', 'APP_MODE=dev']));
+    // What the server keeps to render the spec again (template, version, params) is not the agent's.
+    expect(environ.filter((kv) => /^wsup[A-Z]/.test(kv))).toEqual([]);
   });
 
   it("the admin's raw spec still runs the command it names", async () => {

@@ -13,7 +13,7 @@ import { WsupClient, WsupRpcError } from '../../src/client/index.ts';
 import type { Role } from '../../src/protocol/index.ts';
 import { createServer, silentLogger, staticTokens, type WsupServer } from '../../src/server/index.ts';
 import type { WorkspaceStore } from '../../src/store/index.ts';
-import { parseConfig, providerDefaultTemplate, TemplateSet } from '../../src/templates/index.ts';
+import { AutoUpdate, parseConfig, providerDefaultTemplate, TemplateSet, type AutoUpdateOptions } from '../../src/templates/index.ts';
 
 const TOKENS: Record<Role, string> = { admin: 'tmpl-admin', operator: 'tmpl-operator', viewer: 'tmpl-viewer' };
 
@@ -22,15 +22,20 @@ export interface TemplateRig {
   rt: Runtime;
   store: WorkspaceStore;
   server: WsupServer;
+  /** The server's templates: `replace` them to change what workspaces are outdated against. */
+  templates: TemplateSet;
   client(role: Role): WsupClient;
   close(): Promise<void>;
 }
 
-export async function startTemplateRig(o: { provider: ProviderKind; config: unknown; runtime?: Partial<RuntimeOptions> }): Promise<TemplateRig> {
+export async function startTemplateRig(o: { provider: ProviderKind; config: unknown; runtime?: Partial<RuntimeOptions>; autoUpdate?: AutoUpdateOptions }): Promise<TemplateRig> {
   const dir = mkdtempSync(join(tmpdir(), 'wsup-tmpl-'));
   const store = await openStore({ dataDir: dir });
-  const rt = await buildRuntime({ provider: o.provider, dataDir: dir, store, logger: silentLogger, ...o.runtime });
   const templates = TemplateSet.fromConfig(parseConfig('test config', o.config, { provider: o.provider }), providerDefaultTemplate(o.provider));
+  // As `wsup serve` wires it: re-render outdated workspaces that opted in, before the claim service's token.
+  const auto = o.autoUpdate ? new AutoUpdate(templates, o.autoUpdate) : null;
+  const rt = await buildRuntime({ provider: o.provider, dataDir: dir, store, logger: silentLogger, ...(auto ? { prepareSpec: auto.prepareSpec } : {}), ...o.runtime });
+  auto?.attach(rt.supervisor);
   const tokens = staticTokens((Object.keys(TOKENS) as Role[]).map((role) => ({ token: TOKENS[role], role })));
   const server = createServer({ supervisor: rt.supervisor, tokens, port: 0, templates, ...(rt.claims ? { claims: rt.claims } : {}) });
   const { port } = await server.listen();
@@ -40,6 +45,7 @@ export async function startTemplateRig(o: { provider: ProviderKind; config: unkn
     rt,
     store,
     server,
+    templates,
     client(role) {
       const c = new WsupClient({ url: `ws://127.0.0.1:${port}/control`, token: TOKENS[role], WebSocket, reconnect: false });
       clients.push(c);

@@ -123,5 +123,7 @@ describe('examples/wsup.config.json', () => {
     expect(web).toMatchObject({ env: { APP_MODE: 'dev', LOG_LEVEL: 'debug' }, mounts: [{ source: '/srv/wsup/alice', target: '/src', type: 'bind', readOnly: true }] });
     expect(() => set.specFor({ template: 'web', params: { env: { LOG_LEVEL: 'trace' } } }, 'operator', 'w')).toThrow('params.env.LOG_LEVEL: must be one of "debug", "info", "warn"');
     expect(() => set.specFor({ template: 'debug-host' }, 'operator', 'w')).toThrow('template debug-host is for role admin');
+    expect(web.wsupPolicyDefaults).toEqual({ idleTimeoutMs: 1_800_000, autoUpdate: 'on-start' });
+    expect(set.limits()).toEqual({ perTemplate: { web: 20 } });
   });
 });

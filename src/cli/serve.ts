@@ -1,6 +1,6 @@
 /**
  * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
- * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor).
+ * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor). SIGHUP reloads `--config`.
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -91,7 +91,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   });
   // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
   const logger = m.pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, m.pino.destination(2));
-  reloadOnHangup(f, templates, logger);
+  if (f.config !== undefined) reloadOnHangup(() => templatesFor(f), templates, logger);
   if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates);
   const store = opening ? await opening : undefined;
   const autoUpdate = new AutoUpdate(templates, { onError: (err, ctx) => logger.warn({ workspaceId: ctx.id }, ctx.what) });
@@ -218,11 +218,10 @@ function templatesFor(f: ServeFlags): TemplateSet {
  * logged with its path) and the templates in use stay. Workspaces keep their specs: those whose template
  * changed show `outdated` until `workspace.update` or, with `autoUpdate: 'on-start'`, their next start.
  */
-function reloadOnHangup(f: ServeFlags, templates: TemplateSet, logger: Logger): void {
-  if (f.config === undefined) return;
+function reloadOnHangup(load: () => TemplateSet, templates: TemplateSet, logger: Logger): void {
   process.on('SIGHUP', () => {
     try {
-      const next = templatesFor(f);
+      const next = load();
       const changed = next.all.filter((t) => templates.get(t.name)?.version !== t.version).map((t) => t.name);
       templates.replace(next.all);
       logger.info({ templates: next.names, changed }, 'templates reloaded');

@@ -51,7 +51,7 @@ describe('wsup pool', () => {
       runCli(['pool', 'set', 'cli-x', '--desired', '1', '--policy', '{nope', '--json', ...as('admin')]),
     ]);
     for (const r of [noDesired, badDesired, both, badPolicy]) expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(JSON.parse(badPolicy.stdout).error.message).toContain('--policy is not JSON');
+    expect((JSON.parse(badPolicy.stdout) as { error: { message: string } }).error.message).toContain('--policy is not JSON');
     expect(await rig.store.pools.get('cli-x')).toBeNull();
 
     const spec = await runCli(['pool', 'set', 'cli-x', '--desired', '1', '--spec', '{"image":"x"}', '--json', ...as('operator')]);

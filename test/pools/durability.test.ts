@@ -41,8 +41,8 @@ async function serve(): Promise<{ child: ChildProcess; client: WsupClient }> {
   children.push(child);
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const url = await vi.waitFor(() => {
     const m = /ready on (\S+)/.exec(stdout);
     if (!m) throw new Error(`not ready yet: ${stderr.slice(-2000)}`);

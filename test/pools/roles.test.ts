@@ -83,7 +83,7 @@ describe('pool roles', () => {
     const results = await Promise.all(names.map((pool) => refusal(op.call('pool.set', { pool, desired: 0 }))));
     const refused = results.filter((e) => e !== null);
     expect(refused).toHaveLength(5);
-    for (const e of refused) expect(e!.message).toContain(`at most ${MAX_POOLS} pools`);
+    for (const e of refused) expect(e.message).toContain(`at most ${MAX_POOLS} pools`);
     expect(await rig.store.pools.count()).toBe(MAX_POOLS);
   }, 120_000);
 });

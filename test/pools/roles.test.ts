@@ -59,6 +59,12 @@ describe('pool roles', () => {
     const ok = await op.call('pool.set', { pool: 'op', desired: 2 });
     expect(ok).toMatchObject({ pool: 'op', desired: 2, template: 'default' });
     await vi.waitFor(async () => expect(await op.call('pool.get', { pool: 'op' })).toMatchObject({ ready: 2 }), { timeout: 20_000 });
+    // The gauges on /metrics say the same, per pool.
+    const metrics = await (await fetch(`${rig.url}/metrics`)).text();
+    expect(metrics).toMatch(/^wsup_pool_desired\{pool="op"\} 2$/m);
+    expect(metrics).toMatch(/^wsup_pool_ready\{pool="op"\} 2$/m);
+    expect(metrics).toMatch(/^wsup_pool_starting\{pool="op"\} 0$/m);
+    expect(metrics).toMatch(/^wsup_pool_failing\{pool="op"\} 0$/m);
   });
 
   it('a flood of pool.set from an operator never makes more than desired, and stops at the pool cap', async () => {

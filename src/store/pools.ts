@@ -38,6 +38,8 @@ export type PoolHealth = Pick<PoolRecord, 'failures' | 'lastError' | 'backoffUnt
 export interface PoolMember {
   id: string;
   owner: string;
+  /** Its owner holds a claim on it: a user's workspace now, whatever the owner's name looks like. */
+  claimed: boolean;
   createdAt: number;
 }
 
@@ -103,11 +105,12 @@ export class PoolStore {
 
   /** The pool's live prebuilds, oldest first. */
   async members(pool: string): Promise<PoolMember[]> {
-    const { rows } = await this.engine.query<{ id: string; owner: string; created_at: Date }>(
-      `SELECT id, owner, created_at FROM workspaces WHERE pool = $1 AND prebuild AND destroyed_at IS NULL ORDER BY created_at, id`,
+    const { rows } = await this.engine.query<{ id: string; owner: string; claimed: boolean; created_at: Date }>(
+      `SELECT w.id, w.owner, w.created_at, EXISTS (SELECT 1 FROM claims c WHERE c.workspace_id = w.id AND c.owner_id = w.owner) AS claimed
+       FROM workspaces w WHERE w.pool = $1 AND w.prebuild AND w.destroyed_at IS NULL ORDER BY w.created_at, w.id`,
       [pool],
     );
-    return rows.map((r) => ({ id: r.id, owner: r.owner, createdAt: r.created_at.getTime() }));
+    return rows.map((r) => ({ id: r.id, owner: r.owner, claimed: r.claimed, createdAt: r.created_at.getTime() }));
   }
 
   /**

@@ -246,7 +246,7 @@ export class PoolService {
   private async applyPending(row: PoolRecord, r: Reconciler): Promise<PoolRecord> {
     const { failed, errors, completed } = r.pending;
     r.pending = noPending();
-    const unclaimed = new Set(r.members.filter((m) => m.owner === SYSTEM_OWNER).map((m) => m.id));
+    const unclaimed = new Set(r.members.filter((m) => m.owner === SYSTEM_OWNER && !m.claimed).map((m) => m.id));
     let { failures, lastError, backoffUntil } = row;
     if ([...completed].some((id) => unclaimed.has(id)) && (failures > 0 || backoffUntil !== null)) {
       failures = 0;
@@ -278,7 +278,7 @@ export class PoolService {
         }
         this.memberOf.set(id, row.pool);
         // Wall time, like the store's created_at it is compared with.
-        r.members.push({ id, owner: SYSTEM_OWNER, createdAt: Date.now() });
+        r.members.push({ id, owner: SYSTEM_OWNER, claimed: false, createdAt: Date.now() });
         this.ensure(row.pool, id);
       }
       // Stop here; the next pass counts the failure and backs off.
@@ -313,7 +313,7 @@ export class PoolService {
     const c: Counts = { ready: [], starting: [], failing: [], stopped: [], retired: [] };
     const sup = this.opts.supervisor;
     for (const m of members) {
-      if (m.owner !== SYSTEM_OWNER && m.owner !== RETIRED_OWNER) continue; // claimed: never counted, never touched
+      if (m.claimed || (m.owner !== SYSTEM_OWNER && m.owner !== RETIRED_OWNER)) continue; // claimed: never counted, never touched
       if (!sup.has(m.id)) continue; // quarantined: reported by recovery
       const v = sup.get(m.id);
       if (v.state === 'destroyed') continue;

@@ -85,8 +85,8 @@ export async function poolRig(opts: { latencyMs?: number; fault?: FaultPlan; poo
       const rows = await store.pools.members(pool);
       const views = rows.filter((m) => sup.has(m.id)).map((m) => ({ m, v: sup.get(m.id) }));
       return {
-        unclaimed: views.filter(({ m, v }) => m.owner === SYSTEM_OWNER && v.desired !== 'destroyed').map(({ v }) => v),
-        claimed: views.filter(({ m }) => m.owner !== SYSTEM_OWNER && !m.owner.startsWith('system:')).map(({ v }) => v),
+        unclaimed: views.filter(({ m, v }) => m.owner === SYSTEM_OWNER && !m.claimed && v.desired !== 'destroyed').map(({ v }) => v),
+        claimed: views.filter(({ m }) => m.claimed).map(({ v }) => v),
       };
     },
     async close() {

@@ -62,6 +62,11 @@ describe.each(engines)('pool store on %s', (_name, fixture) => {
       expect(owner).toBe(claim.won ? 'alice' : RETIRED_OWNER);
     }
     expect(await a!.claims.claimFromPool({ pool: 'race', ownerId: 'bob', claimBuildId: 'cb-x' })).toBeNull();
+    // A user whose name is the retired owner's is still a claimer: the pool sees a claimed prebuild.
+    await a!.claims.registerPrebuild('pb-named', {}, 'race');
+    expect((await a!.claims.claim({ workspaceId: 'pb-named', ownerId: RETIRED_OWNER, claimBuildId: 'cb-n' })).won).toBe(true);
+    expect((await a!.pools.members('race')).find((m) => m.id === 'pb-named')).toMatchObject({ owner: RETIRED_OWNER, claimed: true });
+    expect((await a!.pools.members('race')).filter((m) => m.claimed)).toHaveLength(1 + (await a!.pools.members('race')).filter((m) => m.owner === 'alice').length);
     expect((await a!.pools.members('race')).filter((m) => m.owner === SYSTEM_OWNER)).toEqual([]);
   });
 });

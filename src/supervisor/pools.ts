@@ -22,15 +22,12 @@ import { RETIRED_OWNER, SYSTEM_OWNER, type PoolMember, type PoolRecord, type Wor
 import type { ClaimService } from './claims.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Supervisor } from './supervisor.ts';
-import type { PolicyPatch, SupervisorEvent, WorkspaceView } from './types.ts';
+import { checkPoolName, classify, definition, MAX_DESIRED, MAX_POOLS, notFound, poolView, type PoolSetRequest, type RenderSpec } from './pool-rules.ts';
+import type { SupervisorEvent, WorkspaceView } from './types.ts';
 
 export type { PoolView };
+export { MAX_DESIRED, MAX_POOLS, type PoolSetRequest, type RenderSpec } from './pool-rules.ts';
 
-/** Most prebuilds one pool may keep, and most pools: a flood of `pool.set` cannot make more than this. */
-export const MAX_DESIRED = 1_000;
-export const MAX_POOLS = 256;
-/** Pool names become prebuild ids `<pool>-<8 hex>`, so they follow the workspace id rule with 9 chars to spare. */
-const POOL_NAME = /^[a-z0-9][a-z0-9_.-]{0,53}$/;
 /** New prebuilds created at once in one pass (their creates commit together). */
 const CREATE_BATCH = 32;
 
@@ -48,30 +45,6 @@ export interface PoolServiceOptions {
   newSuffix?: () => string;
   /** Errors nobody awaits (a pass that could not read the store); never thrown. */
   onError?: (err: unknown, context: { id?: string; what: string }) => void;
-}
-
-/** What `set` asks for. Absent `template`/`spec`/`policy` keep the pool's current ones. */
-export interface PoolSetRequest {
-  pool: string;
-  desired: number;
-  template?: string | undefined;
-  params?: Record<string, unknown> | undefined;
-  spec?: Record<string, unknown> | undefined;
-  policy?: PolicyPatch | undefined;
-}
-
-/** Turns a template (and its params) or a raw spec into the provider spec: the server's TemplateSet decides. */
-export type RenderSpec = (req: { template?: string; params?: Record<string, unknown>; spec?: Record<string, unknown> }) => Record<string, unknown>;
-
-/** How a pool's unclaimed prebuilds are doing, by view. */
-interface Counts {
-  ready: WorkspaceView[];
-  starting: WorkspaceView[];
-  failing: WorkspaceView[];
-  /** Idle and not asked to run (a start refused, or a crash between create and ensure): started before new ones are made. */
-  stopped: WorkspaceView[];
-  /** Taken back by the pool but not destroyed yet (a crash came between). */
-  retired: WorkspaceView[];
 }
 
 /** What happened to a pool's prebuilds since its last pass, applied by the next one. */
@@ -143,12 +116,12 @@ export class PoolService {
   async get(pool: string): Promise<PoolView> {
     const row = await this.opts.store.pools.get(pool);
     if (row === null) throw notFound(pool);
-    return this.view(row, this.classify(await this.opts.store.pools.members(pool)));
+    return poolView(row, classify(await this.opts.store.pools.members(pool), this.opts.supervisor));
   }
 
   async list(): Promise<PoolView[]> {
     const rows = await this.opts.store.pools.list();
-    return Promise.all(rows.map(async (row) => this.view(row, this.classify(await this.opts.store.pools.members(row.pool)))));
+    return Promise.all(rows.map(async (row) => poolView(row, classify(await this.opts.store.pools.members(row.pool), this.opts.supervisor))));
   }
 
   /** Stop keeping the pool: destroy its unclaimed prebuilds (claimed ones are never touched) and drop the row. */
@@ -158,7 +131,7 @@ export class PoolService {
     // In the pool's turn, so no pass fills it meanwhile.
     const done = r.chain.then(async () => {
       if (!(await this.opts.store.pools.delete(pool))) throw notFound(pool);
-      const c = this.classify(await this.opts.store.pools.members(pool));
+      const c = classify(await this.opts.store.pools.members(pool), this.opts.supervisor);
       const destroyed = await this.retireAndDestroy(pool, [...c.failing, ...c.stopped, ...c.starting, ...c.ready].map((v) => v.id));
       for (const v of c.retired) this.destroy(pool, v.id);
       this.forget(pool);
@@ -170,7 +143,7 @@ export class PoolService {
 
   /** Per-pool counts from the actors' views now, for the gauges (no store query). */
   gauges(): PoolView[] {
-    return [...this.rows.values()].map((row) => this.view(row, this.classify(this.reconcilers.get(row.pool)?.members ?? [])));
+    return [...this.rows.values()].map((row) => poolView(row, classify(this.reconcilers.get(row.pool)?.members ?? [], this.opts.supervisor)));
   }
 
   /** Resolves once no pass is running or queued (tests, shutdown). */
@@ -219,7 +192,7 @@ export class PoolService {
     row = await this.applyPending(row, r);
     this.rows.set(pool, row);
     const now = this.clock.now();
-    const c = this.classify(r.members);
+    const c = classify(r.members, this.opts.supervisor);
     // Resume destroys a crash interrupted, and never keep a failed prebuild: a broken template must not pile them up.
     for (const v of c.retired) this.destroy(pool, v.id);
     await this.retireAndDestroy(pool, c.failing.filter((v) => v.desired !== 'destroyed' && !c.retired.includes(v)).map((v) => v.id));
@@ -307,38 +280,6 @@ export class PoolService {
   private destroy(pool: string, id: string): void {
     if (!this.opts.supervisor.has(id)) return;
     this.opts.supervisor.destroy(id, { requester: `pool:${pool}` }).catch((err: unknown) => this.report(err, pool, `destroying prebuild ${id} failed`));
-  }
-
-  private classify(members: readonly PoolMember[]): Counts {
-    const c: Counts = { ready: [], starting: [], failing: [], stopped: [], retired: [] };
-    const sup = this.opts.supervisor;
-    for (const m of members) {
-      if (m.claimed || (m.owner !== SYSTEM_OWNER && m.owner !== RETIRED_OWNER)) continue; // claimed: never counted, never touched
-      if (!sup.has(m.id)) continue; // quarantined: reported by recovery
-      const v = sup.get(m.id);
-      if (v.state === 'destroyed') continue;
-      if (m.owner === RETIRED_OWNER && v.desired !== 'destroyed') c.retired.push(v);
-      if (failing(v)) c.failing.push(v);
-      else if (m.owner === RETIRED_OWNER || v.desired === 'destroyed') continue; // on its way out
-      else if (v.state === 'running') c.ready.push(v);
-      else if (v.state === 'starting' || v.state === 'stopping' || v.desired === 'running') c.starting.push(v);
-      else c.stopped.push(v);
-    }
-    return c;
-  }
-
-  private view(row: PoolRecord, c: Counts): PoolView {
-    return {
-      pool: row.pool,
-      desired: row.desired,
-      ready: c.ready.length,
-      starting: c.starting.length + c.stopped.length,
-      failing: c.failing.length,
-      lastError: row.lastError,
-      backoffUntil: row.backoffUntil,
-      template: row.template,
-      policy: row.policy,
-    };
   }
 
   private onEvent(ev: SupervisorEvent): void {
@@ -432,33 +373,4 @@ export class PoolService {
       // a throwing reporter must not break the reconciler
     }
   }
-}
-
-/** A prebuild whose last start failed: in `failed`, or retrying the cycle that just failed. */
-function failing(v: WorkspaceView): boolean {
-  return v.state === 'failed' || (v.state !== 'running' && v.lastError !== null && v.lastError.cycle >= v.cycle - 1);
-}
-
-function checkPoolName(pool: string): void {
-  if (!POOL_NAME.test(pool)) {
-    throw new WsupError(
-      'WSUP_INVALID_ARGUMENT',
-      `pool ${JSON.stringify(pool)}: a pool name is 1-54 chars of a-z, 0-9, '_', '.', '-', starting with a letter or digit (its prebuilds are named <pool>-<8 hex>, a workspace id of at most 63 chars)`,
-    );
-  }
-}
-
-/** The template, params and spec a `set` leaves the pool with: what it passed, else what the pool had. */
-function definition(req: PoolSetRequest, current: PoolRecord | null, render: RenderSpec): Pick<PoolRecord, 'template' | 'params' | 'spec'> {
-  if (req.spec !== undefined) return { template: null, params: null, spec: render({ spec: req.spec }) };
-  if (req.template === undefined && req.params === undefined && current !== null && current.template === null) {
-    return { template: null, params: null, spec: current.spec };
-  }
-  const template = req.template ?? current?.template ?? 'default';
-  const params = req.params ?? (req.template === undefined ? (current?.params ?? undefined) : undefined);
-  return { template, params: params ?? null, spec: render({ template, ...(params ? { params } : {}) }) };
-}
-
-function notFound(pool: string): WsupError {
-  return new WsupError('WSUP_NOT_FOUND', `pool ${pool} not found: create it with pool.set (wsup pool set ${pool} --desired N)`);
 }

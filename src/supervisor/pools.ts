@@ -76,7 +76,7 @@ export class PoolService {
   private readonly rows = new Map<string, PoolRecord>();
   private subscription: Subscription | null = null;
   private sweepTimer: unknown = null;
-  private creating: Promise<unknown> = Promise.resolve();
+  private definitions: Promise<unknown> = Promise.resolve();
   private closed = false;
 
   constructor(private readonly opts: PoolServiceOptions) {
@@ -98,7 +98,7 @@ export class PoolService {
     }
     if (req.template !== undefined && req.spec !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `pool ${req.pool}: pass at most one of template and spec`);
     // One definition write at a time: the pool count check and the insert cannot interleave.
-    const write = this.creating.then(async () => {
+    const write = this.definitions.then(async () => {
       const current = await this.opts.store.pools.get(req.pool);
       if (current === null && (await this.opts.store.pools.count()) >= MAX_POOLS) {
         throw new WsupError('WSUP_INVALID_ARGUMENT', `pool ${req.pool}: this server keeps at most ${MAX_POOLS} pools: delete one (wsup pool delete) or reuse an existing pool`);
@@ -106,7 +106,7 @@ export class PoolService {
       const def = definition(req, current, render);
       return this.opts.store.pools.put({ pool: req.pool, desired: req.desired, ...def, policy: req.policy ?? current?.policy ?? null });
     });
-    this.creating = write.catch(() => undefined);
+    this.definitions = write.catch(() => undefined);
     this.rows.set(req.pool, await write);
     await this.trigger(req.pool);
     return this.get(req.pool);

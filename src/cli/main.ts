@@ -8,6 +8,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import * as cmd from './commands.ts';
+import { registerPoolCommands } from './pool.ts';
 import { EDGE_DEFAULTS } from '../server/edge-defaults.ts';
 import { defaultDataDir, type ClientFlags } from './context.ts';
 import type { ServeFlags } from './serve.ts';
@@ -102,6 +103,7 @@ client(
     .option('--pool <pool>', 'claim the oldest unclaimed prebuild of this pool instead of an id')
     .option('--user <user>', 'the new owner'),
 ).action((id: string | undefined, f: Parameters<typeof cmd.claim>[1]) => set(cmd.claim(id, f)));
+registerPoolCommands(program, client, set);
 program
   .command('token')
   .description('print the local admin token, rotate it, or issue a role token')

@@ -22,6 +22,7 @@ import type { WorkspaceStore } from '../store/index.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
+import { PoolService } from '../supervisor/pools.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
 import { Supervisor, type SupervisorOptions } from '../supervisor/supervisor.ts';
 
@@ -63,6 +64,8 @@ export interface Runtime {
   history?: HistoryFn;
   /** Prebuild claims and the `/agent` channel's state, when the store is wired. */
   claims?: ClaimService;
+  /** Prebuild pools that keep themselves full, when the store is wired. */
+  pools?: PoolService;
   /** What got wired, for the startup banner. */
   wiring: { provider: string; store: string };
   /** Shut down: provider calls in flight get up to `deadlineMs` (default `DEFAULT_SHUTDOWN_GRACE_MS`). */
@@ -100,6 +103,9 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   } else {
     supervisor = new Supervisor({ ...common, ...(prepareSpec ? { prepareSpec } : {}) });
   }
+  // After recovery, so the first pass counts every restored prebuild. Not awaited: boot does not wait for pools to fill.
+  const pools = store && claims ? new PoolService({ store, claims, supervisor, onError: common.onError }) : null;
+  pools?.start().catch((err: unknown) => common.onError(err, { what: 'starting the pool reconcilers failed' }));
 
   const bus = createBus({ sink: supervisor, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
   const unwatch = provider.watch?.((ev) => {
@@ -119,11 +125,13 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
     filesWritten,
     ...(store ? { history: (id: string, limit: number) => eventHistory(store, id, limit) } : {}),
     ...(claims ? { claims } : {}),
+    ...(pools ? { pools } : {}),
     wiring: { provider: provider.kind, store: store ? store.kind : 'memory (nothing persisted)' },
     close(deadlineMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       closing ??= (async () => {
         unwatch?.();
         await bus.close(); // flushes open bursts into the actors first: nothing written is lost
+        await pools?.close(); // no pass asks for anything once the supervisor drains
         await supervisor.shutdown({ deadlineMs });
         claims?.close();
         await provider.close?.();

@@ -114,6 +114,7 @@ export async function serve(f: ServeFlags): Promise<number> {
       onFilesWritten: rt.filesWritten,
       ...(rt.history ? { history: rt.history } : {}),
       ...(rt.claims ? { claims: rt.claims } : {}),
+      ...(rt.pools ? { pools: rt.pools } : {}),
       templates,
     });
   return run(m, { f, port, dataDir, logger, started, rt, server, graceMs, closing: 'shutting down' });

@@ -6,6 +6,7 @@ import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import { isRecord, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
+import type { PoolService } from '../supervisor/pools.ts';
 import { providerDefaultTemplate, SPEC_PARAMS, TemplateSet, updateWorkspace } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import type { EventSink, Hub } from './hub.ts';
@@ -38,6 +39,8 @@ export interface HandlerDeps {
   claims?: ClaimService | undefined;
   /** What `workspace.create` may make; default: one `default` template, the provider's defaults. */
   templates?: TemplateSet | undefined;
+  /** Prebuild pools that keep themselves full: enables `pool.*`. */
+  pools?: PoolService | undefined;
 }
 
 type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
@@ -69,10 +72,11 @@ export class Handlers {
       'workspace.setPolicy': async () => notYet('workspace.setPolicy'),
       'workspace.activity': async () => notYet('workspace.activity'),
       'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn), role: conn.role }),
-      'pool.set': async () => notYet('pool.set'),
-      'pool.get': async () => notYet('pool.get'),
-      'pool.list': async () => notYet('pool.list'),
-      'pool.delete': async () => notYet('pool.delete'),
+      // A template renders with the caller's role, as `workspace.create` does; a raw spec is the admin's (PARAM_ROLE).
+      'pool.set': async (p, conn) => poolsOf(deps).set(p, (req) => templates.specFor(req, conn.role, p.pool)),
+      'pool.get': async (p) => poolsOf(deps).get(p.pool),
+      'pool.list': async () => ({ items: await poolsOf(deps).list() }),
+      'pool.delete': async (p) => poolsOf(deps).delete(p.pool),
       'workspace.ensure': async (p, conn) => {
         const r = await sup.ensure(p.id, { requester: who(conn) });
         return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
@@ -166,6 +170,11 @@ export class Handlers {
 function claimsOf(deps: HandlerDeps): ClaimService {
   if (!deps.claims) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuilds and claims need the store: run wsup serve without --memory');
   return deps.claims;
+}
+
+function poolsOf(deps: HandlerDeps): PoolService {
+  if (!deps.pools) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuild pools need the store: run wsup serve without --memory (and without --cluster)');
+  return deps.pools;
 }
 
 function filesReason(paths: string[]): string {

@@ -14,6 +14,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import type { ServerBackend } from './backend.ts';
+import type { PoolService } from '../supervisor/pools.ts';
 import type { CycleWhy } from '../supervisor/types.ts';
 
 export type ProviderCallListener = (op: 'start' | 'stop', id: string, ms: number, ok: boolean) => void;
@@ -39,7 +40,7 @@ export interface ServerMetrics {
   close(): void;
 }
 
-export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap): ServerMetrics {
+export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, pools?: PoolService): ServerMetrics {
   const registry = new Registry();
   const cycles = new Counter({
     name: 'wsup_requests_total',
@@ -71,6 +72,7 @@ export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap):
       for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
+  if (pools) poolGauges(registry, pools);
   const connections = new Gauge({ name: 'wsup_ws_connections', help: 'Open /control WebSocket connections', registers: [registry] });
   const errors = new Counter({ name: 'wsup_rpc_errors_total', help: 'JSON-RPC error replies by wsup or JSON-RPC code', labelNames: ['code'], registers: [registry] });
 
@@ -108,4 +110,23 @@ export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap):
       unlisten?.();
     },
   };
+}
+
+/** Per pool: what it keeps, and its unclaimed prebuilds by how they are doing (read from the actors at scrape time). */
+function poolGauges(registry: Registry, pools: PoolService): void {
+  const gauge = (name: string, help: string, pick: (v: ReturnType<PoolService['gauges']>[number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pool'],
+      registers: [registry],
+      collect() {
+        this.reset(); // a deleted pool's series goes away
+        for (const v of pools.gauges()) this.set({ pool: v.pool }, pick(v));
+      },
+    });
+  gauge('wsup_pool_desired', 'Prebuilds each pool keeps started and unclaimed', (v) => v.desired);
+  gauge('wsup_pool_ready', 'Unclaimed running prebuilds per pool: what a claim takes first', (v) => v.ready);
+  gauge('wsup_pool_starting', 'Unclaimed prebuilds per pool on their way to running', (v) => v.starting);
+  gauge('wsup_pool_failing', 'Unclaimed prebuilds per pool whose last start failed', (v) => v.failing);
 }

@@ -19,6 +19,7 @@ import { BehaviorSubject, type Observable } from 'rxjs';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_PATH } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
+import type { PoolService } from '../supervisor/pools.ts';
 import type { TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
@@ -67,6 +68,8 @@ export interface ServerOptions {
   claims?: ClaimService;
   /** What `workspace.create` may make (`wsup serve --config`); default: the provider's defaults only. */
   templates?: TemplateSet;
+  /** Prebuild pools: enables `pool.*` and the per-pool gauges on `/metrics`. */
+  pools?: PoolService;
   /** Test seam of the `/agent` channel: runs just before a reinit is written. */
   beforeAgentDeliver?: AgentChannelOptions['beforeDeliver'];
   /** HTML for `GET /` instead of the built visualizer. */
@@ -105,10 +108,10 @@ export function createServer(opts: ServerOptions): WsupServer {
   const tokenOfSocket = new Map<WebSocket, string>();
   let stopRecheck: (() => void) | null = null;
   const life = new BehaviorSubject<ServerLifecycle>('starting');
-  const metrics = createMetrics(opts.supervisor, opts.providerCalls);
+  const metrics = createMetrics(opts.supervisor, opts.providerCalls, opts.pools);
   // With a store-backed history the ring would only duplicate it: keep none.
   const hub = new Hub(opts.supervisor, opts.history ? 0 : (opts.historySize ?? 100));
-  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims, templates: opts.templates });
+  const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims, templates: opts.templates, pools: opts.pools });
   const agents: AgentChannel | null = opts.claims
     ? createAgentChannel({ backend: opts.claims, logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
     : null;

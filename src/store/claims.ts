@@ -70,12 +70,13 @@ export class ClaimStore {
   }
 
   /**
-   * Claim the oldest unclaimed prebuild of a pool; null when the pool is empty. SKIP LOCKED lets concurrent
-   * claimers take different prebuilds instead of queueing on the same one.
+   * Claim an unclaimed prebuild of a pool: a running one first (the claimer gets a workspace that is up),
+   * then the oldest; null when the pool is empty. SKIP LOCKED lets concurrent claimers take different
+   * prebuilds instead of queueing on the same one.
    */
   async claimFromPool(req: { pool: string; ownerId: string; claimBuildId: string }): Promise<Claim | null> {
     const pick = `SELECT id FROM workspaces WHERE pool = $1 AND prebuild AND owner = $4 AND destroyed_at IS NULL
-                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
+                  ORDER BY state = 'running' DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
     const { rows } = await this.engine.query<ClaimRow>(claimSql(pick), [req.pool, req.ownerId, req.claimBuildId, SYSTEM_OWNER]);
     return rows[0] ? toClaim(rows[0]) : null;
   }

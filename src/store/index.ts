@@ -11,6 +11,7 @@ export { isPostgresUrl, DEFAULT_DATA_DIR, type SqlEngine, type SqlQueryable, typ
 export { migrate, MIGRATIONS, LATEST_SCHEMA_VERSION, type Migration, type MigrationResult } from './migrations.ts';
 export { GroupCommitter, type GroupCommitStats, type GroupCommitOptions } from './group-commit.ts';
 export { ClaimStore, type AgentView, type Claim, type ClaimAttempt } from './claims.ts';
+export { PoolStore, RETIRED_OWNER, type PoolDefinition, type PoolHealth, type PoolMember, type PoolRecord } from './pools.ts';
 export { TokenStore, ProcessRecordStore, hashToken, type ApiToken } from './records.ts';
 export {
   SYSTEM_OWNER,

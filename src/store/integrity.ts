@@ -18,6 +18,7 @@ const TABLES: ReadonlyArray<readonly [table: string, key: string]> = [
   ['agent_tokens', 'workspace_id'],
   ['api_tokens', 'hash'],
   ['process_records', 'workspace_id'],
+  ['pools', 'pool'],
 ];
 
 /** What the operator can do about a damaged store of this engine. */

@@ -177,6 +177,28 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE workspaces ALTER COLUMN snapshot TYPE text USING snapshot::text;
     `,
   },
+  {
+    version: 7,
+    name: 'prebuild pools',
+    sql: `
+      -- What each pool keeps (desired prebuilds of one spec) and how its template has been doing: the
+      -- reconciler's failure count and backoff survive a restart. Times from the supervisor's clock are
+      -- epoch ms, so a simulated clock's values come back exactly.
+      CREATE TABLE pools (
+        pool          text PRIMARY KEY,
+        desired       integer NOT NULL CHECK (desired >= 0),
+        template      text,
+        params        jsonb,
+        spec          jsonb NOT NULL,
+        policy        jsonb,
+        failures      integer NOT NULL DEFAULT 0,
+        last_error    jsonb,
+        backoff_until bigint,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        updated_at    timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

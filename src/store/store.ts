@@ -20,6 +20,7 @@ import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './grou
 import { checkIntegrity } from './integrity.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
 import { EVENT_COLUMNS, eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
+import { PoolStore } from './pools.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
   SYSTEM_OWNER,
@@ -82,6 +83,7 @@ export class WorkspaceStore {
   readonly claims: ClaimStore;
   readonly tokens: TokenStore;
   readonly processes: ProcessRecordStore;
+  readonly pools: PoolStore;
   private readonly committer: GroupCommitter<PreparedCommit>;
   private closing: Promise<void> | null = null;
   private readonly fence: StoreOptions['fence'];
@@ -102,6 +104,7 @@ export class WorkspaceStore {
     this.claims = new ClaimStore(engine);
     this.tokens = new TokenStore(engine);
     this.processes = new ProcessRecordStore(engine);
+    this.pools = new PoolStore(engine);
   }
 
   /** Open PostgreSQL for a `postgres://` url, PGlite otherwise, and migrate. */

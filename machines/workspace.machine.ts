@@ -9,7 +9,7 @@
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
  */
-import { and, assign, enqueueActions, fromPromise, setup } from 'xstate';
+import { and, assign, enqueueActions, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
 import {
   backoffMs,
   crashLoop,
@@ -58,6 +58,10 @@ function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
 
 const DEFERRED_TIMER = 'deferredDue';
 
+/** The provider calls' results reach their actions as params, typed by the invoked actor. */
+const completed = { type: 'completeCycle', params: ({ event }: { event: DoneActorEvent<ProvisionOutput> }) => ({ output: event.output }) } as const;
+const stopped = { type: 'settleStopWaiters', params: ({ event }: { event: DoneActorEvent<DeprovisionOutput> }) => ({ output: event.output }) } as const;
+
 const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system');
 
 /**
@@ -65,12 +69,14 @@ const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system
  * when it should run, another stop attempt when it should not); past the limit it waits in `failed` with
  * exponential backoff. Either way the failed cycle's requesters are rejected with the cause.
  */
-const failureTransitions = () =>
-  [
-    { guard: 'crashLoop', target: 'failed', actions: 'failCycle' },
-    { guard: 'wantsRunning', target: 'stopping', reenter: true, actions: ['failCycle', { type: 'beginOutstanding', params: { retry: true } }] },
-    { target: 'stopping', reenter: true, actions: 'failCycle' },
+const failureTransitions = () => {
+  const failed = { type: 'failCycle', params: ({ event }: { event: ErrorActorEvent }) => ({ error: event.error }) } as const;
+  return [
+    { guard: { type: 'crashLoop', params: ({ event }: { event: ErrorActorEvent }) => ({ error: event.error }) }, target: 'failed', actions: failed },
+    { guard: 'wantsRunning', target: 'stopping', reenter: true, actions: [failed, { type: 'beginOutstanding', params: { retry: true } }] },
+    { target: 'stopping', reenter: true, actions: failed },
   ] as const;
+};
 
 export const workspaceMachine = setup({
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- xstate's documented typing idiom
@@ -103,7 +109,7 @@ export const workspaceMachine = setup({
     died: ({ event }) => event.type === 'LIVENESS' && !event.alive,
     wantsRunning: ({ context }) => context.desired === 'running',
     wantsDestroyed: ({ context }) => context.desired === 'destroyed',
-    crashLoop: ({ context, event }) => crashLoop(context, errorInfo((event as unknown as { error: unknown }).error, context.now).at),
+    crashLoop: ({ context }, params: { error: unknown }) => crashLoop(context, errorInfo(params.error, context.now).at),
   },
   actions: {
     observe: assign({ now: ({ context, event }) => at(context, event) }),
@@ -184,8 +190,7 @@ export const workspaceMachine = setup({
       enqueue.emit({ type: 'cycle.provisioning', cycle: context.cycle.n, at: context.now });
     }),
     /** The provider start succeeded: every request of the cycle is satisfied. */
-    completeCycle: enqueueActions(({ context, event, enqueue }) => {
-      const output = (event as unknown as { output: ProvisionOutput }).output;
+    completeCycle: enqueueActions(({ context, enqueue }, { output }: { output: ProvisionOutput }) => {
       const t = Math.max(context.now, output.at);
       const cycle = context.cycle;
       enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null });
@@ -200,8 +205,8 @@ export const workspaceMachine = setup({
       }
     }),
     /** A provider call failed: reject the cycle's requesters (and stop waiters) with the cause. */
-    failCycle: enqueueActions(({ context, event, enqueue }) => {
-      const info = errorInfo((event as unknown as { error: unknown }).error, context.now);
+    failCycle: enqueueActions(({ context, enqueue }, params: { error: unknown }) => {
+      const info = errorInfo(params.error, context.now);
       const t = Math.max(context.now, info.at);
       const failures = recentFailures(context, t, true);
       const looping = failures.length > context.config.maxRestarts;
@@ -241,9 +246,8 @@ export const workspaceMachine = setup({
         enqueue.emit({ type: 'settled', requesters: requesters(cancelled), ok: false, cycle: null, endpoint: null, starter: null, error, at: t });
       }
     }),
-    settleStopWaiters: enqueueActions(({ context, event, enqueue }) => {
-      const output = (event as unknown as { output?: { at?: number } }).output;
-      const t = Math.max(context.now, output?.at ?? context.now);
+    settleStopWaiters: enqueueActions(({ context, enqueue }, { output }: { output: DeprovisionOutput }) => {
+      const t = Math.max(context.now, output.at);
       enqueue.assign({ now: t, stopWaiters: [], endpoint: null });
       if (context.stopWaiters.length > 0) {
         enqueue.emit({ type: 'settled', requesters: context.stopWaiters, ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
@@ -319,9 +323,9 @@ export const workspaceMachine = setup({
         input: ({ context }) => ({ id: context.id, spec: context.spec, cycle: context.cycle?.n ?? context.cycleCount }),
         onDone: [
           // The pending flag drains into exactly one more cycle: stop what just started, start again.
-          { guard: and(['wantsRunning', 'hasPending']), target: 'stopping', actions: ['completeCycle', { type: 'beginOutstanding', params: { retry: false } }] },
-          { guard: 'wantsRunning', target: 'running', actions: 'completeCycle' },
-          { target: 'stopping', actions: 'completeCycle' },
+          { guard: and(['wantsRunning', 'hasPending']), target: 'stopping', actions: [completed, { type: 'beginOutstanding', params: { retry: false } }] },
+          { guard: 'wantsRunning', target: 'running', actions: completed },
+          { target: 'stopping', actions: completed },
         ],
         onError: failureTransitions(),
       },
@@ -354,11 +358,11 @@ export const workspaceMachine = setup({
         src: 'deprovision',
         input: ({ context }) => ({ id: context.id, cycle: context.cycle?.n ?? context.cycleCount }),
         onDone: [
-          { guard: 'wantsDestroyed', target: 'destroyed', actions: 'settleStopWaiters' },
-          { guard: 'hasCycle', target: 'starting', actions: 'settleStopWaiters' },
+          { guard: 'wantsDestroyed', target: 'destroyed', actions: stopped },
+          { guard: 'hasCycle', target: 'starting', actions: stopped },
           // Requests that arrived after a stop: the stop is done, now their cycle starts.
-          { guard: 'hasPending', target: 'starting', actions: ['settleStopWaiters', { type: 'beginOutstanding', params: { retry: false } }] },
-          { target: 'idle', actions: 'settleStopWaiters' },
+          { guard: 'hasPending', target: 'starting', actions: [stopped, { type: 'beginOutstanding', params: { retry: false } }] },
+          { target: 'idle', actions: stopped },
         ],
         onError: failureTransitions(),
       },

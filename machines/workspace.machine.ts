@@ -78,6 +78,18 @@ const failureTransitions = () => {
   ] as const;
 };
 
+/** While a provider call is in flight (`starting`, `stopping`): change what is desired and wait for the call. */
+const STOP_AFTER_CALL = {
+  STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
+  DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+} as const;
+
+/** With no call in flight and something up (`running`, `failed`): the provider stop begins at once. */
+const STOP_NOW = {
+  STOP: { target: 'stopping', actions: ['observe', 'supersede', 'wantStopped', 'addStopWaiter'] },
+  DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+} as const;
+
 export const workspaceMachine = setup({
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- xstate's documented typing idiom
   types: {} as {
@@ -338,8 +350,7 @@ export const workspaceMachine = setup({
         ],
         // After a stop arrived, a new ensure waits for the stop to finish and the next start.
         ENSURE: [{ guard: 'wantsDestroyed', actions: 'rejectDestroyed' }, { guard: 'wantsRunning', actions: 'join' }, { actions: 'queue' }],
-        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_AFTER_CALL,
         DEFERRED_DUE: { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] },
       },
     },
@@ -348,8 +359,7 @@ export const workspaceMachine = setup({
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
         ENSURE: { actions: 'answerRunning' },
-        STOP: { target: 'stopping', actions: ['observe', 'wantStopped', 'supersede', 'addStopWaiter'] },
-        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
       },
     },
@@ -378,8 +388,7 @@ export const workspaceMachine = setup({
           { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
           { actions: 'begin' },
         ],
-        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_AFTER_CALL,
         DEFERRED_DUE: [{ guard: 'joinable', actions: ['dueNow', 'deferredJoin'] }, { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] }],
       },
     },
@@ -393,8 +402,7 @@ export const workspaceMachine = setup({
       on: {
         RESTART: [{ guard: 'isManual', target: 'stopping', actions: 'begin' }, { guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         ENSURE: { target: 'stopping', actions: 'begin' },
-        STOP: { target: 'stopping', actions: ['observe', 'supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
         REARM: { target: 'failed', reenter: true, actions: ['observe', 'rearmDeferred'] },
       },

@@ -5,7 +5,8 @@
 
 /**
  * Why a restart was asked for: the one definition. `manual`, `claim` and `liveness` are never deferred.
- * The bus and the wire protocol keep their own copies (they must not import the machine); tests check them equal.
+ * The bus and the wire protocol keep their own copies (they must not import the machine); test/protocol/sources.test.ts
+ * checks them equal.
  */
 export const RESTART_SOURCES = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'] as const;
 export type RestartSource = (typeof RESTART_SOURCES)[number];

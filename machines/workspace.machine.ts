@@ -24,6 +24,18 @@ import {
   superseded,
 } from './workspace.rules.ts';
 import {
+  advanceSchedule,
+  dueAction,
+  earliestDue,
+  nextSchedule,
+  scheduledStartLabel,
+  startInWindow,
+  startWindowEnd,
+  timeUtc,
+  warningAt,
+  warningReason,
+} from './workspace.policy.ts';
+import {
   DEFAULT_CONFIG,
   NO_POLICY,
   type DeprovisionInput,
@@ -57,6 +69,8 @@ function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
 }
 
 const DEFERRED_TIMER = 'deferredDue';
+/** The one policy timer (docs/policies.md): armed at the earliest policy deadline, re-armed after it fires. */
+const POLICY_TIMER = 'policyDue';
 
 /** The provider calls' results reach their actions as params, typed by the invoked actor. */
 const completed = { type: 'completeCycle', params: ({ event }: { event: DoneActorEvent<ProvisionOutput> }) => ({ output: event.output }) } as const;
@@ -122,6 +136,12 @@ export const workspaceMachine = setup({
     wantsRunning: ({ context }) => context.desired === 'running',
     wantsDestroyed: ({ context }) => context.desired === 'destroyed',
     crashLoop: ({ context }, params: { error: unknown }) => crashLoop(context, errorInfo(params.error, context.now).at),
+    /** The quota's say on a scheduled start; the supervisor replaces it with `.provide({ guards })`. */
+    startAllowed: (_args) => true,
+    isDormant: ({ context }) => context.dormantSince !== null,
+    policyStopDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'stop',
+    policyDestroyDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'destroy',
+    scheduledStartDue: ({ context, event }) => startInWindow(context, at(context, event)),
   },
   actions: {
     observe: assign({ now: ({ context, event }) => at(context, event) }),
@@ -163,6 +183,8 @@ export const workspaceMachine = setup({
         desired: 'running',
         backoffUntil: null,
         failures: manual ? [] : context.failures,
+        dormantSince: null,
+        retryOf: null,
       });
       enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'started', cycle: cycle.n, at: req.at });
       enqueue.emit({ type: 'cycle.started', cycle, at: req.at });
@@ -171,9 +193,11 @@ export const workspaceMachine = setup({
     /** Begin a cycle for requests already answered: the pending flag, a due deferral, or a retry. */
     beginOutstanding: enqueueActions(({ context, enqueue }, params: { retry: boolean }) => {
       const t = context.now;
+      const retryOf = params.retry ? context.retryOf : null;
+      const why = retryOf !== null ? `retry of ${retryOf} after failure` : 'retry after failure';
       const cycle = nextCycle(context, [], t, {
         retry: params.retry,
-        ...(params.retry && context.lastError ? { source: 'programmatic', reason: `retry after failure: ${context.lastError.message}` } : {}),
+        ...(params.retry && context.lastError ? { source: retryOf !== null ? 'schedule' : 'programmatic', reason: `${why}: ${context.lastError.message}` } : {}),
       });
       enqueue.assign({
         cycle,
@@ -183,6 +207,8 @@ export const workspaceMachine = setup({
         deferred: null,
         backoffUntil: null,
         desired: 'running',
+        dormantSince: null,
+        retryOf,
       });
       enqueue.emit({ type: 'cycle.started', cycle, at: t });
       if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
@@ -205,7 +231,8 @@ export const workspaceMachine = setup({
     completeCycle: enqueueActions(({ context, enqueue }, { output }: { output: ProvisionOutput }) => {
       const t = Math.max(context.now, output.at);
       const cycle = context.cycle;
-      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null });
+      // A completed cycle counts as activity, so a scheduled start with old activity is not idle-stopped at once.
+      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null, lastActivity: { at: t, source: 'start' }, retryOf: null });
       if (cycle === null) return;
       enqueue.emit({ type: 'cycle.completed', cycle, endpoint: output.endpoint, at: t });
       // A stop arrived during the start: restart requesters got their cycle, ensure requesters did not.
@@ -286,6 +313,86 @@ export const workspaceMachine = setup({
       enqueue.cancel(DEFERRED_TIMER);
       enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: Math.max(0, context.deferred.until - context.now) });
     }),
+    /** The one policy timer: cancelled, then raised again for the earliest deadline in context (if any). */
+    armPolicy: enqueueActions(({ context, enqueue }) => {
+      enqueue.cancel(POLICY_TIMER);
+      const due = earliestDue(context);
+      if (due !== null) enqueue.raise({ type: 'POLICY_DUE', at: due }, { id: POLICY_TIMER, delay: Math.max(0, due - context.now) });
+    }),
+    disarmPolicy: enqueueActions(({ enqueue }) => enqueue.cancel(POLICY_TIMER)),
+    markRunning: assign({ runningSince: ({ context }) => context.now, stoppedAt: null }),
+    markStopped: assign({ stoppedAt: ({ context }) => context.now, runningSince: null }),
+    /** Entry to a state with a call in flight: neither running nor stopped (after the transition's actions ran). */
+    markBusy: assign({ runningSince: null, stoppedAt: null }),
+    noteActivity: assign(({ context, event }) => {
+      const t = at(context, event);
+      return { now: t, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null };
+    }),
+    setPolicy: assign(({ context, event }) => {
+      if (event.type !== 'SET_POLICY') return {};
+      const t = at(context, event);
+      return { now: t, policy: event.policy, schedule: nextSchedule(context.policy, event.policy, context.schedule, t) };
+    }),
+    /** A policy stop or destroy: say which rule fired; the transition's own actions do the rest. */
+    policyActs: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const due = dueAction(context, t);
+      if (due === null) return;
+      const fired = due.source === 'schedule' ? due.action === 'start' ? 'start' : 'stop' : null;
+      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
+      enqueue.emit({ type: 'policy', action: due.action, source: due.source, reason: due.reason, at: t });
+    }),
+    /** A scheduled start: one more request to the actor, a cycle from idle with the schedule as its why. */
+    beginScheduled: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const due = dueAction(context, t);
+      const schedule = context.policy.autostart;
+      if (due === null || schedule === null) return;
+      const req: Request = { requester: `policy:schedule#${context.cycleCount + 1}`, kind: 'ensure', source: 'schedule', reason: due.reason, at: t, outcome: 'started' };
+      const cycle = nextCycle(context, [req], t, { starter: req.requester });
+      enqueue.assign({
+        now: t,
+        cycle,
+        cycleCount: cycle.n,
+        lastCycleStartAt: t,
+        pending: [],
+        deferred: null,
+        desired: 'running',
+        backoffUntil: null,
+        dormantSince: null,
+        retryOf: scheduledStartLabel(schedule),
+        schedule: advanceSchedule(context, t, 'start'),
+      });
+      enqueue.emit({ type: 'policy', action: 'start', source: 'schedule', reason: due.reason, at: t });
+      enqueue.emit({ type: 'cycle.started', cycle, at: t });
+      if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
+    }),
+    /**
+     * The timer fired and no transition acts: send the warning, mark dormancy, skip a start the quota refused
+     * or whose window has passed, pass over occurrences of the other state's schedule. The caller re-arms.
+     */
+    policyTick: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const warnAt = warningAt(context);
+      if (warnAt !== null && warnAt <= t) {
+        const stopAt = context.runningSince! + context.policy.maxLifetimeMs!;
+        enqueue.assign({ warnedFor: context.runningSince });
+        enqueue.emit({ type: 'policy', action: 'warning', source: 'max-lifetime', reason: warningReason(context), stopAt, at: t });
+      }
+      const due = dueAction(context, t);
+      let fired: 'start' | null = null;
+      if (due?.action === 'dormant') {
+        enqueue.assign({ dormantSince: t });
+        enqueue.emit({ type: 'policy', action: 'dormant', source: 'dormancy', reason: due.reason, at: t });
+      } else if (due?.action === 'start') {
+        fired = 'start';
+        const why = startInWindow(context, t)
+          ? `${due.reason}: refused by the quota`
+          : `${due.reason}: missed, its window ended at ${timeUtc(startWindowEnd(context, due.at))}`;
+        enqueue.emit({ type: 'policy', action: 'skipped', source: 'schedule', reason: why, at: t });
+      }
+      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
+    }),
   },
 }).createMachine({
   id: 'workspace',
@@ -313,23 +420,35 @@ export const workspaceMachine = setup({
     dormantSince: null,
     warnedFor: null,
     schedule: { nextStart: null, nextStop: null },
+    retryOf: null,
   }),
   on: {
     SET_SPEC: { actions: ['observe', 'setSpec'] },
-    REARM: { actions: ['observe', 'rearmDeferred'] },
+    // Activity never re-arms the timer (the deadline is recomputed when it fires), except to end dormancy.
+    ACTIVITY: [{ guard: 'isDormant', actions: ['noteActivity', 'armPolicy'] }, { actions: 'noteActivity' }],
+    SET_POLICY: { actions: ['setPolicy', 'armPolicy'] },
+    REARM: { actions: ['observe', 'rearmDeferred', 'armPolicy'] },
   },
   states: {
     idle: {
+      entry: ['markStopped', 'armPolicy'],
+      exit: 'disarmPolicy',
       on: {
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'starting', actions: 'begin' }],
         ENSURE: { target: 'starting', actions: 'begin' },
         STOP: { actions: ['observe', 'supersede', 'answerStopped'] },
         DESTROY: { target: 'stopping', actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'starting', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+        POLICY_DUE: [
+          { guard: and(['scheduledStartDue', 'startAllowed']), target: 'starting', actions: 'beginScheduled' },
+          // Dormancy's destroy is DESTROY from idle, with nobody waiting for it.
+          { guard: 'policyDestroyDue', target: 'stopping', actions: ['policyActs', 'supersede', 'wantDestroyed'] },
+          { actions: ['policyTick', 'armPolicy'] },
+        ],
       },
     },
     starting: {
-      entry: 'markProvisioning',
+      entry: ['markBusy', 'markProvisioning'],
       invoke: {
         src: 'provision',
         input: ({ context }) => ({ id: context.id, spec: context.spec, cycle: context.cycle?.n ?? context.cycleCount }),
@@ -355,15 +474,23 @@ export const workspaceMachine = setup({
       },
     },
     running: {
+      entry: ['markRunning', 'armPolicy'],
+      exit: 'disarmPolicy',
       on: {
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
         ENSURE: { actions: 'answerRunning' },
         ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+        // A policy stop is STOP from running, with nobody waiting for it.
+        POLICY_DUE: [
+          { guard: 'policyStopDue', target: 'stopping', actions: ['policyActs', 'supersede', 'wantStopped'] },
+          { actions: ['policyTick', 'armPolicy'] },
+        ],
       },
     },
     stopping: {
+      entry: 'markBusy',
       invoke: {
         src: 'deprovision',
         input: ({ context }) => ({ id: context.id, cycle: context.cycle?.n ?? context.cycleCount }),

@@ -217,7 +217,7 @@ export function startInWindow(ctx: WorkspaceContext, at: number): boolean {
  */
 export function advanceSchedule(ctx: WorkspaceContext, at: number, fired: 'start' | 'stop' | null): WorkspaceContext['schedule'] {
   const p = policyOf(ctx);
-  const { nextStart, nextStop } = ctx.schedule;
+  const { nextStart, nextStop } = ctx.schedule ?? { nextStart: null, nextStop: null };
   const used = (which: 'start' | 'stop', t: number | null) =>
     t !== null && t <= at && (fired === which || (which === 'start' ? isRunning(ctx) : isStopped(ctx)));
   return {

@@ -164,6 +164,25 @@ describe('REARM after restore', () => {
     expect(back.state()).toBe('destroyed');
   });
 
+  it('a snapshot stored before policies existed restores, takes a policy and acts on it', async () => {
+    const r = await runningRig();
+    const stored = JSON.parse(JSON.stringify(r.actor.getPersistedSnapshot())) as Snapshot<unknown> & { context: Record<string, unknown> };
+    for (const k of ['policy', 'lastActivity', 'runningSince', 'stoppedAt', 'dormantSince', 'warnedFor', 'schedule', 'retryOf']) delete stored.context[k];
+    r.actor.stop();
+    const clock = new CountingClock();
+    clock.set(r.clock.now() + MIN);
+    const back = machineRig({ clock, snapshot: stored });
+    back.actor.send({ type: 'REARM', at: clock.now() });
+    back.activity();
+    back.setPolicy({ maxLifetimeMs: HOUR, autostart: { cron: '0 9 * * *', tz: 'UTC' } });
+    expect(back.errors).toEqual([]);
+    // It ran before the upgrade: its run counts from the restore, and the max lifetime applies from there.
+    expect(back.ctx().runningSince).toBe(r.clock.now() + MIN);
+    await back.advance(HOUR + MIN, MIN);
+    expect(back.policyEvents()).toMatchObject([{ action: 'stop', source: 'max-lifetime', at: r.clock.now() + MIN + HOUR }]);
+    expect(back.errors).toEqual([]);
+  });
+
   it('keeps one policy timer per actor however often it is re-armed', async () => {
     const r = await runningRig();
     for (let i = 0; i < 20; i++) r.setPolicy({ idleTimeoutMs: (10 + i) * MIN, maxLifetimeMs: 5 * HOUR, maxLifetimeWarnMs: MIN });

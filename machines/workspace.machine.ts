@@ -4,7 +4,8 @@
  * States: idle → starting → running, stopping, failed (backoff), destroyed. `starting` and `stopping`
  * each invoke exactly one provider call and are left only when it settles, so two provider calls can never
  * be in flight for one workspace, whatever asked for them. Deferred requests wait on one cancellable
- * delayed event (`deferredDue`) armed from the deadline in context.
+ * delayed event (`deferredDue`) armed from the deadline in context; lifecycle policies on one more
+ * (`policyDue`), armed at the earliest deadline `machines/workspace.policy.ts` computes from context.
  *
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).

@@ -83,7 +83,9 @@ const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system
 /**
  * A provider call failed. Under the crash-loop limit the workspace converges again at once (a retry cycle
  * when it should run, another stop attempt when it should not); past the limit it waits in `failed` with
- * exponential backoff. Either way the failed cycle's requesters are rejected with the cause.
+ * exponential backoff. Either way the failed cycle's requesters are rejected with the cause. Callers waiting for
+ * a stop keep waiting through the next stop attempt and are answered when a stop has really run; only a crash
+ * loop (the workspace gives up and waits in `failed`) rejects them with the cause.
  */
 const failureTransitions = () => {
   const failed = { type: 'failCycle', params: ({ event }: { event: ErrorActorEvent }) => ({ error: event.error }) } as const;
@@ -245,7 +247,7 @@ export const workspaceMachine = setup({
         enqueue.emit({ type: 'settled', requesters: requesters(dropped), ok: false, cycle: cycle.n, endpoint: null, starter: null, error: superseded(context.id, context.desired === 'destroyed' ? 'destroy' : 'stop'), at: t });
       }
     }),
-    /** A provider call failed: reject the cycle's requesters (and stop waiters) with the cause. */
+    /** A provider call failed: reject the cycle's requesters (and, in a crash loop, the stop waiters) with the cause. */
     failCycle: enqueueActions(({ context, enqueue }, params: { error: unknown }) => {
       const info = errorInfo(params.error, context.now);
       const t = Math.max(context.now, info.at);
@@ -258,12 +260,12 @@ export const workspaceMachine = setup({
         failures,
         cycle: null,
         endpoint: null,
-        stopWaiters: [],
+        stopWaiters: looping ? [] : context.stopWaiters,
         lastError: { message: info.message, code: info.code, at: t, cycle: cycle?.n ?? context.cycleCount },
         backoffUntil: looping ? t + backoffMs(context, failures.length) : null,
       });
       if (cycle !== null) enqueue.emit({ type: 'cycle.failed', cycle, error, at: t });
-      const waiting = [...(cycle ? requesters(cycle.requests) : []), ...context.stopWaiters];
+      const waiting = [...(cycle ? requesters(cycle.requests) : []), ...(looping ? context.stopWaiters : [])];
       if (waiting.length > 0) {
         enqueue.emit({ type: 'settled', requesters: waiting, ok: false, cycle: cycle?.n ?? null, endpoint: null, starter: null, error, at: t });
       }
@@ -272,8 +274,9 @@ export const workspaceMachine = setup({
       now: ({ context, event }) => at(context, event),
       stopWaiters: ({ context, event }) => [...context.stopWaiters, requesterOf(event)],
     }),
-    wantStopped: assign({ desired: ({ context }) => (context.desired === 'destroyed' ? 'destroyed' : 'stopped') }),
-    wantDestroyed: assign({ desired: 'destroyed' }),
+    /** Wanting it stopped ends any crash-loop backoff: the stop runs now, and a later start begins afresh. */
+    wantStopped: assign({ desired: ({ context }) => (context.desired === 'destroyed' ? 'destroyed' : 'stopped'), backoffUntil: null }),
+    wantDestroyed: assign({ desired: 'destroyed', backoffUntil: null }),
     /** A stop or destroy cancels everything not yet started: requests are told they were superseded. */
     supersede: enqueueActions(({ context, event, enqueue }) => {
       const by = event.type === 'DESTROY' ? 'destroy' : 'stop';

@@ -17,6 +17,7 @@ import type {
   WorkspaceConfig,
   WorkspaceContext,
   WorkspaceEmitted,
+  WorkspaceEvent,
 } from '../../machines/workspace.types.ts';
 import {
   assertWorkspaceId,
@@ -44,6 +45,7 @@ import type {
 
 type WorkspaceActor = Actor<typeof workspaceMachine>;
 type Settled = Extract<WorkspaceEmitted, { type: 'settled' }>;
+type Answered = Extract<WorkspaceEmitted, { type: 'answered' }>;
 
 export interface PersistWrite {
   id: string;
@@ -147,22 +149,9 @@ export class Supervisor {
     this.assertAccepting();
     const entry = this.entry(id);
     const requester = this.requesterId(opts.requester ?? opts.source ?? 'manual');
-    const waiting = opts.wait ? this.waitFor(requester) : null;
-    entry.actor.send({
-      type: 'RESTART',
-      requester,
-      source: opts.source ?? 'manual',
-      reason: opts.reason ?? '',
-      at: this.clock.now(),
-    });
-    const answer = this.takeAnswer(id, requester);
-    await entry.lastWrite;
-    if (waiting) {
-      const settled = await waiting;
-      await entry.lastWrite; // the state we report is committed too
-      return { id, outcome: answer.outcome, cycle: settled.cycle, state: entry.state, requester };
-    }
-    return { id, outcome: answer.outcome, cycle: answer.cycle, state: entry.state, requester };
+    const event = { type: 'RESTART', requester, source: opts.source ?? 'manual', reason: opts.reason ?? '', at: this.clock.now() } as const;
+    const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true });
+    return { id, outcome: answer!.outcome, cycle: settled ? settled.cycle : answer!.cycle, state: entry.state, requester };
   }
 
   /** Get-or-start: resolves once the workspace runs; exactly one caller of a start gets `started: true`. */
@@ -170,13 +159,8 @@ export class Supervisor {
     this.assertAccepting();
     const entry = this.entry(id);
     const requester = this.requesterId(opts.requester ?? 'ensure');
-    const waiting = this.waitFor(requester);
-    entry.actor.send({ type: 'ENSURE', requester, at: this.clock.now() });
-    this.takeRejection(requester);
-    await entry.lastWrite;
-    const settled = await waiting;
-    await entry.lastWrite; // answer "running" only once it is committed
-    return { id, started: settled.starter === requester, endpoint: settled.endpoint ?? '', state: entry.state };
+    const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now() }, { wait: true });
+    return { id, started: settled!.starter === requester, endpoint: settled!.endpoint ?? '', state: entry.state };
   }
 
   /** Stop the workspace; resolves once the provider stop has finished. */
@@ -328,14 +312,37 @@ export class Supervisor {
     assertWorkspaceId(id);
     const entry = this.entries.get(id);
     if (!entry) throw new WorkspaceNotFoundError(id);
-    const requester = this.requesterId(label);
-    const waiting = this.waitFor(requester);
-    entry.actor.send({ type, requester, at: this.clock.now() });
-    this.takeRejection(requester);
-    await entry.lastWrite;
-    await waiting;
-    await entry.lastWrite;
+    await this.ask(entry, { type, requester: this.requesterId(label), at: this.clock.now() }, { wait: true });
     return this.view(entry);
+  }
+
+  /**
+   * One request to one actor, in the order every command needs: register the waiter (the answer may come
+   * during `send`), send, take the synchronous answer or rejection, wait for the write of the transition it
+   * caused, then (with `wait`) for the cycle or stop to settle and for the write of the state it settled in.
+   * `answered`: the event always gets an immediate answer (a restart's outcome); none is an error.
+   */
+  private async ask(
+    entry: Entry,
+    event: Extract<WorkspaceEvent, { requester: string }>,
+    opts: { wait: boolean; answered?: boolean },
+  ): Promise<{ answer: Answered | null; settled: Settled | null }> {
+    const id = entry.actor.getSnapshot().context.id;
+    const { requester } = event;
+    const waiting = opts.wait ? this.waitFor(requester) : null;
+    entry.actor.send(event);
+    const answer = this.answers.get(requester);
+    this.answers.delete(requester);
+    if (answer?.type === 'rejected' || (opts.answered && answer === undefined)) {
+      this.waiters.delete(requester);
+      if (answer?.type === 'rejected') throw toError(id, answer.error);
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
+    }
+    await entry.lastWrite;
+    if (!waiting) return { answer: answer ?? null, settled: null };
+    const settled = await waiting;
+    await entry.lastWrite; // the state we report is committed too
+    return { answer: answer ?? null, settled };
   }
 
   private entry(id: string, spec?: Record<string, unknown>): Entry {
@@ -436,21 +443,6 @@ export class Supervisor {
   private publish(entry: Entry, ev: SupervisorEvent): void {
     if (this.opts.persist) entry.buffered.push(ev);
     this.events$.next(ev);
-  }
-
-  private takeAnswer(id: string, requester: string): { outcome: RestartResult['outcome']; cycle: number | null } {
-    const answer = this.answers.get(requester);
-    this.answers.delete(requester);
-    if (answer?.type === 'answered') return answer;
-    this.waiters.delete(requester);
-    if (answer?.type === 'rejected') throw toError(id, answer.error);
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
-  }
-
-  private takeRejection(requester: string): void {
-    const answer = this.answers.get(requester);
-    this.answers.delete(requester);
-    if (answer?.type === 'rejected') throw toError('', answer.error);
   }
 
   private waitFor(requester: string): Promise<Settled> {

@@ -11,9 +11,11 @@ import type { MethodName, Role, WorkspaceView } from '../../src/protocol/index.t
 import { startRig, TOKENS, type ServerRig } from './rig.ts';
 
 let rig: ServerRig;
+/** What reached the bus hook of `files.written` (a server wired to the bus hands file writes over, not restarts). */
+const handedOver: Array<{ id: string; paths: string[] }> = [];
 beforeAll(async () => {
   // The flood below sends 10,000 calls on one socket: lift the per-connection rate limit so all of them reach the supervisor.
-  rig = await startRig({ server: { limits: { ratePerSec: 1_000_000, burst: 20_000 } } });
+  rig = await startRig({ server: { limits: { ratePerSec: 1_000_000, burst: 20_000 }, onFilesWritten: (id, paths) => void handedOver.push({ id, paths }) } });
 });
 afterAll(() => rig.close());
 
@@ -139,6 +141,17 @@ describe('activity', () => {
     await rig.client('operator').call('workspace.activity', { id: 'pol-act-default' });
     const v = await rig.client('viewer').call('workspace.get', { id: 'pol-act-default' });
     expect(v.next?.reason).toMatch(/since rpc:operator:\w+ at /);
+  });
+
+  it('files.written handed to the bus counts as activity, with source files.written', async () => {
+    await running('pol-files');
+    await rig.client('admin').call('workspace.setPolicy', { id: 'pol-files', policy: { idleTimeoutMs: IDLE } });
+    const t = Date.now();
+    await rig.client('operator').call('files.written', { id: 'pol-files', paths: ['src/a.ts'] });
+    expect(handedOver).toContainEqual({ id: 'pol-files', paths: ['src/a.ts'] });
+    const v = await rig.client('viewer').call('workspace.get', { id: 'pol-files' });
+    expect(v.lastActivityAt).toBeGreaterThanOrEqual(t);
+    expect(v.next?.reason).toContain('since files.written at');
   });
 
   it('a flood of 10,000 activity calls costs bounded memory and sends subscribers nothing', async () => {

@@ -86,6 +86,18 @@ describe('who may set and see a policy', () => {
   });
 });
 
+describe('workspace.update', () => {
+  it('an operator\'s update is a restart with source update, requested by the caller', async () => {
+    const before = await running('pol-update');
+    const r = await rig.client('operator').call('workspace.update', { id: 'pol-update' });
+    expect(r).toMatchObject({ id: 'pol-update', outcome: 'started', cycle: before.cycle + 1 });
+    const { events } = await rig.client('viewer').call('events.history', { id: 'pol-update' });
+    const started = events.filter((e) => e.type === 'cycle.started').at(-1);
+    expect(started).toMatchObject({ cycle: { n: before.cycle + 1, source: 'update' } });
+    expect(started?.type === 'cycle.started' && started.cycle.requesters[0]?.requester).toMatch(/^rpc:operator:/);
+  });
+});
+
 describe('bad input', () => {
   const setPolicy = (policy: Record<string, unknown>) => refusal('admin', 'workspace.setPolicy', { id: 'pol-input', policy });
 

@@ -18,7 +18,7 @@ import { ClaimService } from '../../src/supervisor/claims.ts';
 import { openDurableSupervisor } from '../../src/supervisor/durable.ts';
 import type { Supervisor } from '../../src/supervisor/supervisor.ts';
 import { pgliteFixture, type StoreFixture } from '../store/fixtures.ts';
-import { ManualScheduler } from './helpers.ts';
+import { CutProxy, ManualScheduler } from './helpers.ts';
 
 const ADMIN = 'tok-admin';
 const T0 = Date.UTC(2026, 11, 2, 9, 0, 0);
@@ -154,6 +154,32 @@ describe('agent heartbeats', () => {
     expect(a.frames.filter((f) => f.type !== 'refused')).toEqual([]);
     expect(a.ws.readyState).toBe(WebSocket.OPEN);
   }, 60_000);
+});
+
+describe('the SDK across a cut connection', () => {
+  it('a heartbeat reported while disconnected goes out on the next connect', async () => {
+    await workspace('ag-cut');
+    const proxy = await CutProxy.start(Number(new URL(agentUrl).port));
+    const scheduler = new ManualScheduler();
+    const statuses: AgentLinkStatus[] = [];
+    const l = openAgent({ url: `http://127.0.0.1:${proxy.port}`, token: token('ag-cut'), WebSocket, scheduler, now: () => serverClock.t, onStatus: (st) => statuses.push(st) });
+    links.push(l);
+    try {
+      await vi.waitFor(() => expect(statuses.map((st) => st.type)).toContain('connected'));
+      proxy.cut();
+      await scheduler.untilSleeping();
+      serverClock.t += 1_000;
+      clock.increment(60_000);
+      expect(l.reportActivity()).toBe(true); // held for the reconnect
+      expect((await view('ag-cut')).lastActivityAt).not.toBe(clock.now());
+      scheduler.release();
+      await vi.waitFor(async () => expect((await view('ag-cut')).lastActivityAt).toBe(clock.now()), { timeout: 10_000 });
+      expect(statuses.filter((st) => st.type === 'connected')).toHaveLength(2);
+    } finally {
+      l.close();
+      await proxy.close();
+    }
+  });
 });
 
 describe('policy warnings', () => {

@@ -4,7 +4,8 @@
  * States: idle → starting → running, stopping, failed (backoff), destroyed. `starting` and `stopping`
  * each invoke exactly one provider call and are left only when it settles, so two provider calls can never
  * be in flight for one workspace, whatever asked for them. Deferred requests wait on one cancellable
- * delayed event (`deferredDue`) armed from the deadline in context.
+ * delayed event (`deferredDue`) armed from the deadline in context; lifecycle policies on one more
+ * (`policyDue`), armed at the earliest deadline `machines/workspace.policy.ts` computes from context.
  *
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
@@ -69,6 +70,7 @@ function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
 }
 
 const DEFERRED_TIMER = 'deferredDue';
+const NO_SCHEDULE: WorkspaceContext['schedule'] = { nextStart: null, nextStop: null };
 /** The one policy timer (docs/policies.md): armed at the earliest policy deadline, re-armed after it fires. */
 const POLICY_TIMER = 'policyDue';
 
@@ -138,7 +140,7 @@ export const workspaceMachine = setup({
     crashLoop: ({ context }, params: { error: unknown }) => crashLoop(context, errorInfo(params.error, context.now).at),
     /** The quota's say on a scheduled start; the supervisor replaces it with `.provide({ guards })`. */
     startAllowed: (_args) => true,
-    isDormant: ({ context }) => context.dormantSince !== null,
+    isDormant: ({ context }) => context.dormantSince != null,
     policyStopDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'stop',
     policyDestroyDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'destroy',
     scheduledStartDue: ({ context, event }) => startInWindow(context, at(context, event)),
@@ -193,7 +195,7 @@ export const workspaceMachine = setup({
     /** Begin a cycle for requests already answered: the pending flag, a due deferral, or a retry. */
     beginOutstanding: enqueueActions(({ context, enqueue }, params: { retry: boolean }) => {
       const t = context.now;
-      const retryOf = params.retry ? context.retryOf : null;
+      const retryOf = params.retry ? (context.retryOf ?? null) : null;
       const why = retryOf !== null ? `retry of ${retryOf} after failure` : 'retry after failure';
       const cycle = nextCycle(context, [], t, {
         retry: params.retry,
@@ -324,6 +326,10 @@ export const workspaceMachine = setup({
     markStopped: assign({ stoppedAt: ({ context }) => context.now, runningSince: null }),
     /** Entry to a state with a call in flight: neither running nor stopped (after the transition's actions ran). */
     markBusy: assign({ runningSince: null, stoppedAt: null }),
+    /** A snapshot stored before policies existed knows no run or stop time: count it from the restore. */
+    adoptRestored: assign(({ context }, params: { state: 'running' | 'idle' }) =>
+      params.state === 'running' ? { runningSince: context.runningSince ?? context.now } : { stoppedAt: context.stoppedAt ?? context.now },
+    ),
     noteActivity: assign(({ context, event }) => {
       const t = at(context, event);
       return { now: t, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null };
@@ -331,7 +337,9 @@ export const workspaceMachine = setup({
     setPolicy: assign(({ context, event }) => {
       if (event.type !== 'SET_POLICY') return {};
       const t = at(context, event);
-      return { now: t, policy: event.policy, schedule: nextSchedule(context.policy, event.policy, context.schedule, t) };
+      // A snapshot stored before policies existed has neither field: read it as no policy, nothing scheduled.
+      const schedule = nextSchedule(context.policy ?? NO_POLICY, event.policy, context.schedule ?? NO_SCHEDULE, t);
+      return { now: t, policy: event.policy, schedule };
     }),
     /** A policy stop or destroy: say which rule fired; the transition's own actions do the rest. */
     policyActs: enqueueActions(({ context, event, enqueue }) => {
@@ -434,6 +442,7 @@ export const workspaceMachine = setup({
       entry: ['markStopped', 'armPolicy'],
       exit: 'disarmPolicy',
       on: {
+        REARM: { actions: ['observe', 'rearmDeferred', { type: 'adoptRestored', params: { state: 'idle' } }, 'armPolicy'] },
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'starting', actions: 'begin' }],
         ENSURE: { target: 'starting', actions: 'begin' },
         STOP: { actions: ['observe', 'supersede', 'answerStopped'] },
@@ -477,6 +486,7 @@ export const workspaceMachine = setup({
       entry: ['markRunning', 'armPolicy'],
       exit: 'disarmPolicy',
       on: {
+        REARM: { actions: ['observe', 'rearmDeferred', { type: 'adoptRestored', params: { state: 'running' } }, 'armPolicy'] },
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
         ENSURE: { actions: 'answerRunning' },

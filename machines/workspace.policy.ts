@@ -48,9 +48,17 @@ export function scheduleError(schedule: Schedule): string | null {
   return null;
 }
 
-/** The schedule's first occurrence strictly after `after` (ms), or null when it has none. */
+/**
+ * The schedule's first occurrence strictly after `after` (ms), or null when it has none. A schedule that does
+ * not parse has none: callers reject it with `scheduleError` first, and the actor must never throw on it.
+ */
 export function nextOccurrence(schedule: Schedule, after: number): number | null {
-  const next = cronOf(schedule).nextRun(new Date(after));
+  let next: Date | null;
+  try {
+    next = cronOf(schedule).nextRun(new Date(after));
+  } catch {
+    return null;
+  }
   if (next === null) return null;
   const t = next.getTime();
   return t > after ? t : nextOccurrence(schedule, t);
@@ -209,7 +217,7 @@ export function startInWindow(ctx: WorkspaceContext, at: number): boolean {
  */
 export function advanceSchedule(ctx: WorkspaceContext, at: number, fired: 'start' | 'stop' | null): WorkspaceContext['schedule'] {
   const p = policyOf(ctx);
-  const { nextStart, nextStop } = ctx.schedule;
+  const { nextStart, nextStop } = ctx.schedule ?? { nextStart: null, nextStop: null };
   const used = (which: 'start' | 'stop', t: number | null) =>
     t !== null && t <= at && (fired === which || (which === 'start' ? isRunning(ctx) : isStopped(ctx)));
   return {

@@ -81,6 +81,20 @@ describe('idle timeout', () => {
     expect(r.policyEvents()).toEqual([]);
   });
 
+  it('a scheduled start with old activity is not idle-stopped when it comes up', async () => {
+    const r = machineRig({ at: Date.parse('2026-03-02T06:00:00Z') });
+    r.activity('cli:alice');
+    r.setPolicy({ idleTimeoutMs: 10 * MIN, autostart: { cron: '0 9 * * *', tz: 'UTC' } });
+    await r.until('2026-03-02T09:00:05Z', MIN);
+    expect(r.state()).toBe('running');
+    await r.advance(9 * MIN, 10_000);
+    expect(r.state()).toBe('running');
+    expect(r.policyEvents().map((e) => e.action)).toEqual(['start']);
+    await r.advance(2 * MIN, 10_000);
+    expect(r.policyEvents().map((e) => `${e.action}:${e.source}`)).toEqual(['start:schedule', 'stop:idle']);
+    expect(r.policyEvents()[1]?.reason).toMatch(/^idle for 10m since start at 09:00:0\dZ$/);
+  });
+
   it('a policy stop supersedes nothing it should not: an ensure during the stop starts again afterwards', async () => {
     const r = await runningRig();
     r.setPolicy({ idleTimeoutMs: 10 * MIN });

@@ -17,6 +17,23 @@ import type {
 } from '../../machines/workspace.types.ts';
 import { NO_POLICY } from '../../machines/workspace.types.ts';
 
+/** A SimulatedClock that knows how many of its timeouts are still pending. */
+export class CountingClock extends SimulatedClock {
+  readonly live = new Set<number>();
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    const id: number = super.setTimeout((...args: unknown[]) => {
+      this.live.delete(id);
+      fn(...args);
+    }, timeout);
+    this.live.add(id);
+    return id;
+  }
+  override clearTimeout(id: number): void {
+    this.live.delete(id);
+    super.clearTimeout(id);
+  }
+}
+
 export const MIN = 60_000;
 export const HOUR = 60 * MIN;
 export const DAY = 24 * HOUR;
@@ -39,7 +56,7 @@ export interface RigOptions {
   /** Stand-in for the supervisor's quota guard. */
   startAllowed?: () => boolean;
   snapshot?: Snapshot<unknown>;
-  clock?: SimulatedClock;
+  clock?: CountingClock;
 }
 
 export function policy(p: Partial<Policy>): Policy {
@@ -47,7 +64,7 @@ export function policy(p: Partial<Policy>): Policy {
 }
 
 export function machineRig(opts: RigOptions = {}) {
-  const clock = opts.clock ?? new SimulatedClock();
+  const clock = opts.clock ?? new CountingClock();
   if (!opts.clock) clock.set(opts.at ?? Date.parse('2026-03-02T08:00:00Z'));
   const calls: Call[] = [];
   let inFlight = 0;
@@ -60,7 +77,7 @@ export function machineRig(opts: RigOptions = {}) {
     calls.push(rec);
     const n = calls.filter((c) => c.op === op).length;
     try {
-      await new Promise<void>((r) => clock.setTimeout(r, latency()));
+      await new Promise<void>((r) => clock.setTimeout(() => r(), latency()));
       const err = opts.fault?.(op, n);
       rec.ok = err === undefined;
       if (err) throw Object.assign(err, { at: clock.now() });

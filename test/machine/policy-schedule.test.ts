@@ -161,6 +161,16 @@ describe('schedule validation', () => {
     expect(scheduleError(berlin9)).toBeNull();
   });
 
+  it('a schedule that slipped past validation never fires and never crashes the actor', async () => {
+    const r = machineRig();
+    r.setPolicy({ autostart: { cron: 'every morning', tz: 'UTC' }, autostop: { cron: '0 9 * * *', tz: 'Nowhere/Land' } });
+    expect(r.ctx().schedule).toEqual({ nextStart: null, nextStop: null });
+    await r.advance(2 * DAY, HOUR);
+    expect(r.errors).toEqual([]);
+    expect(r.actor.getSnapshot().status).toBe('active');
+    expect(r.starts()).toBe(0);
+  });
+
   it('computes occurrences strictly after the given time', () => {
     const at = Date.parse('2026-03-02T08:00:00Z');
     expect(nextOccurrence(berlin9, at - 1)).toBe(at);

@@ -19,6 +19,7 @@ import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import type { WorkspaceStore } from '../store/index.ts';
+import type { PolicyPatch } from '../supervisor/types.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
@@ -48,6 +49,8 @@ export interface RuntimeOptions {
   orphans?: OrphanPolicy;
   /** A hook before every provider start (a template auto-update), run before the claim service's token. */
   prepareSpec?: PrepareSpec;
+  /** The server's default lifecycle policy (under each template's and workspace's own). */
+  policy?: PolicyPatch;
   logger: Logger;
 }
 
@@ -79,6 +82,7 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const providerCalls = new ProviderCallTap();
   const common = {
     provider,
+    ...(opts.policy ? { policy: opts.policy } : {}),
     onProviderCall: providerCalls.record,
     onError: (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what),
   };
@@ -167,7 +171,7 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
     url: opts.databaseUrl,
     provider,
     ...(opts.replicaId ? { replica: opts.replicaId } : {}),
-    supervisor: { onProviderCall: providerCalls.record },
+    supervisor: { onProviderCall: providerCalls.record, ...(opts.policy ? { policy: opts.policy } : {}) },
     onError: (err, what) => logger.error({ err: errorMessage(err) }, what),
   });
   let closing: Promise<void> | null = null;

@@ -2,17 +2,20 @@
  * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
  * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor). SIGHUP reloads `--config`.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
 import { errorMessage, WsupError } from '../errors.ts';
-import { AutoUpdate, loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
+import type { PolicyPatch } from '../protocol/index.ts';
+import { AutoUpdate, ConfigError, parseConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
+import { UsageError } from './context.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
+import { serveDefaults, type ServeDefaultFlags } from './policy.ts';
 import type { ProviderKind } from './runtime.ts';
 
-export interface ServeFlags {
+export interface ServeFlags extends ServeDefaultFlags {
   port: string;
   host: string;
   dataDir: string;
@@ -62,9 +65,16 @@ export async function serve(f: ServeFlags): Promise<number> {
     return 2;
   }
   let templates: TemplateSet;
+  let policy: PolicyPatch;
   try {
-    templates = templatesFor(f);
+    const config = f.config === undefined ? null : readConfig(resolve(f.config));
+    templates = templatesFor(f, config);
+    policy = serveDefaults(f, config ? { file: config.file, defaults: config.defaults } : undefined);
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`wsup: ${err.message}\n`);
+      return 2;
+    }
     if (!(err instanceof WsupError)) throw err;
     process.stderr.write(`wsup: --config: ${err.message}\n`);
     return 2;
@@ -91,10 +101,16 @@ export async function serve(f: ServeFlags): Promise<number> {
   });
   // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
   const logger = m.pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, m.pino.destination(2));
-  if (f.config !== undefined) reloadOnHangup(() => templatesFor(f), templates, logger);
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates);
+  if (f.config !== undefined) {
+    const file = resolve(f.config);
+    reloadOnHangup(() => templatesFor(f, readConfig(file)), templates, logger);
+  }
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy);
   const store = opening ? await opening : undefined;
-  const autoUpdate = new AutoUpdate(templates, { onError: (err, ctx) => logger.warn({ workspaceId: ctx.id }, ctx.what) });
+  const autoUpdate = new AutoUpdate(templates, {
+    serverDefault: () => policy.autoUpdate ?? null,
+    onError: (err, ctx) => logger.warn({ workspaceId: ctx.id }, ctx.what),
+  });
   const rt = await m.buildRuntime({
     ...(store ? { store } : {}),
     provider: f.provider as ProviderKind,
@@ -104,6 +120,7 @@ export async function serve(f: ServeFlags): Promise<number> {
     ...specFlags(f),
     orphans: f.orphans,
     prepareSpec: autoUpdate.prepareSpec,
+    policy,
     logger,
   });
   autoUpdate.attach(rt.supervisor);
@@ -127,7 +144,7 @@ const load = async () => {
 };
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet): Promise<number> {
+async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet, policy: PolicyPatch): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
     return 2;
@@ -138,6 +155,7 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.replicaId ? { replicaId: f.replicaId } : {}),
     ...specFlags(f),
+    policy,
     logger,
   });
   const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });
@@ -203,15 +221,32 @@ async function run(m: Loaded, o: {
 }
 
 /**
+ * The `--config` file as JSON: its `defaults` (the server's default policy, see policy.ts) apart from the
+ * rest (templates), which the templates' schema checks whole.
+ */
+function readConfig(file: string): { file: string; defaults: unknown; rest: unknown } {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, '', code ? `cannot be read (${code})` : `is not JSON (${(err as Error).message})`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || !('defaults' in data)) return { file, defaults: undefined, rest: data };
+  const { defaults, ...rest } = data as Record<string, unknown>;
+  return { file, defaults, rest };
+}
+
+/**
  * What operators may create: the `--config` templates, and as `default` (unless the config names one) the
  * provider flags' spec with no parameters.
  */
-function templatesFor(f: ServeFlags): TemplateSet {
+function templatesFor(f: ServeFlags, config: { file: string; rest: unknown } | null): TemplateSet {
   const { image, cmd, ami, instanceType } = specFlags(f);
   const base = f.provider === 'docker' ? { ...(image ? { image } : {}), ...(cmd ? { cmd } : {}) } : f.provider === 'ec2' ? { ...(ami ? { ami } : {}), ...(instanceType ? { instanceType } : {}) } : {};
   const fallback = providerDefaultTemplate(f.provider === 'fake' ? null : f.provider, base);
-  if (f.config === undefined) return new TemplateSet([fallback]);
-  return TemplateSet.fromConfig(loadConfig(resolve(f.config), { provider: f.provider }), fallback);
+  if (config === null) return new TemplateSet([fallback]);
+  return TemplateSet.fromConfig(parseConfig(config.file, config.rest, { provider: f.provider }), fallback);
 }
 
 /**

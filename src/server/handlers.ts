@@ -62,15 +62,18 @@ export class Handlers {
     this.impl = {
       'workspace.create': async (p, conn) => {
         if (p.prebuild !== true && p.pool !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
-        // Decided before anything is stored or started: a refused request leaves no trace.
-        const spec = templates.specFor(p, conn.role, p.id);
-        if (p.prebuild !== true) return sup.create(p.id, spec);
+        // Decided before anything is stored or started: a refused request leaves no trace. The policy rides in
+        // the spec (the supervisor checks it before it stores anything), so a bad one refuses the create whole.
+        const spec = { ...templates.specFor(p, conn.role, p.id), ...(p.policy !== undefined ? { wsupPolicy: p.policy } : {}) };
+        if (p.prebuild !== true) return this.label(await sup.create(p.id, { ...spec, wsupOwner: conn.principal }));
         return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
       'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
-      // Placeholders while the policy and pool work lands; each is replaced by its implementation.
-      'workspace.setPolicy': async () => notYet('workspace.setPolicy'),
-      'workspace.activity': async () => notYet('workspace.activity'),
+      'workspace.setPolicy': async (p) => this.label(await sup.setPolicy(p.id, p.policy)),
+      'workspace.activity': async (p, conn) => {
+        const r = await sup.activity(p.id, p.source ?? who(conn));
+        return { id: r.id, idleDeadline: r.idleDeadline };
+      },
       'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn), role: conn.role }),
       // A template renders with the caller's role, as `workspace.create` does; a raw spec is the admin's (PARAM_ROLE).
       'pool.set': async (p, conn) => poolsOf(deps).set(p, (req) => templates.specFor(req, conn.role, p.pool)),
@@ -102,8 +105,11 @@ export class Handlers {
       },
       'files.written': async (p, conn) => {
         if (!(await sup.accepts(p.id))) throw new WorkspaceNotFoundError(p.id);
-        if (deps.onFilesWritten) await deps.onFilesWritten(p.id, p.paths);
-        else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
+        if (deps.onFilesWritten) {
+          // A restart sends its own activity; files handed to the bus count as activity here.
+          await sup.activity(p.id, 'files.written');
+          await deps.onFilesWritten(p.id, p.paths);
+        } else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
         return { id: p.id, accepted: p.paths.length };
       },
       'events.subscribe': async (p, conn) => {
@@ -219,6 +225,3 @@ function redactResult<R>(r: R, role: Role): R {
   return out as R;
 }
 
-function notYet(method: string): never {
-  throw new WsupError('WSUP_INVALID_ARGUMENT', `${method} is not available on this server yet`);
-}

@@ -38,6 +38,8 @@ export interface SpecTarget {
 export interface UpdateTarget extends SpecTarget {
   get(id: string): MaybeAsync<{ spec: Spec }>;
   restart(id: string, opts: { source: 'manual'; reason: string; requester: string }): Promise<UpdateAnswer>;
+  /** A restart with source `update`, when the backend has one (the local supervisor does). */
+  update?(id: string, opts: { reason: string; requester: string }): Promise<UpdateAnswer>;
 }
 
 /**
@@ -53,12 +55,12 @@ export async function updateWorkspace(target: UpdateTarget, templates: TemplateS
 }
 
 /**
- * The restart half of an update. It should be a restart with source `update` (`Supervisor.update`); until
- * the supervisor offers one, it is a manual restart with a reason naming the update. Manual rather than
- * programmatic: an operator asked for it, so it must not wait out the self-fire window like an automatic one.
+ * The restart half of an update: a restart with source `update` where the backend has one; otherwise (a
+ * cluster replica) a manual restart with a reason naming the update. Never programmatic: an operator asked
+ * for it, so it must not wait out the self-fire window like an automatic one.
  */
 function restartForUpdate(target: UpdateTarget, id: string, requester: string, reason: string): Promise<UpdateAnswer> {
-  return target.restart(id, { source: 'manual', reason, requester });
+  return target.update ? target.update(id, { reason, requester }) : target.restart(id, { source: 'manual', reason, requester });
 }
 
 function updateReason(old: Spec, spec: Spec): string {

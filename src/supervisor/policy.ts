@@ -96,3 +96,11 @@ export function specLayers(spec: Record<string, unknown>): [PolicyPatch | undefi
   const layer = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as PolicyPatch) : undefined);
   return [layer(spec[DEFAULT_POLICY_KEY]), layer(spec[OWN_POLICY_KEY])];
 }
+
+/** Check the layers a new spec carries over the server default, before anything is stored. */
+export function checkSpecLayers(id: string, spec: Record<string, unknown>, server: PolicyPatch): void {
+  const defaults = spec[DEFAULT_POLICY_KEY];
+  if (defaults !== undefined) validatePolicy(defaults, { where: `workspace ${id} (${DEFAULT_POLICY_KEY})`, base: mergePolicy(server) });
+  const own = spec[OWN_POLICY_KEY];
+  if (own !== undefined) validatePolicy(own, { where: `workspace ${id}`, base: mergePolicy(server, specLayers(spec)[0]) });
+}

@@ -15,7 +15,6 @@ import { idleDeadline, nextAction } from '../../machines/workspace.policy.ts';
 import type {
   Cycle,
   LifecycleState,
-  Policy,
   RestartSource,
   WorkspaceConfig,
   WorkspaceContext,
@@ -32,7 +31,7 @@ import {
 } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { compactPolicy, DEFAULT_POLICY_KEY, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
+import { checkSpecLayers, compactPolicy, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
 import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
 import { holdsSlot, QuotaLedger, quotaKeys, validateQuota, type QuotaLimits, type QuotaUsage } from './quota.ts';
 import { createSummary, type Summary } from './summary.ts';
@@ -167,7 +166,7 @@ export class Supervisor {
     const previous = this.entries.get(id)?.actor.getSnapshot().context.spec;
     const full: Record<string, unknown> = { ...this.opts.defaultSpec, ...spec, id };
     if (!Object.hasOwn(spec, OWN_POLICY_KEY) && previous && Object.hasOwn(previous, OWN_POLICY_KEY)) full[OWN_POLICY_KEY] = previous[OWN_POLICY_KEY];
-    this.checkLayers(id, full);
+    checkSpecLayers(id, full, this.serverPolicy);
     const entry = this.entry(id, full);
     if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
     entry.actor.send({ type: 'SET_SPEC', spec: { ...full, id }, at: this.clock.now() });
@@ -434,26 +433,12 @@ export class Supervisor {
     return this.ledger.refusal(id, quotaKeys(spec, this.opts.ownerOf?.(id)));
   }
 
-  /** The merged policy of a spec's layers over the server default. */
-  private effectivePolicy(spec: Record<string, unknown>): Policy {
-    return mergePolicy(this.serverPolicy, ...specLayers(spec));
-  }
-
   /** Send SET_POLICY when the merged layers differ from what the actor has. */
   private syncPolicy(entry: Entry): void {
     const ctx = entry.actor.getSnapshot().context;
     if (entry.state === 'destroyed') return;
-    const policy = this.effectivePolicy(ctx.spec);
+    const policy = mergePolicy(this.serverPolicy, ...specLayers(ctx.spec));
     if (!samePolicy(policy, ctx.policy)) entry.actor.send({ type: 'SET_POLICY', policy, at: this.clock.now() });
-  }
-
-  /** Check the policy layers a new spec carries, before anything is stored. */
-  private checkLayers(id: string, spec: Record<string, unknown>): void {
-    const defaults = spec[DEFAULT_POLICY_KEY];
-    if (defaults !== undefined) validatePolicy(defaults, { where: `workspace ${id} (${DEFAULT_POLICY_KEY})`, base: mergePolicy(this.serverPolicy) });
-    const [layer] = specLayers(spec);
-    const own = spec[OWN_POLICY_KEY];
-    if (own !== undefined) validatePolicy(own, { where: `workspace ${id}`, base: mergePolicy(this.serverPolicy, layer) });
   }
 
   /** A workspace that exists and is not destroyed, or the error saying why not. */

@@ -109,7 +109,45 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
       expect(await page.getByRole('button', { name: 'Restart' }).count()).toBe(0);
       expect(await page.getByRole('button', { name: 'Stop' }).count()).toBe(0);
       expect(await page.getByTestId('outcomes').count()).toBe(0);
+      // No pool is set on this server, so the pools panel stays hidden (whether or not it has pool.list).
+      expect(await page.getByTestId('pools').isHidden()).toBe(true);
       await page.screenshot({ path: join(SHOTS, 'viewer.png'), fullPage: true });
+      await page.close();
+    });
+  });
+
+  describe('a workspace with a lifecycle policy', () => {
+    const ID = 'ws-policy';
+
+    it('shows the rules in words, counts the next action down, and marks the policy stop in recent events', async () => {
+      await rig.supervisor.create(ID, { owner: 'alice' });
+      await rig.supervisor.ensure(ID);
+      const sdk = rig.client('operator');
+      await sdk.call('workspace.setPolicy', { id: ID, policy: { idleTimeoutMs: 30 * 60_000, maxLifetimeMs: 8 * 3_600_000, maxLifetimeWarnMs: 15 * 60_000 } });
+
+      const page = await open('operator', `#${ID}`);
+      await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
+      const rules = page.getByTestId('policy');
+      await rules.filter({ hasText: 'idle timeout 30m' }).waitFor();
+      expect(await rules.locator('li').allTextContents()).toEqual(['idle timeout 30m', 'max lifetime 8h (warn 15m before)']);
+      const next = page.getByTestId('next-action');
+      await next.filter({ hasText: /^stops in (29|30):\d\d — idle for 30m since / }).waitFor();
+      // It ticks: the text a moment later is another second.
+      const first = await next.textContent();
+      await expect.poll(() => next.textContent(), { timeout: 10_000 }).not.toBe(first);
+      await page.getByTestId('last-activity').filter({ hasText: /^last activity / }).waitFor();
+      await page.locator(`[data-id="${ID}"] [data-col=next]`).filter({ hasText: /^stops (29|30)m$/ }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'policy-countdown.png'), fullPage: true });
+
+      // A one-second idle timeout stops it: the policy action stands out in recent events, and the view follows.
+      await sdk.call('workspace.setPolicy', { id: ID, policy: { idleTimeoutMs: 1_000 } });
+      const stop = page.getByTestId('recent-events').locator('li[data-tone=policy][data-type=policy]');
+      await stop.filter({ hasText: 'policy stop (idle): idle for ' }).waitFor({ timeout: 15_000 });
+      expect(await stop.first().locator('.ev-icon').textContent()).toBe('⚙');
+      await page.getByTestId('current-state').filter({ hasText: 'idle' }).waitFor();
+      await rules.filter({ hasText: 'idle timeout 1s' }).waitFor();
+      await next.filter({ hasText: 'no policy action is scheduled' }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'policy-stopped.png'), fullPage: true });
       await page.close();
     });
   });

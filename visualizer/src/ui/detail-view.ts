@@ -95,14 +95,14 @@ export class DetailView {
     const rules = d.policyStatus(this.opts.clock.now()).rules;
     this.facts.replaceChildren(
       ...fact('State', h('strong', { 'data-testid': 'current-state' }, state ? badge(state) : 'unknown'), ...flags.flatMap((f) => (f ? [' ', f] : []))),
-      ...fact('Policy', h('ul', { class: 'policy-rules', 'data-testid': 'policy' }, ...rules.map((r) => h('li', {}, r)))),
-      ...fact('Next', this.nextAction, this.warning),
-      ...fact('Activity', this.activity),
       ...fact('Desired', v?.desired ?? '—'),
       ...fact('Cycle', String(v?.cycle ?? '—')),
       ...fact('Pending', h('span', { 'data-testid': 'pending' }, d.pending > 0 ? `yes: ${d.pending} request(s) wait for one more cycle` : 'no')),
       ...fact('Endpoint', v?.endpoint ?? '—'),
       ...fact('Last error', v?.lastError ? `cycle ${v.lastError.cycle}: ${v.lastError.message} (${v.lastError.code}) at ${formatClock(v.lastError.at)}` : 'none'),
+      ...fact('Policy', h('ul', { class: 'policy-rules', 'data-testid': 'policy' }, ...rules.map((r) => h('li', {}, r)))),
+      ...fact('Next', this.nextAction, this.warning),
+      ...fact('Activity', this.activity),
     );
     this.tick(model);
     this.timeline.replaceChildren(...d.timeline().map((c) => timelineRow(c)));
@@ -131,7 +131,7 @@ export class DetailView {
     setText(this.deadlines, c.length === 0 ? 'No deadline is ticking.' : c.map((x) => `${x.label} ${x.text}`).join(' · '));
     const p = d.policyStatus(now);
     setText(this.nextAction, p.next);
-    setText(this.warning, p.warning ? ` ⚠ ${p.warning}` : '');
+    setText(this.warning, p.warning ? `⚠ ${p.warning}` : '');
     setText(this.activity, p.lastActivity);
   }
 

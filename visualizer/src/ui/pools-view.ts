@@ -1,6 +1,6 @@
 /**
- * The prebuild pools panel: one row per pool with desired/ready/starting/failing, its health in words,
- * the last error and the backoff countdown. Hidden while the server has no pools (or no `pool.list`).
+ * The prebuild pools panel: one row per pool with desired/ready/starting/failing, its health in words
+ * and the backoff countdown, and the last error on a line of its own under it. Hidden while the server has no pools (or no `pool.list`).
  *
  * @example
  * const pools = new PoolsView(listPane);
@@ -10,7 +10,7 @@ import type { PoolsPanel } from '../model/pools.ts';
 import { formatClock } from '../model/format.ts';
 import { h } from './dom.ts';
 
-const HEALTH_SYMBOL = { full: '●', filling: '▲', short: '○', 'backing off': '⏸' } as const;
+const HEALTH_SYMBOL = { full: '●', filling: '▲', short: '○', 'backing off': '✕' } as const;
 
 export class PoolsView {
   readonly el: HTMLElement;
@@ -26,7 +26,7 @@ export class PoolsView {
       h(
         'table',
         { class: 'pools-table' },
-        h('thead', {}, h('tr', {}, ...['Pool', 'Desired', 'Ready', 'Starting', 'Failing', 'Health', 'Backoff', 'Last error'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ...['Pool', 'Desired', 'Ready', 'Starting', 'Failing', 'Health', 'Backoff'].map((c) => h('th', { scope: 'col' }, c)))),
         this.body,
       ),
       this.note,
@@ -39,10 +39,11 @@ export class PoolsView {
     if (!pools.visible) return;
     this.backoffCells.clear();
     this.body.replaceChildren(
-      ...pools.rows(now).map((r) => {
+      ...pools.rows(now).flatMap((r) => {
         const backoff = h('td', { 'data-col': 'backoff' }, r.backoff ?? '—');
         this.backoffCells.set(r.pool, backoff);
-        return h(
+        const error = r.lastError ? h('tr', { class: 'pool-error', 'data-pool-error': r.pool }, h('td', { colspan: 7 }, `last error: ${r.lastError}`)) : null;
+        const row = h(
           'tr',
           { 'data-pool': r.pool, 'data-health': r.health },
           h('th', { scope: 'row' }, r.pool),
@@ -52,8 +53,8 @@ export class PoolsView {
           h('td', { 'data-col': 'failing' }, r.failing),
           h('td', { 'data-col': 'health', class: `health-${r.health.replace(' ', '-')}` }, h('span', { 'aria-hidden': 'true' }, HEALTH_SYMBOL[r.health]), ` ${r.health}`),
           backoff,
-          h('td', { 'data-col': 'last-error' }, r.lastError ?? '—'),
         );
+        return error ? [row, error] : [row];
       }),
     );
     this.note.textContent = `${pools.fetchedAt !== null ? `as of ${formatClock(pools.fetchedAt)}` : ''}${pools.error ? ` — refresh failed: ${pools.error}` : ''}`;

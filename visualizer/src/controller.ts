@@ -1,7 +1,8 @@
 /**
  * Wires the client SDK to the view model: initial list, live subscription, resync after a reconnect or
  * lag, on-demand views and history for the open workspace, operator actions with their outcomes, and the
- * prebuild pools (at load, every 5 s, and within a second of an event for a workspace in a pool). No DOM here; the API is the subset of `WsupClient` it uses, so tests can pass a fake.
+ * prebuild pools (at load, every 5 s, and within a second of an event for a workspace in a pool). No DOM
+ * here; the API is the subset of `WsupClient` it uses, so tests can pass a fake.
  *
  * @example
  * const controller = new Controller(client, model, { fetchRole: () => whoami(token) });

@@ -1,6 +1,6 @@
 /**
- * The wsup agent SDK: what runs inside a workspace to learn that its prebuild was claimed. Depends only on
- * the protocol types.
+ * The wsup agent SDK: what runs inside a workspace to learn that its prebuild was claimed (`waitForReinit`),
+ * to say it is in use and hear of a coming policy stop (`openAgent`). Depends only on the protocol types.
  *
  * @example
  * import WebSocket from 'ws';
@@ -19,6 +19,7 @@ export {
   type WaitEnd,
   type WaitForReinitOptions,
 } from './wait-for-reinit.ts';
+export { openAgent, type AgentLink, type AgentLinkEnd, type AgentLinkStatus, type OpenAgentOptions } from './activity.ts';
 export { fileLedger, memoryLedger, type ReinitLedger } from './ledger.ts';
 export { agentUrl, type AgentSocket, type AgentSocketConstructor } from './connection.ts';
-export { parseReinitPayload, AGENT_PATH, type ReinitEvent, type ReinitNotice } from '../protocol/index.ts';
+export { parseReinitPayload, AGENT_PATH, type PolicyWarning, type ReinitEvent, type ReinitNotice } from '../protocol/index.ts';

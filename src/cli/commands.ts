@@ -5,6 +5,7 @@ import type { WsupClient, WorkspaceEvent } from '../client/index.ts';
 import { RESTART_SOURCES, type RestartSource, type Result } from '../protocol/index.ts';
 import { connect, UsageError, type ClientFlags } from './context.ts';
 import { emit, fail, table } from './output.ts';
+import { checkPolicyFlags, clockTime, describeIdleDeadline, describeNext, describePolicy, ownLayer, policyPatch, type PolicyFlags } from './policy.ts';
 
 type Run = (client: WsupClient, flags: ClientFlags) => Promise<void>;
 
@@ -64,11 +65,38 @@ export const status = (id: string | undefined, f: ClientFlags) =>
       return;
     }
     const r = await c.call('workspace.get', { id });
+    const now = Date.now();
     emit(f.json, r, () =>
-      [`${r.id}: ${r.state} (desired ${r.desired}), cycle ${r.cycle}`, `endpoint: ${r.endpoint ?? '-'}`, r.lastError ? `last error: ${r.lastError.message}` : '']
+      [
+        `${r.id}: ${r.state} (desired ${r.desired}), cycle ${r.cycle}${r.dormant ? ', dormant' : ''}`,
+        `endpoint: ${r.endpoint ?? '-'}`,
+        r.lastError ? `last error: ${r.lastError.message}` : '',
+        r.lastActivityAt !== null ? `last activity: ${clockTime(r.lastActivityAt, now)}` : '',
+        describeNext(r.next, now),
+      ]
         .filter(Boolean)
         .join('\n'),
     );
+  });
+
+/**
+ * Show a workspace's effective policy, or change its own layer: each flag sets one rule (`off` turns it
+ * off), `--clear` turns every rule off. Rules no flag names keep what the workspace had.
+ */
+export const policy = (id: string, f: ClientFlags & PolicyFlags) =>
+  withClient(f, async (c) => {
+    checkPolicyFlags(f);
+    const before = await c.call('workspace.get', { id });
+    const patch = policyPatch(f, ownLayer(before.spec));
+    const r = patch === null ? before : await c.call('workspace.setPolicy', { id, policy: patch });
+    emit(f.json, r, () => [`${r.id} policy:`, ...describePolicy(r.policy).map((l) => `  ${l}`), `next: ${describeNext(r.next, Date.now())}`].join('\n'));
+  });
+
+/** Report activity on a workspace (pushes its idle deadline out); prints the new deadline. */
+export const touch = (id: string, f: ClientFlags & { source?: string }) =>
+  withClient(f, async (c) => {
+    const r = await c.call('workspace.activity', { id, ...(f.source !== undefined ? { source: f.source } : {}) });
+    emit(f.json, r, () => `${r.id}: ${describeIdleDeadline(r.idleDeadline, Date.now())}`);
   });
 
 export const list = (f: ClientFlags & { state?: string; limit?: string }) =>

@@ -60,6 +60,10 @@ program
   .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')
   .option('--replica-id <id>', 'this replica\'s name in the cluster (default: random)')
   .option('--shutdown-grace <ms>', 'longest shutdown after SIGTERM/SIGINT; a second signal exits at once (default 10000)')
+  .option('--idle-timeout <duration>', 'default policy: stop a running workspace this long after its last activity (30m; off)')
+  .option('--max-lifetime <duration>', 'default policy: stop a running workspace this long after it started (8h; off)')
+  .option('--max-lifetime-warn <duration>', 'default policy: warn its agent this long before a max-lifetime stop (15m; off)')
+  .option('--dormant-after <duration>', 'default policy: mark a stopped workspace dormant after this long unused (14d; off)')
   .action(async (f: ServeFlags) => {
     // Loaded on demand: client commands must not pay for the server, store and providers at boot.
     const { serve } = await import('./serve.ts');
@@ -102,6 +106,28 @@ client(
     .option('--pool <pool>', 'claim the oldest unclaimed prebuild of this pool instead of an id')
     .option('--user <user>', 'the new owner'),
 ).action((id: string | undefined, f: Parameters<typeof cmd.claim>[1]) => set(cmd.claim(id, f)));
+client(
+  program
+    .command('policy <id>')
+    .description('show a workspace\'s lifecycle policy, or set its own rules (durations: 45s, 30m, 8h, 14d, 1h30m; off turns a rule off)')
+    .option('--idle <duration>', 'stop it this long after its last activity')
+    .option('--max-lifetime <duration>', 'stop it this long after it started, active or not')
+    .option('--warn <duration>', 'warn its agent this long before the max-lifetime stop')
+    .option('--autostart <cron>', 'start it at these times (5-field cron, or off)')
+    .option('--autostop <cron>', 'stop it at these times (5-field cron, or off)')
+    .option('--tz <zone>', 'IANA time zone of --autostart/--autostop (default UTC, or the schedule\'s own)')
+    .option('--dormant-after <duration>', 'mark it dormant when stopped and unused this long')
+    .option('--delete-dormant-after <duration>', 'destroy it this long after it became dormant (opt-in)')
+    .option('--auto-update <mode>', 'on-start: the next start uses its template\'s new version; never; off')
+    .option('--clear', 'turn every rule off (before the other flags apply)'),
+).action((id: string, f: Parameters<typeof cmd.policy>[1]) => set(cmd.policy(id, f)));
+client(
+  program
+    .command('touch <id>')
+    .description('report activity on a workspace: pushes its idle deadline out; prints the new one')
+    .option('--source <text>', 'where the activity came from, shown in the idle stop\'s reason (default: rpc:<your token\'s name>)'),
+).action((id: string, f: Parameters<typeof cmd.touch>[1]) => set(cmd.touch(id, f)));
+// Prebuild pools register here.
 program
   .command('token')
   .description('print the local admin token, rotate it, or issue a role token')

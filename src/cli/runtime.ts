@@ -19,6 +19,7 @@ import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import type { WorkspaceStore } from '../store/index.ts';
+import type { PolicyPatch } from '../supervisor/types.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
@@ -45,6 +46,8 @@ export interface RuntimeOptions {
   instanceType?: string;
   /** Provider resources no stored workspace owns: report (default) or remove. */
   orphans?: OrphanPolicy;
+  /** The server's default lifecycle policy (under each template's and workspace's own). */
+  policy?: PolicyPatch;
   logger: Logger;
 }
 
@@ -72,6 +75,7 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const providerCalls = new ProviderCallTap();
   const common = {
     provider,
+    ...(opts.policy ? { policy: opts.policy } : {}),
     onProviderCall: providerCalls.record,
     onError: (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what),
   };

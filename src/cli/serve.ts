@@ -2,17 +2,20 @@
  * `wsup serve`: build the runtime, make sure an admin token exists, listen, print where to connect, and
  * shut down gracefully on SIGINT/SIGTERM (server drains first, then the supervisor).
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServerOptions, WsupServer } from '../server/index.ts';
 import { WsupError } from '../errors.ts';
-import { loadConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
+import type { PolicyPatch } from '../protocol/index.ts';
+import { ConfigError, parseConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
+import { UsageError } from './context.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
+import { serveDefaults, type ServeDefaultFlags } from './policy.ts';
 import type { ProviderKind } from './runtime.ts';
 
-export interface ServeFlags {
+export interface ServeFlags extends ServeDefaultFlags {
   port: string;
   host: string;
   dataDir: string;
@@ -62,9 +65,16 @@ export async function serve(f: ServeFlags): Promise<number> {
     return 2;
   }
   let templates: TemplateSet;
+  let policy: PolicyPatch;
   try {
-    templates = templatesFor(f);
+    const config = f.config === undefined ? null : readConfig(resolve(f.config));
+    templates = templatesFor(f, config);
+    policy = serveDefaults(f, config ? { file: config.file, defaults: config.defaults } : undefined);
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`wsup: ${err.message}\n`);
+      return 2;
+    }
     if (!(err instanceof WsupError)) throw err;
     process.stderr.write(`wsup: --config: ${err.message}\n`);
     return 2;
@@ -101,6 +111,7 @@ export async function serve(f: ServeFlags): Promise<number> {
     ...(f.memory ? { memory: true } : {}),
     ...specFlags(f),
     orphans: f.orphans,
+    policy,
     logger,
   });
   const server = (common: CommonServerOptions) =>
@@ -198,15 +209,32 @@ async function run(m: Loaded, o: {
 }
 
 /**
+ * The `--config` file as JSON: its `defaults` (the server's default policy, see policy.ts) apart from the
+ * rest (templates), which the templates' schema checks whole.
+ */
+function readConfig(file: string): { file: string; defaults: unknown; rest: unknown } {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, '', code ? `cannot be read (${code})` : `is not JSON (${(err as Error).message})`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || !('defaults' in data)) return { file, defaults: undefined, rest: data };
+  const { defaults, ...rest } = data as Record<string, unknown>;
+  return { file, defaults, rest };
+}
+
+/**
  * What operators may create: the `--config` templates, and as `default` (unless the config names one) the
  * provider flags' spec with no parameters.
  */
-function templatesFor(f: ServeFlags): TemplateSet {
+function templatesFor(f: ServeFlags, config: { file: string; rest: unknown } | null): TemplateSet {
   const { image, cmd, ami, instanceType } = specFlags(f);
   const base = f.provider === 'docker' ? { ...(image ? { image } : {}), ...(cmd ? { cmd } : {}) } : f.provider === 'ec2' ? { ...(ami ? { ami } : {}), ...(instanceType ? { instanceType } : {}) } : {};
   const fallback = providerDefaultTemplate(f.provider === 'fake' ? null : f.provider, base);
-  if (f.config === undefined) return new TemplateSet([fallback]);
-  return TemplateSet.fromConfig(loadConfig(resolve(f.config), { provider: f.provider }), fallback);
+  if (config === null) return new TemplateSet([fallback]);
+  return TemplateSet.fromConfig(parseConfig(config.file, config.rest, { provider: f.provider }), fallback);
 }
 
 /** The default workspace spec from the provider flags. */

@@ -2,8 +2,14 @@
  * The `/agent` channel: what a workspace's agent and the server say to each other. One JSON object
  * per WebSocket text frame. Shared by the server (src/server/agent-channel.ts) and the agent SDK (src/agent).
  *
- * server → agent: `waiting` (state read, nothing to do yet), `reinit`, `acked`, `refused` (then close 4409).
+ * server → agent: `waiting` (state read, nothing to do yet), `reinit`, `acked`, `refused` (then close 4409),
+ * `warning` (a lifecycle policy will stop the workspace soon).
  * agent → server: `ack` of a reinit, by claim build id. The ack is durable: that claim is never sent again.
+ * `heartbeat`: the workspace is in use (activity: pushes its idle deadline out). Unanswered; the server
+ * passes on at most one per second per socket.
+ *
+ * A socket opened with `?activity=1` stays open for heartbeats and warnings when its workspace is not a
+ * prebuild: it is told `refused` (no reinit will ever come) but not closed.
  *
  * @example
  * const frame = agentServerFrameSchema.safeParse(JSON.parse(text));
@@ -13,6 +19,10 @@ import { z } from 'zod';
 import { unstorableString } from './jsonrpc.ts';
 
 export const AGENT_PATH = '/agent';
+/** Query parameter (`/agent?activity=1`) of a socket that carries heartbeats and warnings, prebuild or not. */
+export const AGENT_ACTIVITY_PARAM = 'activity';
+/** The server passes on at most one heartbeat per socket this often; the SDK sends no more often either. */
+export const AGENT_HEARTBEAT_MIN_MS = 1_000;
 /** Close code after `refused`: the WebSocket twin of HTTP 409 Conflict. The agent must stop for good. */
 export const AGENT_REFUSED_CLOSE = 4409;
 export const REINIT_REASONS = ['prebuild_claimed'] as const;
@@ -44,8 +54,18 @@ export type AgentWaitReason = 'unclaimed' | 'claim_build_running' | 'acknowledge
 /** Why the agent is refused; every refusal means "stop waiting". */
 export type AgentRefusalCode = 'WSUP_NOT_PREBUILD' | 'WSUP_NOT_FOUND' | 'WSUP_DESTROYED';
 
+/** A max-lifetime stop is coming at `stopAt` (ms since epoch); `reason` names the rule. */
+export interface PolicyWarning {
+  workspaceId: string;
+  source: string;
+  reason: string;
+  stopAt: number;
+  at: number;
+}
+
 export type AgentServerFrame =
   | { type: 'waiting'; workspaceId: string; why: AgentWaitReason }
+  | { type: 'warning'; warning: PolicyWarning }
   | { type: 'reinit'; event: ReinitEvent | string }
   | { type: 'acked'; claimBuildId: string; ok: boolean }
   | { type: 'refused'; code: AgentRefusalCode; message: string }
@@ -57,13 +77,20 @@ export const agentServerFrameSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('acked'), claimBuildId: z.string(), ok: z.boolean() }),
   z.object({ type: z.literal('refused'), code: z.string(), message: z.string() }),
   z.object({ type: z.literal('error'), message: z.string() }),
+  z.object({
+    type: z.literal('warning'),
+    warning: z.object({ workspaceId: z.string(), source: z.string(), reason: z.string(), stopAt: z.number(), at: z.number() }),
+  }),
 ]);
 
-export type AgentClientFrame = { type: 'ack'; claimBuildId: string };
-export const agentClientFrameSchema = z.strictObject({
-  type: z.literal('ack'),
-  claimBuildId: z.string().min(1).max(128).refine((s) => !unstorableString(s), 'must not hold a NUL or a lone surrogate'),
-});
+export type AgentClientFrame = { type: 'ack'; claimBuildId: string } | { type: 'heartbeat' };
+export const agentClientFrameSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('ack'),
+    claimBuildId: z.string().min(1).max(128).refine((s) => !unstorableString(s), 'must not hold a NUL or a lone surrogate'),
+  }),
+  z.strictObject({ type: z.literal('heartbeat') }),
+]);
 
 /**
  * Read a reinit payload: the JSON event, or (rolling upgrade) a bare reason string, given either as the

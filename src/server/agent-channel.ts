@@ -7,16 +7,30 @@
  * at any moment is therefore seen, and what is sent is always `decide(durable state)`: a reinit until the
  * agent acknowledges it (durably), nothing after. A socket that dies with a reinit in flight loses nothing.
  *
+ * Activity: a `heartbeat` frame becomes `activity(id, 'agent heartbeat')`, at most one per socket per
+ * AGENT_HEARTBEAT_MIN_MS (the rest are dropped on arrival: a flood costs a parse and a comparison per frame,
+ * and no memory). A `policy.warning` for the workspace is passed to each of its agent sockets.
+ *
  * @example
  * const agents = createAgentChannel({ backend: claimService, logger });
  * httpServer.on('upgrade', (req, socket, head) => agents.handleUpgrade(req, socket, head));
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Subscription } from 'rxjs';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { errorMessage } from '../errors.ts';
-import { AGENT_REFUSED_CLOSE, agentClientFrameSchema, type AgentServerFrame, type ReinitEvent } from '../protocol/index.ts';
+import {
+  AGENT_ACTIVITY_PARAM,
+  AGENT_HEARTBEAT_MIN_MS,
+  AGENT_REFUSED_CLOSE,
+  agentClientFrameSchema,
+  type AgentServerFrame,
+  type PolicyWarning,
+  type ReinitEvent,
+} from '../protocol/index.ts';
 import type { AgentDecision } from '../supervisor/claims.ts';
+import type { ServerBackend } from './backend.ts';
 import type { Logger } from './logger.ts';
 import { closeRevoked, refuse, tokenOf } from './upgrade.ts';
 
@@ -31,6 +45,10 @@ export interface AgentBackend {
 export interface AgentChannelOptions {
   backend: AgentBackend;
   logger: Logger;
+  /** Where heartbeats go and warnings come from; without it heartbeats are dropped and no warning is sent. */
+  workspaces?: Pick<ServerBackend, 'events' | 'activity'>;
+  /** Monotonic ms for the heartbeat rate limit. Default `performance.now`. */
+  now?: () => number;
   maxPayload?: number;
   /** Test seam: runs just before a reinit frame is written to the socket. */
   beforeDeliver?: (workspaceId: string, event: ReinitEvent) => void | Promise<void>;
@@ -50,11 +68,20 @@ export interface AgentChannel {
 export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload ?? 64 * 1024, clientTracking: false });
   const sessions = new Map<WebSocket, AgentSession>();
+  /** Sessions by workspace, for warnings: one lookup per event, whatever the number of agents. */
+  const byWorkspace = new Map<string, Set<AgentSession>>();
   let closing: Promise<void> | null = null;
+  const warnings: Subscription | undefined = opts.workspaces?.events.subscribe((ev) => {
+    if (ev.type !== 'policy.warning') return;
+    const warning: PolicyWarning = { workspaceId: ev.id, source: ev.source, reason: ev.reason, stopAt: ev.stopAt, at: ev.at };
+    for (const s of byWorkspace.get(ev.id) ?? []) s.warn(warning);
+  });
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, onSettled: () => void = () => undefined) => {
     socket.on('error', () => socket.destroy());
-    const token = tokenOf(req, new URL(req.url ?? '/', 'http://localhost'));
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const token = tokenOf(req, url);
+    const stays = url.searchParams.get(AGENT_ACTIVITY_PARAM) === '1';
     if (token === null) return refuse(socket, 401, 'missing agent token: send Authorization: Bearer <WSUP_AGENT_TOKEN>');
     opts.backend.agentWorkspace(token).then(
       (workspaceId) => {
@@ -62,10 +89,14 @@ export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
         if (workspaceId === null) return refuse(socket, 401, 'invalid agent token: it was rotated or never issued; the agent cannot reconnect with it');
         wss.handleUpgrade(req, socket, head, (ws) => {
           onSettled();
-          const session = new AgentSession(ws, workspaceId, token, opts);
+          const session = new AgentSession(ws, workspaceId, token, stays, opts);
           sessions.set(ws, session);
+          const peers = byWorkspace.get(workspaceId) ?? new Set<AgentSession>();
+          byWorkspace.set(workspaceId, peers.add(session));
           ws.on('close', () => {
             sessions.delete(ws);
+            peers.delete(session);
+            if (peers.size === 0 && byWorkspace.get(workspaceId) === peers) byWorkspace.delete(workspaceId);
             session.dispose();
           });
         });
@@ -88,6 +119,7 @@ export function createAgentChannel(opts: AgentChannelOptions): AgentChannel {
     },
     close() {
       closing ??= (async () => {
+        warnings?.unsubscribe();
         await Promise.all([...sessions.keys()].map((ws) => new Promise<void>((r) => {
           if (ws.readyState === ws.CLOSED) return r();
           ws.once('close', () => r());
@@ -110,13 +142,20 @@ class AgentSession {
   /** Claim build already sent on this socket (a reconnect sends it again until acknowledged). */
   private sent: string | null = null;
   private lastWait: string | null = null;
+  private refusedSent = false;
+  /** When the last heartbeat was passed on (monotonic ms); -Infinity: none yet. */
+  private lastBeat = -Infinity;
+  private readonly now: () => number;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly workspaceId: string,
     private readonly token: string,
+    /** Opened with `?activity=1`: not a prebuild is no reason to close. */
+    private readonly stays: boolean,
     private readonly opts: AgentChannelOptions,
   ) {
+    this.now = opts.now ?? (() => performance.now());
     // Watch before reading: a claim committed between the two triggers another read, never a miss.
     this.unwatch = opts.backend.watch(workspaceId, () => void this.refresh());
     ws.on('message', (data, isBinary) => void this.onMessage(data, isBinary));
@@ -171,6 +210,12 @@ class AgentSession {
   private async act(d: AgentDecision): Promise<void> {
     switch (d.kind) {
       case 'refuse':
+        if (this.stays && d.code === 'WSUP_NOT_PREBUILD') {
+          // No reinit will come, but heartbeats and warnings still do: say so once and stay.
+          if (!this.refusedSent) this.send({ type: 'refused', code: d.code, message: d.message });
+          this.refusedSent = true;
+          return;
+        }
         this.send({ type: 'refused', code: d.code, message: d.message });
         this.ws.close(AGENT_REFUSED_CLOSE, d.code);
         this.dispose();
@@ -199,15 +244,35 @@ class AgentSession {
       frame = undefined;
     }
     const parsed = agentClientFrameSchema.safeParse(frame);
-    if (!parsed.success) return this.send({ type: 'error', message: 'invalid frame: send {"type":"ack","claimBuildId":"…"}' });
+    if (!parsed.success) return this.send({ type: 'error', message: 'invalid frame: send {"type":"ack","claimBuildId":"…"} or {"type":"heartbeat"}' });
+    if (parsed.data.type === 'heartbeat') return this.heartbeat();
+    const { claimBuildId } = parsed.data;
     if (!(await this.stillValid())) return;
     try {
       // Bound to this socket's workspace: a build id of another workspace matches nothing.
-      const ok = await this.opts.backend.ack(this.workspaceId, parsed.data.claimBuildId);
-      this.send({ type: 'acked', claimBuildId: parsed.data.claimBuildId, ok });
+      const ok = await this.opts.backend.ack(this.workspaceId, claimBuildId);
+      this.send({ type: 'acked', claimBuildId, ok });
     } catch (err) {
       this.opts.logger.error({ workspaceId: this.workspaceId, err: errorMessage(err) }, 'agent ack could not be stored');
       this.send({ type: 'error', message: 'ack could not be stored: it will be delivered again, ack again' });
+    }
+  }
+
+  /** A max-lifetime warning for this socket's workspace. */
+  warn(warning: PolicyWarning): void {
+    if (!this.disposed) this.send({ type: 'warning', warning });
+  }
+
+  /** Pass one heartbeat per AGENT_HEARTBEAT_MIN_MS on as activity of this socket's workspace (and only its). */
+  private async heartbeat(): Promise<void> {
+    const now = this.now();
+    if (this.disposed || !this.opts.workspaces || now - this.lastBeat < AGENT_HEARTBEAT_MIN_MS) return;
+    this.lastBeat = now;
+    if (!(await this.stillValid())) return;
+    try {
+      await this.opts.workspaces.activity(this.workspaceId, 'agent heartbeat');
+    } catch (err) {
+      this.opts.logger.debug({ workspaceId: this.workspaceId, err: errorMessage(err) }, 'agent heartbeat not recorded');
     }
   }
 

@@ -23,6 +23,8 @@ export interface ServerBackend {
   destroy(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
   /** Replace the workspace's own policy layer; resolves once committed. */
   setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView>;
+  /** A restart with source `update` (onto a re-rendered spec), when the backend has one. */
+  update?(id: string, requester?: string): Promise<RestartResult>;
   /** Activity on the workspace: pushes its idle deadline out. */
   activity(id: string, source?: string): MaybeAsync<ActivityResult>;
   get(id: string): MaybeAsync<WorkspaceView>;

@@ -6,6 +6,7 @@ import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import { isRecord, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
+import type { RestartResult } from '../supervisor/types.ts';
 import { providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
 import type { EventSink, Hub } from './hub.ts';
@@ -27,6 +28,8 @@ export interface Caller extends EventSink {
 
 /** Where `files.written` goes once the bus is wired; without it the server restarts with source `file-write`. */
 export type FilesWrittenHook = (id: string, paths: string[]) => void | Promise<void>;
+/** `workspace.update`: re-render the spec from its template's current version, then restart onto it. */
+export type UpdateHook = (id: string, requester: string) => Promise<RestartResult>;
 /** Store-backed history; without it the server answers from its in-memory ring. */
 export type HistoryFn = (id: string, limit: number) => WorkspaceEvent[] | Promise<WorkspaceEvent[]>;
 
@@ -35,6 +38,8 @@ export interface HandlerDeps {
   hub: Hub;
   onFilesWritten?: FilesWrittenHook | undefined;
   history?: HistoryFn | undefined;
+  /** Without it, `workspace.update` restarts through the backend's own `update` (no re-render). */
+  update?: UpdateHook | undefined;
   claims?: ClaimService | undefined;
   /** What `workspace.create` may make; default: one `default` template, the provider's defaults. */
   templates?: TemplateSet | undefined;
@@ -57,16 +62,25 @@ export class Handlers {
     this.impl = {
       'workspace.create': async (p, conn) => {
         if (p.prebuild !== true && p.pool !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace.create: pool ${p.pool} needs prebuild: true`, { workspaceId: p.id });
-        // Decided before anything is stored or started: a refused request leaves no trace.
-        const spec = templates.specFor(p, conn.role, p.id);
-        if (p.prebuild !== true) return sup.create(p.id, spec);
+        // Decided before anything is stored or started: a refused request leaves no trace. The policy rides in
+        // the spec (the supervisor checks it before it stores anything), so a bad one refuses the create whole.
+        const spec = { ...templates.specFor(p, conn.role, p.id), ...(p.policy !== undefined ? { wsupPolicy: p.policy } : {}) };
+        if (p.prebuild !== true) return this.label(await sup.create(p.id, { ...spec, wsupOwner: conn.principal }));
         return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
       'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
-      // Placeholders while the policy and pool work lands; each is replaced by its implementation.
-      'workspace.setPolicy': async () => notYet('workspace.setPolicy'),
-      'workspace.activity': async () => notYet('workspace.activity'),
-      'workspace.update': async () => notYet('workspace.update'),
+      'workspace.setPolicy': async (p) => this.label(await sup.setPolicy(p.id, p.policy)),
+      'workspace.activity': async (p, conn) => {
+        const r = await sup.activity(p.id, p.source ?? who(conn));
+        return { id: r.id, idleDeadline: r.idleDeadline };
+      },
+      'workspace.update': async (p, conn) => {
+        const update = deps.update ?? sup.update?.bind(sup);
+        if (!update) throw new WsupError('WSUP_INVALID_ARGUMENT', 'workspace.update needs templates with versions: this server has none', { workspaceId: p.id });
+        const r = await update(p.id, who(conn));
+        return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
+      },
+      // Placeholders while the pool work lands; each is replaced by its implementation.
       'pool.set': async () => notYet('pool.set'),
       'pool.get': async () => notYet('pool.get'),
       'pool.list': async () => notYet('pool.list'),
@@ -96,8 +110,11 @@ export class Handlers {
       },
       'files.written': async (p, conn) => {
         if (!(await sup.accepts(p.id))) throw new WorkspaceNotFoundError(p.id);
-        if (deps.onFilesWritten) await deps.onFilesWritten(p.id, p.paths);
-        else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
+        if (deps.onFilesWritten) {
+          // A restart sends its own activity; files handed to the bus count as activity here.
+          await sup.activity(p.id, 'files.written');
+          await deps.onFilesWritten(p.id, p.paths);
+        } else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
         return { id: p.id, accepted: p.paths.length };
       },
       'events.subscribe': async (p, conn) => {

@@ -110,7 +110,7 @@ export function createServer(opts: ServerOptions): WsupServer {
   const hub = new Hub(opts.supervisor, opts.history ? 0 : (opts.historySize ?? 100));
   const handlers = new Handlers({ supervisor: opts.supervisor, hub, onFilesWritten: opts.onFilesWritten, history: opts.history, claims: opts.claims, templates: opts.templates });
   const agents: AgentChannel | null = opts.claims
-    ? createAgentChannel({ backend: opts.claims, logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
+    ? createAgentChannel({ backend: opts.claims, workspaces: opts.supervisor, now: () => clock.now(), logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
     : null;
   const site = createVisualizerSite(opts.visualizerDir);
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, clientTracking: false });

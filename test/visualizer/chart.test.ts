@@ -19,7 +19,7 @@ describe('statechart graph from machine.definition', () => {
   it('merges transitions per source and target and names XState internal events for people', () => {
     const g = chartGraph(definition());
     const edge = (from: string, to: string) => g.edges.find((e) => e.from === from && e.to === to);
-    expect(edge('idle', 'starting')?.events).toEqual(['RESTART', 'ENSURE', 'DEFERRED_DUE']);
+    expect(edge('idle', 'starting')?.events).toEqual(['RESTART', 'ENSURE', 'DEFERRED_DUE', 'POLICY_DUE']);
     expect(edge('starting', 'running')?.events).toEqual(['provision done']);
     expect(edge('starting', 'running')?.detail).toEqual(['provision done [wantsRunning]']);
     expect(edge('stopping', 'stopping')?.events).toEqual(['deprovision error']);

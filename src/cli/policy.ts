@@ -4,6 +4,8 @@
  * a policy, its next action and an idle deadline. Pure: the commands that call the server are in commands.ts.
  */
 import { isRecord, policySchema, type NextAction, type Policy, type PolicyPatch } from '../protocol/index.ts';
+import { WsupError } from '../errors.ts';
+import { mergePolicy, validatePolicy } from '../supervisor/policy.ts';
 import { UsageError } from './context.ts';
 import { DURATION_HINT, formatDuration, parseDuration, policyDurationFlag } from './duration.ts';
 
@@ -127,6 +129,13 @@ export function serveDefaults(f: ServeDefaultFlags, config?: { file: string; def
     const issue = checked.error.issues[0]!;
     const field = String(issue.path[0] ?? '');
     throw new UsageError(`default policy ${field}: ${issue.message}${field.endsWith('Ms') ? ' (durations from 1s to 366d)' : ''}`);
+  }
+  try {
+    // Cron, time zone and the rules between fields, as the supervisor checks them.
+    validatePolicy(checked.data, { where: 'default', base: mergePolicy() });
+  } catch (err) {
+    if (err instanceof WsupError) throw new UsageError(err.message);
+    throw err;
   }
   return checked.data;
 }

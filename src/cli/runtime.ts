@@ -157,7 +157,7 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
     url: opts.databaseUrl,
     provider,
     ...(opts.replicaId ? { replica: opts.replicaId } : {}),
-    supervisor: { onProviderCall: providerCalls.record },
+    supervisor: { onProviderCall: providerCalls.record, ...(opts.policy ? { policy: opts.policy } : {}) },
     onError: (err, what) => logger.error({ err: errorMessage(err) }, what),
   });
   let closing: Promise<void> | null = null;

@@ -101,7 +101,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   });
   // Logs go to stderr so stdout carries only the banner (scripts read the URL from it).
   const logger = m.pino({ level: process.env.WSUP_LOG_LEVEL ?? 'info', base: null }, m.pino.destination(2));
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates);
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy);
   const store = opening ? await opening : undefined;
   const rt = await m.buildRuntime({
     ...(store ? { store } : {}),
@@ -133,7 +133,7 @@ const load = async () => {
 };
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet): Promise<number> {
+async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet, policy: PolicyPatch): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
     return 2;
@@ -144,6 +144,7 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.replicaId ? { replicaId: f.replicaId } : {}),
     ...specFlags(f),
+    policy,
     logger,
   });
   const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });

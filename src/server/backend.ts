@@ -6,7 +6,7 @@
 import type { Observable } from 'rxjs';
 import type { LifecycleState } from '../../machines/workspace.types.ts';
 import type { Summary } from '../supervisor/summary.ts';
-import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
+import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, UpdateOptions, WorkspaceView } from '../supervisor/types.ts';
 
 type MaybeAsync<T> = T | Promise<T>;
 
@@ -24,7 +24,7 @@ export interface ServerBackend {
   /** Replace the workspace's own policy layer; resolves once committed. */
   setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView>;
   /** A restart with source `update` (onto a re-rendered spec), when the backend has one. */
-  update?(id: string, requester?: string): Promise<RestartResult>;
+  update?(id: string, opts?: UpdateOptions): Promise<RestartResult>;
   /** Activity on the workspace: pushes its idle deadline out. */
   activity(id: string, source?: string): MaybeAsync<ActivityResult>;
   get(id: string): MaybeAsync<WorkspaceView>;

@@ -75,9 +75,12 @@ export class Handlers {
         return { id: r.id, idleDeadline: r.idleDeadline };
       },
       'workspace.update': async (p, conn) => {
-        const update = deps.update ?? sup.update?.bind(sup);
-        if (!update) throw new WsupError('WSUP_INVALID_ARGUMENT', 'workspace.update needs templates with versions: this server has none', { workspaceId: p.id });
-        const r = await update(p.id, who(conn));
+        const requester = who(conn);
+        const r = deps.update
+          ? await deps.update(p.id, requester)
+          : sup.update
+            ? await sup.update(p.id, { requester })
+            : notAvailable(p.id, 'workspace.update: this server cannot restart onto a new version');
         return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
       },
       // Placeholders while the pool work lands; each is replaced by its implementation.
@@ -212,6 +215,10 @@ function redactResult<R>(r: R, role: Role): R {
       ? { ...r, items: r.items.map((v: unknown) => (isView(v) ? redactView(v, role) : v)) }
       : r;
   return out as R;
+}
+
+function notAvailable(id: string, message: string): never {
+  throw new WsupError('WSUP_INVALID_ARGUMENT', message, { workspaceId: id });
 }
 
 function notYet(method: string): never {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { SimulatedClock } from 'xstate';
-import { openAgent, type AgentLink } from '../../src/agent/index.ts';
+import { openAgent, type AgentLink, type AgentLinkStatus } from '../../src/agent/index.ts';
 import { WsupClient } from '../../src/client/index.ts';
 import type { PolicyWarning } from '../../src/protocol/index.ts';
 import { FakeProvider } from '../../src/providers/fake.ts';
@@ -75,8 +75,8 @@ async function workspace(id: string, policy: Record<string, number> = { idleTime
   await store.tokens.setAgentToken(id, token(id));
 }
 
-function link(id: string): AgentLink {
-  const l = openAgent({ url: agentUrl, token: token(id), WebSocket, scheduler: new ManualScheduler(), now: () => serverClock.t });
+function link(id: string, onStatus?: (s: AgentLinkStatus) => void): AgentLink {
+  const l = openAgent({ url: agentUrl, token: token(id), WebSocket, scheduler: new ManualScheduler(), now: () => serverClock.t, ...(onStatus ? { onStatus } : {}) });
   links.push(l);
   return l;
 }
@@ -162,14 +162,13 @@ describe('policy warnings', () => {
     await workspace('ag-other', { maxLifetimeMs: 8 * 3_600_000 });
     const mine: PolicyWarning[] = [];
     const theirs: PolicyWarning[] = [];
-    const l = link('ag-warn');
-    l.onWarning((w) => mine.push(w));
-    link('ag-other').onWarning((w) => theirs.push(w));
     const runningSince = clock.now();
-    // Both agents are connected before time moves: their first heartbeat lands.
-    serverClock.t += 1_000;
-    l.reportActivity();
-    await vi.waitFor(async () => expect((await view('ag-warn')).lastActivityAt).not.toBeNull(), { timeout: 10_000 });
+    const connected: string[] = [];
+    const l = link('ag-warn', (s) => s.type === 'connected' && connected.push('ag-warn'));
+    l.onWarning((w) => mine.push(w));
+    link('ag-other', (s) => s.type === 'connected' && connected.push('ag-other')).onWarning((w) => theirs.push(w));
+    // Warnings go to the agents connected when they are emitted: both are, before time moves.
+    await vi.waitFor(() => expect(connected.sort()).toEqual(['ag-other', 'ag-warn']), { timeout: 10_000 });
     clock.increment(45 * 60_000);
     await vi.waitFor(() => expect(mine).toHaveLength(1), { timeout: 10_000 });
     expect(mine[0]).toMatchObject({ workspaceId: 'ag-warn', source: 'max-lifetime' });

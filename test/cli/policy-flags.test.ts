@@ -77,6 +77,8 @@ describe('serve defaults', () => {
     expect(() => serveDefaults({}, { file: 'w.json', defaults: { policy: { deleteDormantAfterMs: '30d' } } })).toThrow(/opt-in per workspace/);
     expect(() => serveDefaults({}, { file: 'w.json', defaults: { policy: { idleTimeoutMs: '3 days' } } })).toThrow('defaults.policy.idleTimeoutMs: "3 days" is not a duration');
     expect(() => serveDefaults({}, { file: 'w.json', defaults: { quota: 1 } })).toThrow('defaults.quota: unknown key');
+    expect(() => serveDefaults({}, { file: 'w.json', defaults: { policy: { autostop: { cron: 'at seven', tz: 'UTC' } } } })).toThrow(/policy\.autostop/);
+    expect(() => serveDefaults({ maxLifetime: '1h', maxLifetimeWarn: '2h' })).toThrow(/maxLifetimeWarnMs/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WsupRpcError, type SubscribeHandlers, type WorkspaceEvent, type WorkspaceView } from '../../src/client/index.ts';
+import { WsupConnectionError, WsupRpcError, type PoolView, type SubscribeHandlers, type WorkspaceEvent, type WorkspaceView } from '../../src/client/index.ts';
 import { Controller, type ControlApi } from '../../visualizer/src/controller.ts';
 import { VisualizerModel } from '../../visualizer/src/model/model.ts';
 
@@ -9,7 +9,7 @@ const view = (id: string, over: Partial<WorkspaceView> = {}): WorkspaceView => (
 });
 
 /** A fake of the client SDK's call/subscribe: answers from a table of workspaces and records the calls. */
-function fakeApi(workspaces: WorkspaceView[]) {
+function fakeApi(workspaces: WorkspaceView[], extra: Record<string, (p: Record<string, unknown>) => unknown> = {}) {
   const calls: string[] = [];
   let onEvent: ((ev: WorkspaceEvent) => void) | null = null;
   let handlers: SubscribeHandlers = {};
@@ -25,6 +25,7 @@ function fakeApi(workspaces: WorkspaceView[]) {
     'workspace.stop': () => {
       throw new WsupRpcError(-32003, 'forbidden: role viewer may not call workspace.stop (needs operator)', { wsupCode: 'WSUP_FORBIDDEN' });
     },
+    ...extra,
   };
   const api: ControlApi = {
     call: (async (method: string, params: Record<string, unknown>) => {
@@ -45,13 +46,37 @@ function fakeApi(workspaces: WorkspaceView[]) {
 
 const settle = () => new Promise<void>((r) => setImmediate(r));
 
+/** The controller's `every`, driven by hand: `tick(n)` runs the registered function n times. */
+function fakeTicker() {
+  const fns: Array<{ ms: number; fn: () => void }> = [];
+  return {
+    every: (ms: number, fn: () => void) => {
+      const entry = { ms, fn };
+      fns.push(entry);
+      return () => void fns.splice(fns.indexOf(entry), 1);
+    },
+    async tick(n = 1) {
+      for (let i = 0; i < n; i++) {
+        for (const f of [...fns]) f.fn();
+        await settle();
+      }
+    },
+    get registered() {
+      return fns.map((f) => f.ms);
+    },
+  };
+}
+
+const pool = (name: string, over: Partial<PoolView> = {}): PoolView => ({ pool: name, desired: 2, ready: 1, starting: 1, failing: 0, lastError: null, backoffUntil: null, template: 'py', policy: null, ...over });
+const count = (calls: string[], method: string) => calls.filter((c) => c === method).length;
+
 describe('visualizer controller', () => {
   it('subscribes before listing, so no event between the two is lost, and pages through the list', async () => {
     const all = Array.from({ length: 25_000 }, (_, i) => view(`ws-${String(i).padStart(5, '0')}`));
     const fake = fakeApi(all);
     const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
     await new Controller(fake.api, model, { fetchRole: async () => 'operator' }).start();
-    expect(fake.calls).toEqual(['subscribe', 'workspace.list', 'workspace.list', 'workspace.list']);
+    expect(fake.calls).toEqual(['subscribe', 'workspace.list', 'workspace.list', 'workspace.list', 'pool.list']);
     expect(model.list.size).toBe(25_000);
     expect(model.canCommand).toBe(true);
   });
@@ -69,7 +94,8 @@ describe('visualizer controller', () => {
     expect(model.resyncing).toBe(true);
     await settle();
     await settle();
-    expect(fake.calls).toEqual(['workspace.list', 'workspace.get', 'events.history']);
+    // The server may be another version after a reconnect, so its pools are asked for again.
+    expect(fake.calls).toEqual(['pool.list', 'workspace.list', 'workspace.get', 'events.history']);
     expect(model.resyncing).toBe(false);
     expect(model.list.get('c')?.state).toBe('running');
   });
@@ -114,5 +140,145 @@ describe('visualizer controller', () => {
     fake.emit({ type: 'transition', id: 'late', from: null, to: 'idle', at: T0, cycle: null });
     await settle();
     expect(model.list.get('late')).toMatchObject({ owner: 'dora', partial: false });
+  });
+});
+
+describe('visualizer controller: pools and policy deadlines', () => {
+  it('lists pools at load, every 5 ticks of 1 s, and on the tick after an event for a workspace in a pool', async () => {
+    let items = [pool('py')];
+    const fake = fakeApi([view('py-0a1b2c3d', { pool: 'py' }), view('plain')], { 'pool.list': () => ({ items }) });
+    const ticker = fakeTicker();
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer', every: ticker.every });
+    await controller.start();
+    await settle();
+    expect(ticker.registered).toEqual([1000]);
+    expect(count(fake.calls, 'pool.list')).toBe(1);
+    expect(model.pools.visible).toBe(true);
+    expect(model.pools.rows(T0)[0]).toMatchObject({ pool: 'py', desired: 2, ready: 1, health: 'filling' });
+
+    await ticker.tick(4);
+    expect(count(fake.calls, 'pool.list')).toBe(1);
+    items = [pool('py', { ready: 2, starting: 0 })];
+    await ticker.tick();
+    expect(count(fake.calls, 'pool.list')).toBe(2);
+    expect(model.pools.rows(T0)[0]).toMatchObject({ ready: 2, health: 'full' });
+
+    // An event for a workspace outside any pool does not ask; one for a prebuild does, on the next tick.
+    fake.emit({ type: 'transition', id: 'plain', from: 'idle', to: 'starting', at: T0 + 1, cycle: null });
+    await ticker.tick();
+    expect(count(fake.calls, 'pool.list')).toBe(2);
+    fake.emit({ type: 'transition', id: 'py-0a1b2c3d', from: 'idle', to: 'starting', at: T0 + 2, cycle: null });
+    expect(count(fake.calls, 'pool.list')).toBe(2);
+    await ticker.tick();
+    expect(count(fake.calls, 'pool.list')).toBe(3);
+
+    controller.close();
+    expect(ticker.registered).toEqual([]);
+  });
+
+  it('hides the panel without reporting an error when the server answers pool.list with one, and asks again only after a reconnect', async () => {
+    const errors: string[] = [];
+    const fake = fakeApi([view('a')], {
+      'pool.list': () => {
+        throw new WsupRpcError(-32602, 'pool.list is not available on this server yet', { wsupCode: 'WSUP_INVALID_ARGUMENT' });
+      },
+    });
+    const ticker = fakeTicker();
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    await new Controller(fake.api, model, { fetchRole: async () => 'viewer', every: ticker.every, onError: (m) => errors.push(m) }).start();
+    await settle();
+    expect(model.pools.status).toBe('unsupported');
+    expect(model.pools.visible).toBe(false);
+    await ticker.tick(12);
+    expect(count(fake.calls, 'pool.list')).toBe(1);
+    fake.resync({ reason: 'reconnected' });
+    await settle();
+    expect(count(fake.calls, 'pool.list')).toBe(2);
+    expect(errors).toEqual([]);
+  });
+
+  it('keeps the last pools when the connection fails and tries again on the next 5 s refresh', async () => {
+    let fail = false;
+    const fake = fakeApi([view('a')], {
+      'pool.list': () => {
+        if (fail) throw new WsupConnectionError('connection closed');
+        return { items: [pool('py')] };
+      },
+    });
+    const ticker = fakeTicker();
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    await new Controller(fake.api, model, { fetchRole: async () => 'viewer', every: ticker.every }).start();
+    await settle();
+    fail = true;
+    await ticker.tick(5);
+    expect(model.pools).toMatchObject({ status: 'ok', error: 'connection closed' });
+    expect(model.pools.visible).toBe(true);
+    fail = false;
+    await ticker.tick(5);
+    expect(count(fake.calls, 'pool.list')).toBe(3);
+    expect(model.pools.error).toBeNull();
+  });
+
+  it('refetches the open workspace when a policy event moves its deadline, and once more when one arrives during that fetch', async () => {
+    const stopAt = T0 + 60_000;
+    const ws = view('a', { state: 'running', next: { action: 'stop', at: stopAt, source: 'idle', reason: 'idle for 1m since start at 22:13:20Z' } });
+    let release: (() => void) | null = null;
+    let gets = 0;
+    let hold = false;
+    const fake = fakeApi([ws], {
+      'workspace.get': async () => {
+        gets++;
+        if (hold) await new Promise<void>((r) => (release = r));
+        return ws;
+      },
+    });
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer' });
+    await controller.start();
+    await controller.open('a');
+    await settle();
+    const base = gets;
+    expect(model.detail?.stale).toBe(false);
+    fake.emit({ type: 'policy.warning', id: 'a', source: 'max-lifetime', reason: 'max lifetime 8h reached', stopAt, at: T0 + 1 });
+    await settle();
+    expect(gets).toBe(base + 1);
+    hold = true;
+    fake.emit({ type: 'policy', id: 'a', action: 'stop', source: 'idle', reason: 'idle for 1m', at: T0 + 2 });
+    await settle();
+    expect(gets).toBe(base + 2); // held open by the fake
+    hold = false;
+    fake.emit({ type: 'transition', id: 'a', from: 'running', to: 'stopping', at: T0 + 3, cycle: null });
+    fake.emit({ type: 'transition', id: 'a', from: 'stopping', to: 'idle', at: T0 + 4, cycle: null });
+    await settle();
+    expect(gets).toBe(base + 2); // one refresh at a time
+    release!();
+    await settle();
+    await settle();
+    expect(gets).toBe(base + 3); // the transition to idle arrived while the held one was in flight
+    expect(model.detail?.stale).toBe(false);
+  });
+
+  it('fetches fresh views, 20 per tick, for list rows whose deadlines a transition moved', async () => {
+    const idle = { idleTimeoutMs: 1_800_000, maxLifetimeMs: null, maxLifetimeWarnMs: null, autostart: null, autostop: null, dormantAfterMs: null, deleteDormantAfterMs: null, autoUpdate: null };
+    const all = Array.from({ length: 30 }, (_, i) => view(`p-${String(i).padStart(2, '0')}`, { policy: idle }));
+    all.push(view('no-policy'));
+    const fake = fakeApi(all);
+    const ticker = fakeTicker();
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    await new Controller(fake.api, model, { fetchRole: async () => 'viewer', every: ticker.every }).start();
+    fake.calls.length = 0;
+    for (const w of all) fake.emit({ type: 'transition', id: w.id, from: 'idle', to: 'starting', at: T0 + 1, cycle: null });
+    for (const w of all) fake.emit({ type: 'transition', id: w.id, from: 'starting', to: 'running', at: T0 + 2, cycle: null });
+    await settle();
+    expect(count(fake.calls, 'workspace.get')).toBe(0);
+    expect(model.list.staleNextIds(100)).toHaveLength(30);
+    await ticker.tick();
+    expect(count(fake.calls, 'workspace.get')).toBe(20);
+    await ticker.tick();
+    expect(count(fake.calls, 'workspace.get')).toBe(30);
+    expect(model.list.staleNextIds(100)).toEqual([]);
+    await ticker.tick();
+    expect(count(fake.calls, 'workspace.get')).toBe(30);
   });
 });

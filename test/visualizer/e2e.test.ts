@@ -109,7 +109,45 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
       expect(await page.getByRole('button', { name: 'Restart' }).count()).toBe(0);
       expect(await page.getByRole('button', { name: 'Stop' }).count()).toBe(0);
       expect(await page.getByTestId('outcomes').count()).toBe(0);
+      // No pool is set on this server, so the pools panel stays hidden (whether or not it has pool.list).
+      expect(await page.getByTestId('pools').isHidden()).toBe(true);
       await page.screenshot({ path: join(SHOTS, 'viewer.png'), fullPage: true });
+      await page.close();
+    });
+  });
+
+  describe('a workspace with a lifecycle policy', () => {
+    const ID = 'ws-policy';
+
+    it('shows the rules in words, counts the next action down, and marks the policy stop in recent events', async () => {
+      await rig.supervisor.create(ID, { owner: 'alice' });
+      await rig.supervisor.ensure(ID);
+      const sdk = rig.client('operator');
+      await sdk.call('workspace.setPolicy', { id: ID, policy: { idleTimeoutMs: 30 * 60_000, maxLifetimeMs: 8 * 3_600_000, maxLifetimeWarnMs: 15 * 60_000 } });
+
+      const page = await open('operator', `#${ID}`);
+      await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
+      const rules = page.getByTestId('policy');
+      await rules.filter({ hasText: 'idle timeout 30m' }).waitFor();
+      expect(await rules.locator('li').allTextContents()).toEqual(['idle timeout 30m', 'max lifetime 8h (warn 15m before)']);
+      const next = page.getByTestId('next-action');
+      await next.filter({ hasText: /^stops in (29|30):\d\d — idle for 30m since / }).waitFor();
+      // It ticks: the text a moment later is another second.
+      const first = await next.textContent();
+      await expect.poll(() => next.textContent(), { timeout: 10_000 }).not.toBe(first);
+      await page.getByTestId('last-activity').filter({ hasText: /^last activity / }).waitFor();
+      await page.locator(`[data-id="${ID}"] [data-col=next]`).filter({ hasText: /^stops (29|30)m$/ }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'policy-countdown.png'), fullPage: true });
+
+      // A one-second idle timeout stops it: the policy action stands out in recent events, and the view follows.
+      await sdk.call('workspace.setPolicy', { id: ID, policy: { idleTimeoutMs: 1_000 } });
+      const stop = page.getByTestId('recent-events').locator('li[data-tone=policy][data-type=policy]');
+      await stop.filter({ hasText: 'policy stop (idle): idle for ' }).waitFor({ timeout: 15_000 });
+      expect(await stop.first().locator('.ev-icon').textContent()).toBe('⚙');
+      await page.getByTestId('current-state').filter({ hasText: 'idle' }).waitFor();
+      await rules.filter({ hasText: 'idle timeout 1s' }).waitFor();
+      await next.filter({ hasText: 'no policy action is scheduled' }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'policy-stopped.png'), fullPage: true });
       await page.close();
     });
   });
@@ -120,8 +158,11 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
       const creates: Array<Promise<unknown>> = [];
       for (let i = 0; i < N; i++) creates.push(rig.supervisor.create(`load-${String(i).padStart(5, '0')}`, { owner: `user-${i % 40}`, pool: `pool-${i % 7}` }));
       await Promise.all(creates);
+      // The cases before this one leave their workspaces behind (the demo running, the policy one stopped).
+      const total = rig.supervisor.size;
+      const runningBefore = rig.supervisor.summary.getSnapshot().context.counts.running;
       const page = await open('admin');
-      await page.getByTestId('counts').filter({ hasText: `${N + 1} workspaces` }).waitFor({ timeout: 30_000 });
+      await page.getByTestId('counts').filter({ hasText: `${total} workspaces` }).waitFor({ timeout: 30_000 });
       await page.evaluate(() => window.wsupPerf!.reset());
 
       // Each restart of an idle workspace is two transitions (idle → starting → running).
@@ -147,12 +188,12 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
         }, 10);
       });
       const loadMs = Date.now() - started;
-      await expect.poll(() => rig.supervisor.summary.getSnapshot().context.counts.running, { timeout: 20_000 }).toBeGreaterThanOrEqual(issued);
+      await expect.poll(() => rig.supervisor.summary.getSnapshot().context.counts.running, { timeout: 20_000 }).toBeGreaterThanOrEqual(issued + runningBefore);
       sub.unsubscribe();
       // The page has applied every event (or resynced from a lagged notice) once its counts match.
-      await page.getByTestId('counts').filter({ hasText: `running ${issued + 1} ` }).waitFor({ timeout: 20_000 });
+      await page.getByTestId('counts').filter({ hasText: `running ${issued + runningBefore} ` }).waitFor({ timeout: 20_000 });
       const perf = await page.evaluate(() => window.wsupPerf!.summary());
-      report(perf, { transitions, events, loadMs, workspaces: N + 1 });
+      report(perf, { transitions, events, loadMs, workspaces: total });
       await page.screenshot({ path: join(SHOTS, 'load-10k.png') });
       expect(perf.events).toBeGreaterThan(0);
       expect(perf.latency.n).toBeGreaterThan(0);

@@ -16,6 +16,7 @@ import { VisualizerModel, type Change } from './model/model.ts';
 import { DetailView } from './ui/detail-view.ts';
 import { h } from './ui/dom.ts';
 import { ListView } from './ui/list-view.ts';
+import { PoolsView } from './ui/pools-view.ts';
 import { PerfProbe } from './ui/perf.ts';
 import { Filters, StatusBar } from './ui/toolbar.ts';
 
@@ -55,14 +56,23 @@ function boot(): void {
     requestTimeoutMs: 120_000,
     onStateChange: (state, detail) => model.setConnection(state, detail),
   });
-  const controller = new Controller(client, model, { fetchRole: () => whoami(token), onError: showError });
+  const controller = new Controller(client, model, {
+    fetchRole: () => whoami(token),
+    onError: showError,
+    every: (ms, fn) => {
+      const timer = setInterval(fn, ms);
+      return () => clearInterval(timer);
+    },
+  });
   let chart: LaidChart | null = null;
   const status = new StatusBar(header);
+  const pools = new PoolsView(listPane);
   const filters = new Filters(listPane, (patch) => {
     model.list.setFilter(patch);
     renderList();
   });
   const list = new ListView(listPane, {
+    now: clock.now,
     onOpen: (id) => {
       history.replaceState(null, '', `#${encodeURIComponent(id)}`);
       void controller.open(id).then(() => document.getElementById('detail-title')?.focus());
@@ -90,9 +100,16 @@ function boot(): void {
     if (c.list || c.detail) renderList();
     if (c.status) status.render(model);
     if (c.detail || c.status) detail.render(model, c);
+    if (c.pools) pools.render(model.pools, clock.now());
     if (c.events > 0) perf.rendered(c.events, c.oldestAt, c.queuedAt);
   });
-  setInterval(() => detail.tick(model), 250);
+  let ticks = 0;
+  setInterval(() => {
+    detail.tick(model);
+    pools.tick(model.pools, clock.now());
+    // The list's "next" column moves on in whole seconds at the finest.
+    if (++ticks % 4 === 0) list.tick();
+  }, 250);
 
   client
     .call('machine.definition', {})

@@ -8,9 +8,11 @@
  * d.applyHistory(history.events);
  * d.applyEvent(ev);
  * d.countdowns(clock.now()); // [{ kind: 'backoff', text: 'in 4.2 s', ... }]
+ * d.policyStatus(clock.now()).next; // 'stops in 12:03 — idle for 30m since agent heartbeat at 14:02:11Z'
  */
 import type { CycleWhy, LifecycleState, WorkspaceEvent, WorkspaceView } from '../../../src/client/index.ts';
 import { formatCountdown } from './format.ts';
+import { describePolicy, formatAgoShort, formatClockCountdown, formatUtcClock, nextActionText, nextAppliesTo } from './policy.ts';
 
 export const RECENT_LIMIT = 50;
 export const TIMELINE_LIMIT = 100;
@@ -38,12 +40,33 @@ export interface Countdown {
   text: string;
 }
 
+/** Policy actions and warnings stand out from the lifecycle events around them. */
+export type EventTone = 'policy' | 'warning' | null;
+
 export interface RecentEvent {
   key: string;
   at: number;
   type: WorkspaceEvent['type'];
+  tone: EventTone;
+  /** A symbol next to the text (the text carries the meaning). */
+  icon: string;
   text: string;
 }
+
+/** What the detail says about the workspace's policy at one instant. */
+export interface PolicyStatus {
+  rules: string[];
+  /** The next policy action as a countdown with its reason. */
+  next: string;
+  lastActivity: string;
+  /** The latest max-lifetime warning of this run, while its stop is still ahead. */
+  warning: string | null;
+}
+
+const TONE: Partial<Record<WorkspaceEvent['type'], { tone: EventTone; icon: string }>> = {
+  policy: { tone: 'policy', icon: '⚙' },
+  'policy.warning': { tone: 'warning', icon: '⚠' },
+};
 
 /** One line per event, the way the recent-events list reads it. */
 export function describeEvent(ev: WorkspaceEvent): string {
@@ -63,7 +86,7 @@ export function describeEvent(ev: WorkspaceEvent): string {
     case 'policy':
       return `policy ${ev.action} (${ev.source}): ${ev.reason}`;
     case 'policy.warning':
-      return `warning (${ev.source}): stops at ${new Date(ev.stopAt).toISOString()}`;
+      return `warning (${ev.source}): stops at ${formatUtcClock(ev.stopAt)}${ev.reason ? ` — ${ev.reason}` : ''}`;
   }
 }
 
@@ -71,13 +94,26 @@ export class WorkspaceDetail {
   view: WorkspaceView | null = null;
   /** The latest transition, for highlighting the edge that just fired. */
   lastTransition: { from: LifecycleState | null; to: LifecycleState; at: number } | null = null;
-  /** Set when an event changed something only a fresh `workspace.get` can tell exactly (a deadline). */
-  stale = true;
+  /** Counts the times the view was marked stale, so a refresh can tell whether an event came in meanwhile. */
+  staleMarks = 0;
+  private isStale = true;
+  /** The latest `policy.warning` of the current run (cleared when the workspace leaves `running`). */
+  warning: { stopAt: number; reason: string; at: number } | null = null;
   private readonly cycles = new Map<number, CycleRow>();
   private readonly recentEvents: RecentEvent[] = [];
   private seq = 0;
 
   constructor(readonly id: string) {}
+
+  /** Set when an event changed something only a fresh `workspace.get` can tell exactly (a deadline). */
+  get stale(): boolean {
+    return this.isStale;
+  }
+
+  set stale(v: boolean) {
+    if (v) this.staleMarks++;
+    this.isStale = v;
+  }
 
   get state(): LifecycleState | null {
     return this.view?.state ?? this.lastTransition?.to ?? null;
@@ -98,10 +134,14 @@ export class WorkspaceDetail {
     return this.recentEvents;
   }
 
-  applyView(view: WorkspaceView): void {
+  /**
+   * A fresh view. `asOfMark` is `staleMarks` when it was asked for: if the view was marked stale again since
+   * (an event arrived while the request was in flight), it stays stale so the caller asks once more.
+   */
+  applyView(view: WorkspaceView, asOfMark?: number): void {
     if (view.id !== this.id) return;
     this.view = view;
-    this.stale = false;
+    this.isStale = asOfMark !== undefined && asOfMark !== this.staleMarks;
   }
 
   /** Rebuild from history (oldest first), replacing what was known: used on select and after a resync. */
@@ -109,6 +149,7 @@ export class WorkspaceDetail {
     this.cycles.clear();
     this.recentEvents.length = 0;
     this.lastTransition = null;
+    this.warning = null;
     const view = this.view;
     for (const ev of events) this.applyEvent(ev, false);
     this.view = view; // history is older than the view we hold; the view stays authoritative
@@ -122,8 +163,20 @@ export class WorkspaceDetail {
       case 'transition':
         this.lastTransition = { from: ev.from, to: ev.to, at: ev.at };
         if (ev.cycle) this.upsertCycle(ev.cycle);
-        if (live) this.patch({ state: ev.to }, ev.to === 'failed');
+        if (ev.to !== 'running') this.warning = null;
+        if (live) {
+          // A policy deadline only holds in the state it acts from; entering running or idle arms new ones.
+          const next = this.view?.next;
+          this.patch({ state: ev.to, ...(next && !nextAppliesTo(next, ev.to) ? { next: null } : {}) }, ev.to === 'failed' || ev.to === 'running' || ev.to === 'idle');
+        }
         if (live && (ev.to === 'idle' || ev.to === 'destroyed')) this.patch({ pending: 0, deferredUntil: null }, false);
+        break;
+      case 'policy':
+        if (live) this.patch(ev.action === 'dormant' ? { dormant: true } : {}, true); // the next deadline moved
+        break;
+      case 'policy.warning':
+        this.warning = { stopAt: ev.stopAt, reason: ev.reason, at: ev.at };
+        if (live) this.stale = true;
         break;
       case 'request':
         if (live && ev.outcome === 'queued') this.patch({ pending: this.pending + 1 }, false);
@@ -167,6 +220,18 @@ export class WorkspaceDetail {
     return out;
   }
 
+  /** The policy's rules, the next action as a countdown, and the last activity, at `now`. */
+  policyStatus(now: number): PolicyStatus {
+    const v = this.view;
+    const w = this.warning;
+    return {
+      rules: describePolicy(v?.policy),
+      next: nextActionText(v?.next ?? null, now),
+      lastActivity: typeof v?.lastActivityAt === 'number' ? `last activity ${formatAgoShort(v.lastActivityAt, now)}` : 'no activity recorded',
+      warning: w && w.stopAt > now ? `warned at ${formatUtcClock(w.at)}: stops in ${formatClockCountdown(w.stopAt - now)}` : null,
+    };
+  }
+
   private patch(p: Partial<WorkspaceView>, stale: boolean): void {
     if (this.view) this.view = { ...this.view, ...p };
     if (stale || !this.view) this.stale = true;
@@ -206,7 +271,8 @@ export class WorkspaceDetail {
   }
 
   private remember(ev: WorkspaceEvent): void {
-    this.recentEvents.unshift({ key: `e${++this.seq}`, at: ev.at, type: ev.type, text: describeEvent(ev) });
+    const look = TONE[ev.type] ?? { tone: null, icon: '' };
+    this.recentEvents.unshift({ key: `e${++this.seq}`, at: ev.at, type: ev.type, ...look, text: describeEvent(ev) });
     if (this.recentEvents.length > RECENT_LIMIT) this.recentEvents.length = RECENT_LIMIT;
   }
 }

@@ -4,13 +4,18 @@
  * allocation-light, because it holds 10,000 rows and absorbs 1,000 transitions a second: a transition only
  * re-filters when a state filter is active, otherwise the visible order (by id) cannot change.
  *
+ * Each row keeps the view's next policy action; its "stops 12m" text is computed when the row is drawn,
+ * so no row has a timer. A transition makes a row's deadlines unknown (entering running or idle arms new
+ * ones): the row's next action is dropped when it no longer applies, and the row is marked for a fresh view.
+ *
  * @example
  * const list = new WorkspaceList();
  * list.upsertViews(views, true);
  * list.setFilter({ state: 'failed' });
  * list.visible(); // ids of failed workspaces, sorted
  */
-import { LIFECYCLE_STATES, type LifecycleState, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
+import { LIFECYCLE_STATES, type LifecycleState, type NextAction, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
+import { hasPolicy, nextAppliesTo, shortNext } from './policy.ts';
 
 export interface Row {
   id: string;
@@ -23,6 +28,20 @@ export interface Row {
   changedAt: number;
   /** True until a full view has been applied (row learned from an event only). */
   partial: boolean;
+  /** The next policy action from the latest view (null: none, or not known since a transition). */
+  next: NextAction | null;
+  dormant: boolean;
+  /** Some rule of its policy can act on its own, so a transition changes its deadlines. */
+  policed: boolean;
+  /** A transition made `next` unknown; a fresh view tells it again. */
+  nextStale: boolean;
+}
+
+/** The list's "next" column: `stops 12m`, `dormant`, `…` while a fresh view is awaited, or empty. */
+export function nextLabel(row: Row, now: number): string {
+  if (row.next) return shortNext(row.next, now);
+  if (row.nextStale) return '…';
+  return row.dormant ? 'dormant' : '';
 }
 
 export interface ListFilter {
@@ -70,18 +89,28 @@ export class WorkspaceList {
   /** Apply views (initial list, resync, `workspace.get`). `complete`: the views are every workspace, so drop the rest. */
   upsertViews(views: readonly WorkspaceView[], complete: boolean, at = 0): void {
     const seen = complete ? new Set<string>() : null;
+    const f = this.filter;
     for (const v of views) {
       seen?.add(v.id);
       const prev = this.rows.get(v.id);
+      const owner = v.owner ?? specText(v.spec, 'owner');
+      const pool = v.pool ?? specText(v.spec, 'pool');
       this.move(prev?.state ?? null, v.state);
+      // One view rarely changes who is visible: only a new row, or a change to a field a filter is on.
+      if (!prev || (f.state !== 'all' && prev.state !== v.state) || (f.owner !== 'all' && prev.owner !== owner) || (f.pool !== 'all' && prev.pool !== pool)) this.cache = null;
+      if (!prev || prev.owner !== owner || prev.pool !== pool) this.optionsCache = null;
       this.rows.set(v.id, {
         id: v.id,
         state: v.state,
-        owner: v.owner ?? specText(v.spec, 'owner'),
-        pool: v.pool ?? specText(v.spec, 'pool'),
+        owner,
+        pool,
         cycle: v.cycle,
         changedAt: prev && prev.state === v.state ? prev.changedAt : at,
         partial: false,
+        next: v.next ?? null,
+        dormant: v.dormant === true,
+        policed: hasPolicy(v.policy),
+        nextStale: false,
       });
     }
     if (seen) {
@@ -89,10 +118,10 @@ export class WorkspaceList {
         if (seen.has(id)) continue;
         this.move(row.state, null);
         this.rows.delete(id);
+        this.cache = null;
+        this.optionsCache = null;
       }
     }
-    this.cache = null;
-    this.optionsCache = null;
   }
 
   /**
@@ -104,14 +133,24 @@ export class WorkspaceList {
       const prev = this.rows.get(ev.id);
       if (prev && prev.state === ev.to) return false;
       this.move(prev?.state ?? null, ev.to);
-      const row: Row = prev ?? { id: ev.id, state: ev.to, owner: null, pool: null, cycle: 0, changedAt: ev.at, partial: true };
+      const row: Row = prev ?? { id: ev.id, state: ev.to, owner: null, pool: null, cycle: 0, changedAt: ev.at, partial: true, next: null, dormant: false, policed: false, nextStale: false };
       row.state = ev.to;
       row.changedAt = ev.at;
+      if (row.next && !nextAppliesTo(row.next, ev.to)) row.next = null;
+      if (row.policed && (ev.to === 'running' || ev.to === 'idle')) row.nextStale = true;
       if (ev.cycle) row.cycle = Math.max(row.cycle, ev.cycle.n);
       if (!prev) {
         this.rows.set(ev.id, row);
         this.cache = null;
       } else if (this.filter.state !== 'all') this.cache = null;
+      return true;
+    }
+    if (ev.type === 'policy' && ev.action === 'dormant') {
+      const row = this.rows.get(ev.id);
+      if (!row) return false;
+      row.dormant = true;
+      row.next = null;
+      row.nextStale = true; // a destroy may follow, at a deadline only the view has
       return true;
     }
     if (ev.type === 'cycle.started') {
@@ -134,10 +173,23 @@ export class WorkspaceList {
     return out;
   }
 
+  /** Ids whose next policy action a transition made unknown, for a fresh view at a bounded rate. */
+  staleNextIds(limit: number): string[] {
+    const out: string[] = [];
+    for (const row of this.rows.values()) {
+      if (out.length >= limit) break;
+      if (row.nextStale) out.push(row.id);
+    }
+    return out;
+  }
+
   /** Stop asking for a row's view (it could not be fetched, e.g. the workspace is gone). */
   markComplete(id: string): void {
     const row = this.rows.get(id);
-    if (row) row.partial = false;
+    if (row) {
+      row.partial = false;
+      row.nextStale = false;
+    }
   }
 
   setFilter(patch: Partial<ListFilter>): void {

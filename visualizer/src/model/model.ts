@@ -12,9 +12,10 @@
  * model.load(views);                      // initial `workspace.list`
  * client.subscribe({}, (ev) => model.receive(ev), { onResync: (r) => model.resync(r) });
  */
-import { roleAllows, type Role, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
+import { roleAllows, type PoolView, type Role, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
 import { WorkspaceDetail } from './detail.ts';
 import { WorkspaceList } from './list.ts';
+import { PoolsPanel } from './pools.ts';
 
 export interface Clock {
   now(): number;
@@ -38,6 +39,8 @@ export interface Change {
   detail: boolean;
   /** Connection, role, resync or action outcomes changed. */
   status: boolean;
+  /** The pools panel changed (a `pool.list` answer, or the server has none). */
+  pools: boolean;
 }
 
 export interface ResyncInfo {
@@ -72,6 +75,7 @@ const ACTION_LIMIT = 20;
 
 export class VisualizerModel {
   readonly list = new WorkspaceList();
+  readonly pools = new PoolsPanel();
   detail: WorkspaceDetail | null = null;
   connection: { state: ConnectionState; detail: string | null; since: number } = { state: 'idle', detail: null, since: 0 };
   /** Null until the server told us (or until a forbidden answer taught us). */
@@ -170,10 +174,10 @@ export class VisualizerModel {
     this.emit({ list: false, detail: true, status: false });
   }
 
-  /** A fresh `workspace.get` answer for any workspace. */
-  applyView(view: WorkspaceView): void {
+  /** A fresh `workspace.get` answer for any workspace (`asOfMark`: see `WorkspaceDetail.applyView`). */
+  applyView(view: WorkspaceView, asOfMark?: number): void {
     this.list.upsertViews([view], false, this.clock.now());
-    if (this.detail?.id === view.id) this.detail.applyView(view);
+    if (this.detail?.id === view.id) this.detail.applyView(view, asOfMark);
     this.emit({ list: true, detail: this.detail?.id === view.id, status: false });
   }
 
@@ -182,6 +186,25 @@ export class VisualizerModel {
     if (this.detail?.id !== id) return;
     this.detail.applyHistory(events);
     this.emit({ list: false, detail: true, status: false });
+  }
+
+  /** The current time on the injected clock. */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** A `pool.list` answer. */
+  applyPools(items: readonly PoolView[]): void {
+    this.pools.apply(items, this.clock.now());
+    this.pools.dirty = false;
+    this.emit({ list: false, detail: false, status: false, pools: true });
+  }
+
+  /** `pool.list` failed: the server answered with an error (no pools here), or could not be reached. */
+  poolsFailed(message: string, opts: { unsupported: boolean }): void {
+    if (opts.unsupported) this.pools.unsupported();
+    else this.pools.error = message;
+    this.emit({ list: false, detail: false, status: false, pools: true });
   }
 
   /** Record an action the user started; returns its sequence number for `actionDone`/`actionFailed`. */
@@ -228,16 +251,17 @@ export class VisualizerModel {
     for (const ev of batch) {
       if (oldestAt === null || ev.at < oldestAt) oldestAt = ev.at;
       if (this.list.applyEvent(ev)) list = true;
+      if (!this.pools.dirty && this.list.get(ev.id)?.pool) this.pools.dirty = true;
       if (this.detail?.id === ev.id) {
         this.detail.applyEvent(ev);
         detail = true;
       }
     }
-    return { events: batch.length, oldestAt, queuedAt, list, detail, status: false };
+    return { events: batch.length, oldestAt, queuedAt, list, detail, status: false, pools: false };
   }
 
-  private emit(c: Omit<Change, 'events' | 'oldestAt' | 'queuedAt'> & Partial<Change>): void {
-    const change: Change = { events: 0, oldestAt: null, queuedAt: null, ...c };
+  private emit(c: Pick<Change, 'list' | 'detail' | 'status'> & Partial<Change>): void {
+    const change: Change = { events: 0, oldestAt: null, queuedAt: null, pools: false, ...c };
     for (const fn of this.listeners) fn(change);
   }
 }

@@ -1,5 +1,6 @@
 /**
- * The workspace view: state and flags, ticking deadlines, operator controls, the statechart, the cycle
+ * The workspace view: state and flags (dormant, outdated), its lifecycle policy in words, the next policy
+ * action as a live countdown, ticking deadlines, operator controls, the statechart, the cycle
  * timeline and recent events. Sections are rebuilt from the model on change; the controls are built once
  * per workspace so typing a reason is never interrupted by live updates.
  *
@@ -26,6 +27,9 @@ export class DetailView {
   private readonly header = h('div', { class: 'detail-header' });
   private readonly facts = h('dl', { class: 'facts' });
   private readonly deadlines = h('p', { class: 'deadlines', 'aria-live': 'off', 'data-testid': 'countdowns' });
+  private readonly nextAction = h('span', { class: 'deadlines', 'data-testid': 'next-action' });
+  private readonly warning = h('span', { class: 'policy-warning', 'data-testid': 'policy-warning' });
+  private readonly activity = h('span', { 'data-testid': 'last-activity' });
   private readonly controlsSlot = h('div');
   private readonly chartSlot = h('div', { class: 'chart-slot' });
   private readonly timeline = h('tbody');
@@ -84,26 +88,51 @@ export class DetailView {
     if (!parts.detail && this.facts.childElementCount > 0) return;
     const v = d.view;
     const fact = (term: string, ...value: Array<Node | string>) => [h('dt', {}, term), h('dd', {}, ...value)];
+    const flags = [
+      v?.dormant ? h('span', { class: 'flag flag-dormant', 'data-testid': 'dormant' }, h('span', { 'aria-hidden': 'true' }, '☾'), ' dormant') : null,
+      v?.outdated ? h('span', { class: 'flag flag-outdated', 'data-testid': 'outdated', title: 'built from an older version of its template' }, h('span', { 'aria-hidden': 'true' }, '↻'), ' outdated') : null,
+    ];
+    const rules = d.policyStatus(this.opts.clock.now()).rules;
     this.facts.replaceChildren(
-      ...fact('State', h('strong', { 'data-testid': 'current-state' }, state ? badge(state) : 'unknown')),
+      ...fact('State', h('strong', { 'data-testid': 'current-state' }, state ? badge(state) : 'unknown'), ...flags.flatMap((f) => (f ? [' ', f] : []))),
       ...fact('Desired', v?.desired ?? '—'),
       ...fact('Cycle', String(v?.cycle ?? '—')),
       ...fact('Pending', h('span', { 'data-testid': 'pending' }, d.pending > 0 ? `yes: ${d.pending} request(s) wait for one more cycle` : 'no')),
       ...fact('Endpoint', v?.endpoint ?? '—'),
       ...fact('Last error', v?.lastError ? `cycle ${v.lastError.cycle}: ${v.lastError.message} (${v.lastError.code}) at ${formatClock(v.lastError.at)}` : 'none'),
+      ...fact('Policy', h('ul', { class: 'policy-rules', 'data-testid': 'policy' }, ...rules.map((r) => h('li', {}, r)))),
+      ...fact('Next', this.nextAction, this.warning),
+      ...fact('Activity', this.activity),
     );
     this.tick(model);
     this.timeline.replaceChildren(...d.timeline().map((c) => timelineRow(c)));
     if (d.timeline().length === 0) this.timeline.append(h('tr', {}, h('td', { colspan: 10 }, 'No cycle yet.')));
-    this.recent.replaceChildren(...d.recent().map((e) => h('li', { 'data-type': e.type }, h('time', {}, formatClock(e.at)), ` ${e.text}`)));
+    this.recent.replaceChildren(
+      ...d.recent().map((e) =>
+        h(
+          'li',
+          { 'data-type': e.type, 'data-tone': e.tone, class: e.tone ? `ev-${e.tone}` : null },
+          h('time', {}, formatClock(e.at)),
+          ' ',
+          e.icon ? h('span', { class: 'ev-icon', 'aria-hidden': 'true' }, e.icon) : null,
+          e.icon ? ' ' : null,
+          e.text,
+        ),
+      ),
+    );
   }
 
   /** Update only the countdowns (called a few times a second). */
   tick(model: VisualizerModel): void {
     const d = model.detail;
     if (!d) return;
-    const c = d.countdowns(this.opts.clock.now());
-    this.deadlines.textContent = c.length === 0 ? 'No deadline is ticking.' : c.map((x) => `${x.label} ${x.text}`).join(' · ');
+    const now = this.opts.clock.now();
+    const c = d.countdowns(now);
+    setText(this.deadlines, c.length === 0 ? 'No deadline is ticking.' : c.map((x) => `${x.label} ${x.text}`).join(' · '));
+    const p = d.policyStatus(now);
+    setText(this.nextAction, p.next);
+    setText(this.warning, p.warning ? `⚠ ${p.warning}` : '');
+    setText(this.activity, p.lastActivity);
   }
 
   private syncControls(model: VisualizerModel, id: string): void {
@@ -123,6 +152,11 @@ export class DetailView {
     else if (this.chartSlot.childElementCount === 0) this.chartSlot.append(h('p', { class: 'muted' }, 'Laying out the statechart…'));
     if (this.chart) this.chartSlot.querySelector('p.muted')?.remove();
   }
+}
+
+/** Only touch the DOM when the text changed (the countdowns tick faster than their text does). */
+function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
 }
 
 function timelineRow(c: CycleRow): HTMLTableRowElement {

@@ -1,14 +1,15 @@
 /**
  * The virtualized workspace list: a keyboard-navigable listbox that keeps only the rows in view (plus a
- * few) in the DOM, so 10,000 workspaces cost ~40 elements. Rows are reused as the list scrolls.
+ * few) in the DOM, so 10,000 workspaces cost ~40 elements. Rows are reused as the list scrolls. The
+ * "next" column ("stops 12m") is computed for the rows in view when they are drawn; `tick` redraws those.
  *
  * Keys: ↑/↓ move, PageUp/PageDown move a page, Home/End jump, Enter or Space opens the workspace.
  *
  * @example
- * const list = new ListView(container, { onOpen: (id) => controller.open(id) });
+ * const list = new ListView(container, { onOpen: (id) => controller.open(id), now: () => Date.now() });
  * list.update(model.list.visible(), (id) => model.list.get(id), model.detail?.id ?? null);
  */
-import type { Row } from '../model/list.ts';
+import { nextLabel, type Row } from '../model/list.ts';
 import { badge, h } from './dom.ts';
 
 export const ROW_HEIGHT = 30;
@@ -16,6 +17,8 @@ const OVERSCAN = 8;
 
 export interface ListViewOptions {
   onOpen(id: string): void;
+  /** The clock the "next" column counts down with. */
+  now(): number;
 }
 
 export class ListView {
@@ -56,6 +59,11 @@ export class ListView {
     this.render();
   }
 
+  /** Redraw the rows in view whose "next" text moved on (a row whose text is unchanged is not touched). */
+  tick(): void {
+    this.render();
+  }
+
   private render(): void {
     const top = this.el.scrollTop;
     const height = this.el.clientHeight || 600;
@@ -85,7 +93,8 @@ export class ListView {
 
   private fill(el: HTMLDivElement, index: number, id: string): void {
     const row = this.rowOf(id);
-    const key = row ? `${id}|${row.state}|${row.cycle}|${row.owner}|${row.pool}|${this.selected === id}|${this.active === index}` : id;
+    const next = row ? nextLabel(row, this.opts.now()) : '';
+    const key = row ? `${id}|${row.state}|${row.cycle}|${row.owner}|${row.pool}|${next}|${this.selected === id}|${this.active === index}` : id;
     if (el.dataset.key === key && el.dataset.index === String(index)) return;
     el.dataset.key = key;
     el.dataset.index = String(index);
@@ -102,6 +111,7 @@ export class ListView {
       h('span', { class: 'meta' }, `cycle ${row?.cycle ?? '?'}`),
       h('span', { class: 'meta' }, row?.owner ?? '—'),
       h('span', { class: 'meta' }, row?.pool ?? '—'),
+      h('span', { class: 'next', 'data-col': 'next' }, next),
     );
   }
 

@@ -4,9 +4,9 @@
  * whose message names the event kind, the field and what was wrong.
  */
 import { WORKSPACE_ID, WsupError } from '../errors.ts';
-import { RESTART_SOURCES, type ClaimEvent, type FileWritten, type LivenessEvent, type RestartEvent } from './types.ts';
+import { RESTART_SOURCES, type ActivityEvent, type ClaimEvent, type FileWritten, type LivenessEvent, type RestartEvent } from './types.ts';
 
-export type BusEventKind = 'file-write' | 'liveness' | 'claim' | 'restart';
+export type BusEventKind = 'file-write' | 'liveness' | 'claim' | 'restart' | 'activity';
 
 /** The event itself is malformed (missing field, wrong type, bad id). */
 export class InvalidBusEventError extends WsupError {
@@ -71,6 +71,22 @@ export function assertFileWrittenShape(ev: unknown): asserts ev is FileWritten {
   const at = r.at;
   if (typeof at !== 'number' || !Number.isFinite(at)) {
     throw new InvalidBusEventError('file-write', 'at', `must be a finite number of ms, got ${String(at)}`, workspaceId as string);
+  }
+}
+
+/**
+ * Hot path (once per activity event), checked in place like {@link assertFileWrittenShape}: the id's format is
+ * checked only when the sink does not know it.
+ */
+export function assertActivityShape(ev: unknown): asserts ev is ActivityEvent {
+  const r = record('activity', ev);
+  const workspaceId = r.workspaceId;
+  if (typeof workspaceId !== 'string') id('activity', r);
+  const source = r.source;
+  if (typeof source !== 'string' || source.length === 0 || source.length > MAX_TEXT) text('activity', r, 'source', workspaceId as string);
+  const at = r.at;
+  if (typeof at !== 'number' || !Number.isFinite(at)) {
+    throw new InvalidBusEventError('activity', 'at', `must be a finite number of ms, got ${String(at)}`, workspaceId as string);
   }
 }
 

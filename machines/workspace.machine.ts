@@ -9,7 +9,7 @@
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
  */
-import { and, assign, enqueueActions, fromPromise, setup } from 'xstate';
+import { and, assign, enqueueActions, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
 import {
   backoffMs,
   crashLoop,
@@ -23,6 +23,18 @@ import {
   shouldDefer,
   superseded,
 } from './workspace.rules.ts';
+import {
+  advanceSchedule,
+  dueAction,
+  earliestDue,
+  nextSchedule,
+  scheduledStartLabel,
+  startInWindow,
+  startWindowEnd,
+  timeUtc,
+  warningAt,
+  warningReason,
+} from './workspace.policy.ts';
 import {
   DEFAULT_CONFIG,
   NO_POLICY,
@@ -57,6 +69,12 @@ function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
 }
 
 const DEFERRED_TIMER = 'deferredDue';
+/** The one policy timer (docs/policies.md): armed at the earliest policy deadline, re-armed after it fires. */
+const POLICY_TIMER = 'policyDue';
+
+/** The provider calls' results reach their actions as params, typed by the invoked actor. */
+const completed = { type: 'completeCycle', params: ({ event }: { event: DoneActorEvent<ProvisionOutput> }) => ({ output: event.output }) } as const;
+const stopped = { type: 'settleStopWaiters', params: ({ event }: { event: DoneActorEvent<DeprovisionOutput> }) => ({ output: event.output }) } as const;
 
 const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system');
 
@@ -65,12 +83,26 @@ const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system
  * when it should run, another stop attempt when it should not); past the limit it waits in `failed` with
  * exponential backoff. Either way the failed cycle's requesters are rejected with the cause.
  */
-const failureTransitions = () =>
-  [
-    { guard: 'crashLoop', target: 'failed', actions: 'failCycle' },
-    { guard: 'wantsRunning', target: 'stopping', reenter: true, actions: ['failCycle', { type: 'beginOutstanding', params: { retry: true } }] },
-    { target: 'stopping', reenter: true, actions: 'failCycle' },
+const failureTransitions = () => {
+  const failed = { type: 'failCycle', params: ({ event }: { event: ErrorActorEvent }) => ({ error: event.error }) } as const;
+  return [
+    { guard: { type: 'crashLoop', params: ({ event }: { event: ErrorActorEvent }) => ({ error: event.error }) }, target: 'failed', actions: failed },
+    { guard: 'wantsRunning', target: 'stopping', reenter: true, actions: [failed, { type: 'beginOutstanding', params: { retry: true } }] },
+    { target: 'stopping', reenter: true, actions: failed },
   ] as const;
+};
+
+/** While a provider call is in flight (`starting`, `stopping`): change what is desired and wait for the call. */
+const STOP_AFTER_CALL = {
+  STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
+  DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+} as const;
+
+/** With no call in flight and something up (`running`, `failed`): the provider stop begins at once. */
+const STOP_NOW = {
+  STOP: { target: 'stopping', actions: ['observe', 'supersede', 'wantStopped', 'addStopWaiter'] },
+  DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+} as const;
 
 export const workspaceMachine = setup({
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- xstate's documented typing idiom
@@ -103,7 +135,13 @@ export const workspaceMachine = setup({
     died: ({ event }) => event.type === 'LIVENESS' && !event.alive,
     wantsRunning: ({ context }) => context.desired === 'running',
     wantsDestroyed: ({ context }) => context.desired === 'destroyed',
-    crashLoop: ({ context, event }) => crashLoop(context, errorInfo((event as unknown as { error: unknown }).error, context.now).at),
+    crashLoop: ({ context }, params: { error: unknown }) => crashLoop(context, errorInfo(params.error, context.now).at),
+    /** The quota's say on a scheduled start; the supervisor replaces it with `.provide({ guards })`. */
+    startAllowed: (_args) => true,
+    isDormant: ({ context }) => context.dormantSince !== null,
+    policyStopDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'stop',
+    policyDestroyDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'destroy',
+    scheduledStartDue: ({ context, event }) => startInWindow(context, at(context, event)),
   },
   actions: {
     observe: assign({ now: ({ context, event }) => at(context, event) }),
@@ -145,6 +183,8 @@ export const workspaceMachine = setup({
         desired: 'running',
         backoffUntil: null,
         failures: manual ? [] : context.failures,
+        dormantSince: null,
+        retryOf: null,
       });
       enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'started', cycle: cycle.n, at: req.at });
       enqueue.emit({ type: 'cycle.started', cycle, at: req.at });
@@ -153,9 +193,11 @@ export const workspaceMachine = setup({
     /** Begin a cycle for requests already answered: the pending flag, a due deferral, or a retry. */
     beginOutstanding: enqueueActions(({ context, enqueue }, params: { retry: boolean }) => {
       const t = context.now;
+      const retryOf = params.retry ? context.retryOf : null;
+      const why = retryOf !== null ? `retry of ${retryOf} after failure` : 'retry after failure';
       const cycle = nextCycle(context, [], t, {
         retry: params.retry,
-        ...(params.retry && context.lastError ? { source: 'programmatic', reason: `retry after failure: ${context.lastError.message}` } : {}),
+        ...(params.retry && context.lastError ? { source: retryOf !== null ? 'schedule' : 'programmatic', reason: `${why}: ${context.lastError.message}` } : {}),
       });
       enqueue.assign({
         cycle,
@@ -165,6 +207,8 @@ export const workspaceMachine = setup({
         deferred: null,
         backoffUntil: null,
         desired: 'running',
+        dormantSince: null,
+        retryOf,
       });
       enqueue.emit({ type: 'cycle.started', cycle, at: t });
       if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
@@ -184,11 +228,11 @@ export const workspaceMachine = setup({
       enqueue.emit({ type: 'cycle.provisioning', cycle: context.cycle.n, at: context.now });
     }),
     /** The provider start succeeded: every request of the cycle is satisfied. */
-    completeCycle: enqueueActions(({ context, event, enqueue }) => {
-      const output = (event as unknown as { output: ProvisionOutput }).output;
+    completeCycle: enqueueActions(({ context, enqueue }, { output }: { output: ProvisionOutput }) => {
       const t = Math.max(context.now, output.at);
       const cycle = context.cycle;
-      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null });
+      // A completed cycle counts as activity, so a scheduled start with old activity is not idle-stopped at once.
+      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null, lastActivity: { at: t, source: 'start' }, retryOf: null });
       if (cycle === null) return;
       enqueue.emit({ type: 'cycle.completed', cycle, endpoint: output.endpoint, at: t });
       // A stop arrived during the start: restart requesters got their cycle, ensure requesters did not.
@@ -200,8 +244,8 @@ export const workspaceMachine = setup({
       }
     }),
     /** A provider call failed: reject the cycle's requesters (and stop waiters) with the cause. */
-    failCycle: enqueueActions(({ context, event, enqueue }) => {
-      const info = errorInfo((event as unknown as { error: unknown }).error, context.now);
+    failCycle: enqueueActions(({ context, enqueue }, params: { error: unknown }) => {
+      const info = errorInfo(params.error, context.now);
       const t = Math.max(context.now, info.at);
       const failures = recentFailures(context, t, true);
       const looping = failures.length > context.config.maxRestarts;
@@ -241,9 +285,8 @@ export const workspaceMachine = setup({
         enqueue.emit({ type: 'settled', requesters: requesters(cancelled), ok: false, cycle: null, endpoint: null, starter: null, error, at: t });
       }
     }),
-    settleStopWaiters: enqueueActions(({ context, event, enqueue }) => {
-      const output = (event as unknown as { output?: { at?: number } }).output;
-      const t = Math.max(context.now, output?.at ?? context.now);
+    settleStopWaiters: enqueueActions(({ context, enqueue }, { output }: { output: DeprovisionOutput }) => {
+      const t = Math.max(context.now, output.at);
       enqueue.assign({ now: t, stopWaiters: [], endpoint: null });
       if (context.stopWaiters.length > 0) {
         enqueue.emit({ type: 'settled', requesters: context.stopWaiters, ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
@@ -269,6 +312,86 @@ export const workspaceMachine = setup({
       if (context.deferred === null) return;
       enqueue.cancel(DEFERRED_TIMER);
       enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: Math.max(0, context.deferred.until - context.now) });
+    }),
+    /** The one policy timer: cancelled, then raised again for the earliest deadline in context (if any). */
+    armPolicy: enqueueActions(({ context, enqueue }) => {
+      enqueue.cancel(POLICY_TIMER);
+      const due = earliestDue(context);
+      if (due !== null) enqueue.raise({ type: 'POLICY_DUE', at: due }, { id: POLICY_TIMER, delay: Math.max(0, due - context.now) });
+    }),
+    disarmPolicy: enqueueActions(({ enqueue }) => enqueue.cancel(POLICY_TIMER)),
+    markRunning: assign({ runningSince: ({ context }) => context.now, stoppedAt: null }),
+    markStopped: assign({ stoppedAt: ({ context }) => context.now, runningSince: null }),
+    /** Entry to a state with a call in flight: neither running nor stopped (after the transition's actions ran). */
+    markBusy: assign({ runningSince: null, stoppedAt: null }),
+    noteActivity: assign(({ context, event }) => {
+      const t = at(context, event);
+      return { now: t, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null };
+    }),
+    setPolicy: assign(({ context, event }) => {
+      if (event.type !== 'SET_POLICY') return {};
+      const t = at(context, event);
+      return { now: t, policy: event.policy, schedule: nextSchedule(context.policy, event.policy, context.schedule, t) };
+    }),
+    /** A policy stop or destroy: say which rule fired; the transition's own actions do the rest. */
+    policyActs: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const due = dueAction(context, t);
+      if (due === null) return;
+      const fired = due.source === 'schedule' ? due.action === 'start' ? 'start' : 'stop' : null;
+      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
+      enqueue.emit({ type: 'policy', action: due.action, source: due.source, reason: due.reason, at: t });
+    }),
+    /** A scheduled start: one more request to the actor, a cycle from idle with the schedule as its why. */
+    beginScheduled: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const due = dueAction(context, t);
+      const schedule = context.policy.autostart;
+      if (due === null || schedule === null) return;
+      const req: Request = { requester: `policy:schedule#${context.cycleCount + 1}`, kind: 'ensure', source: 'schedule', reason: due.reason, at: t, outcome: 'started' };
+      const cycle = nextCycle(context, [req], t, { starter: req.requester });
+      enqueue.assign({
+        now: t,
+        cycle,
+        cycleCount: cycle.n,
+        lastCycleStartAt: t,
+        pending: [],
+        deferred: null,
+        desired: 'running',
+        backoffUntil: null,
+        dormantSince: null,
+        retryOf: scheduledStartLabel(schedule),
+        schedule: advanceSchedule(context, t, 'start'),
+      });
+      enqueue.emit({ type: 'policy', action: 'start', source: 'schedule', reason: due.reason, at: t });
+      enqueue.emit({ type: 'cycle.started', cycle, at: t });
+      if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
+    }),
+    /**
+     * The timer fired and no transition acts: send the warning, mark dormancy, skip a start the quota refused
+     * or whose window has passed, pass over occurrences of the other state's schedule. The caller re-arms.
+     */
+    policyTick: enqueueActions(({ context, event, enqueue }) => {
+      const t = at(context, event);
+      const warnAt = warningAt(context);
+      if (warnAt !== null && warnAt <= t) {
+        const stopAt = context.runningSince! + context.policy.maxLifetimeMs!;
+        enqueue.assign({ warnedFor: context.runningSince });
+        enqueue.emit({ type: 'policy', action: 'warning', source: 'max-lifetime', reason: warningReason(context), stopAt, at: t });
+      }
+      const due = dueAction(context, t);
+      let fired: 'start' | null = null;
+      if (due?.action === 'dormant') {
+        enqueue.assign({ dormantSince: t });
+        enqueue.emit({ type: 'policy', action: 'dormant', source: 'dormancy', reason: due.reason, at: t });
+      } else if (due?.action === 'start') {
+        fired = 'start';
+        const why = startInWindow(context, t)
+          ? `${due.reason}: refused by the quota`
+          : `${due.reason}: missed, its window ended at ${timeUtc(startWindowEnd(context, due.at))}`;
+        enqueue.emit({ type: 'policy', action: 'skipped', source: 'schedule', reason: why, at: t });
+      }
+      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
     }),
   },
 }).createMachine({
@@ -297,31 +420,43 @@ export const workspaceMachine = setup({
     dormantSince: null,
     warnedFor: null,
     schedule: { nextStart: null, nextStop: null },
+    retryOf: null,
   }),
   on: {
     SET_SPEC: { actions: ['observe', 'setSpec'] },
-    REARM: { actions: ['observe', 'rearmDeferred'] },
+    // Activity never re-arms the timer (the deadline is recomputed when it fires), except to end dormancy.
+    ACTIVITY: [{ guard: 'isDormant', actions: ['noteActivity', 'armPolicy'] }, { actions: 'noteActivity' }],
+    SET_POLICY: { actions: ['setPolicy', 'armPolicy'] },
+    REARM: { actions: ['observe', 'rearmDeferred', 'armPolicy'] },
   },
   states: {
     idle: {
+      entry: ['markStopped', 'armPolicy'],
+      exit: 'disarmPolicy',
       on: {
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'starting', actions: 'begin' }],
         ENSURE: { target: 'starting', actions: 'begin' },
         STOP: { actions: ['observe', 'supersede', 'answerStopped'] },
         DESTROY: { target: 'stopping', actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'starting', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+        POLICY_DUE: [
+          { guard: and(['scheduledStartDue', 'startAllowed']), target: 'starting', actions: 'beginScheduled' },
+          // Dormancy's destroy is DESTROY from idle, with nobody waiting for it.
+          { guard: 'policyDestroyDue', target: 'stopping', actions: ['policyActs', 'supersede', 'wantDestroyed'] },
+          { actions: ['policyTick', 'armPolicy'] },
+        ],
       },
     },
     starting: {
-      entry: 'markProvisioning',
+      entry: ['markBusy', 'markProvisioning'],
       invoke: {
         src: 'provision',
         input: ({ context }) => ({ id: context.id, spec: context.spec, cycle: context.cycle?.n ?? context.cycleCount }),
         onDone: [
           // The pending flag drains into exactly one more cycle: stop what just started, start again.
-          { guard: and(['wantsRunning', 'hasPending']), target: 'stopping', actions: ['completeCycle', { type: 'beginOutstanding', params: { retry: false } }] },
-          { guard: 'wantsRunning', target: 'running', actions: 'completeCycle' },
-          { target: 'stopping', actions: 'completeCycle' },
+          { guard: and(['wantsRunning', 'hasPending']), target: 'stopping', actions: [completed, { type: 'beginOutstanding', params: { retry: false } }] },
+          { guard: 'wantsRunning', target: 'running', actions: completed },
+          { target: 'stopping', actions: completed },
         ],
         onError: failureTransitions(),
       },
@@ -334,31 +469,37 @@ export const workspaceMachine = setup({
         ],
         // After a stop arrived, a new ensure waits for the stop to finish and the next start.
         ENSURE: [{ guard: 'wantsDestroyed', actions: 'rejectDestroyed' }, { guard: 'wantsRunning', actions: 'join' }, { actions: 'queue' }],
-        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_AFTER_CALL,
         DEFERRED_DUE: { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] },
       },
     },
     running: {
+      entry: ['markRunning', 'armPolicy'],
+      exit: 'disarmPolicy',
       on: {
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
         ENSURE: { actions: 'answerRunning' },
-        STOP: { target: 'stopping', actions: ['observe', 'wantStopped', 'supersede', 'addStopWaiter'] },
-        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
+        // A policy stop is STOP from running, with nobody waiting for it.
+        POLICY_DUE: [
+          { guard: 'policyStopDue', target: 'stopping', actions: ['policyActs', 'supersede', 'wantStopped'] },
+          { actions: ['policyTick', 'armPolicy'] },
+        ],
       },
     },
     stopping: {
+      entry: 'markBusy',
       invoke: {
         src: 'deprovision',
         input: ({ context }) => ({ id: context.id, cycle: context.cycle?.n ?? context.cycleCount }),
         onDone: [
-          { guard: 'wantsDestroyed', target: 'destroyed', actions: 'settleStopWaiters' },
-          { guard: 'hasCycle', target: 'starting', actions: 'settleStopWaiters' },
+          { guard: 'wantsDestroyed', target: 'destroyed', actions: stopped },
+          { guard: 'hasCycle', target: 'starting', actions: stopped },
           // Requests that arrived after a stop: the stop is done, now their cycle starts.
-          { guard: 'hasPending', target: 'starting', actions: ['settleStopWaiters', { type: 'beginOutstanding', params: { retry: false } }] },
-          { target: 'idle', actions: 'settleStopWaiters' },
+          { guard: 'hasPending', target: 'starting', actions: [stopped, { type: 'beginOutstanding', params: { retry: false } }] },
+          { target: 'idle', actions: stopped },
         ],
         onError: failureTransitions(),
       },
@@ -374,8 +515,7 @@ export const workspaceMachine = setup({
           { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
           { actions: 'begin' },
         ],
-        STOP: { actions: ['supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_AFTER_CALL,
         DEFERRED_DUE: [{ guard: 'joinable', actions: ['dueNow', 'deferredJoin'] }, { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] }],
       },
     },
@@ -389,8 +529,7 @@ export const workspaceMachine = setup({
       on: {
         RESTART: [{ guard: 'isManual', target: 'stopping', actions: 'begin' }, { guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         ENSURE: { target: 'stopping', actions: 'begin' },
-        STOP: { target: 'stopping', actions: ['observe', 'supersede', 'wantStopped', 'addStopWaiter'] },
-        DESTROY: { target: 'stopping', actions: ['observe', 'supersede', 'wantDestroyed', 'addStopWaiter'] },
+        ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
         REARM: { target: 'failed', reenter: true, actions: ['observe', 'rearmDeferred'] },
       },

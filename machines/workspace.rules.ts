@@ -8,6 +8,7 @@
 import {
   AUTOMATIC_SOURCES,
   type Cycle,
+  type CycleSource,
   type Request,
   type RestartSource,
   type SettledError,
@@ -58,7 +59,7 @@ export function nextCycle(
   ctx: WorkspaceContext,
   first: Request[],
   at: number,
-  opts: { starter?: string | null; retry?: boolean; source?: RestartSource; reason?: string } = {},
+  opts: { starter?: string | null; retry?: boolean; source?: CycleSource; reason?: string } = {},
 ): Cycle {
   const requests = [...first, ...outstanding(ctx)];
   const lead = requests[0];

@@ -5,7 +5,8 @@
 
 /**
  * Why a restart was asked for: the one definition. `manual`, `claim` and `liveness` are never deferred.
- * The bus and the wire protocol keep their own copies (they must not import the machine); tests check them equal.
+ * The bus and the wire protocol keep their own copies (they must not import the machine); test/protocol/sources.test.ts
+ * checks them equal.
  */
 export const RESTART_SOURCES = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'] as const;
 export type RestartSource = (typeof RESTART_SOURCES)[number];
@@ -154,9 +155,12 @@ export interface WorkspaceContext {
   policy: Policy;
   /** The latest activity: when, and from where (`agent heartbeat`, `files.written`, `ensure`, `cli:alice`…). */
   lastActivity: { at: number; source: string } | null;
-  /** When the current run began (its start completed); null when not running. Max lifetime counts from here. */
+  /** When the current run began (its start completed); null whenever not running. Max lifetime counts from here. */
   runningSince: number | null;
-  /** When the workspace last stopped (its stop completed); dormancy counts from here or from activity, whichever is later. */
+  /**
+   * When the workspace stopped (its stop completed, or it was created); null whenever not idle. Dormancy counts
+   * from here or from activity, whichever is later.
+   */
   stoppedAt: number | null;
   /** When it was marked dormant; null when not dormant. Any start clears it. */
   dormantSince: number | null;
@@ -164,6 +168,8 @@ export interface WorkspaceContext {
   warnedFor: number | null;
   /** The next occurrences of the schedules, computed after `now` (never at the moment a schedule is edited). */
   schedule: { nextStart: number | null; nextStop: number | null };
+  /** While a scheduled start is being retried after failures: what is retried (`scheduled start "0 9 * * *" UTC`). */
+  retryOf: string | null;
 }
 
 export interface WorkspaceInput {
@@ -184,8 +190,8 @@ export type WorkspaceEvent =
   | { type: 'ACTIVITY'; source: string; at: number }
   /** Replace the effective policy. Never starts or stops anything by itself. */
   | { type: 'SET_POLICY'; policy: Policy; at: number }
-  /** The one policy timer fired: act on whatever is due now, re-arm for the next. */
-  | { type: 'POLICY_DUE' }
+  /** The one policy timer fired (raised by the machine itself, `at` = the time it was armed for): act, re-arm. */
+  | { type: 'POLICY_DUE'; at: number }
   /** Sent after restoring a persisted snapshot: re-arms the deadline timers XState does not restore. */
   | { type: 'REARM'; at: number }
   | { type: 'DEFERRED_DUE' };

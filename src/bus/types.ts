@@ -6,10 +6,12 @@
  */
 import type { SchedulerLike } from 'rxjs';
 
-/** Mirrors `machines/workspace.types.ts`; restated here so the bus depends on nothing but this port. */
-export type RestartSource = 'manual' | 'programmatic' | 'file-write' | 'liveness' | 'claim';
-
-export const RESTART_SOURCES: readonly RestartSource[] = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'];
+/**
+ * A copy of `machines/workspace.types.ts` (the one definition), restated so the bus depends on nothing but this
+ * port; test/protocol/sources.test.ts checks them equal.
+ */
+export const RESTART_SOURCES = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'] as const;
+export type RestartSource = (typeof RESTART_SOURCES)[number];
 
 export interface RestartRequest {
   source: RestartSource;

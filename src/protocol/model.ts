@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 export const LIFECYCLE_STATES = ['idle', 'starting', 'running', 'stopping', 'failed', 'destroyed'] as const;
-/** Copies of `machines/workspace.types.ts` (the one definition); test/protocol checks them equal. */
+/** Copies of `machines/workspace.types.ts` (the one definition); test/protocol/sources.test.ts checks them equal. */
 export const RESTART_SOURCES = ['manual', 'programmatic', 'file-write', 'liveness', 'claim'] as const;
 export const POLICY_SOURCES = ['idle', 'max-lifetime', 'schedule', 'dormancy'] as const;
 export const CYCLE_SOURCES = [...RESTART_SOURCES, 'schedule', 'update'] as const;

@@ -11,12 +11,16 @@
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { Subject, type Observable } from 'rxjs';
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
+import { idleDeadline, nextAction } from '../../machines/workspace.policy.ts';
 import type {
   Cycle,
   LifecycleState,
+  Policy,
+  RestartSource,
   WorkspaceConfig,
   WorkspaceContext,
   WorkspaceEmitted,
+  WorkspaceEvent,
 } from '../../machines/workspace.types.ts';
 import {
   assertWorkspaceId,
@@ -28,7 +32,9 @@ import {
 } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import { systemClock, type Clock } from './clock.ts';
+import { compactPolicy, DEFAULT_POLICY_KEY, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
 import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
+import { holdsSlot, QuotaLedger, quotaKeys, validateQuota, type QuotaLimits, type QuotaUsage } from './quota.ts';
 import { createSummary, type Summary } from './summary.ts';
 import type {
   ActivityResult,
@@ -38,12 +44,14 @@ import type {
   RestartOptions,
   RestartResult,
   SupervisorEvent,
+  UpdateOptions,
   SupervisorLifecycle,
   WorkspaceView,
 } from './types.ts';
 
 type WorkspaceActor = Actor<typeof workspaceMachine>;
 type Settled = Extract<WorkspaceEmitted, { type: 'settled' }>;
+type Answered = Extract<WorkspaceEmitted, { type: 'answered' }>;
 
 export interface PersistWrite {
   id: string;
@@ -68,6 +76,12 @@ export interface SupervisorOptions {
   onProviderCall?: ProviderActorOptions['onCall'];
   /** Called for errors nobody awaits (persist failures, actor crashes); never throws into the process. */
   onError?: (err: unknown, context: { id?: string; what: string }) => void;
+  /** The server's default policy: the lowest layer, under a template's or pool's and the workspace's own. */
+  policy?: PolicyPatch;
+  /** Running limits per owner and per template or pool (a function is read at every check: limits can change). */
+  quota?: QuotaLimits | (() => QuotaLimits);
+  /** The owner a quota counts a workspace against when it is not `wsupOwner` in spec (a claimed prebuild's owner). */
+  ownerOf?: (id: string) => string | null | undefined;
 }
 
 interface Entry {
@@ -96,13 +110,23 @@ export class Supervisor {
   private readonly lifecycle$ = new Subject<SupervisorLifecycle>();
   private readonly machine;
   private readonly clock: Clock;
+  private readonly serverPolicy: PolicyPatch;
+  private readonly ledger: QuotaLedger;
   private seq = 0;
   private life: SupervisorLifecycle = 'ready';
   private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.serverPolicy = compactPolicy(validatePolicy(opts.policy ?? {}, { where: 'server default' }));
+    const quota = opts.quota;
+    if (typeof quota === 'object') validateQuota(quota);
+    this.ledger = new QuotaLedger(typeof quota === 'function' ? quota : () => quota ?? {});
     this.machine = workspaceMachine.provide({
+      guards: {
+        // A scheduled start obeys the same quota as a requested one.
+        startAllowed: ({ context }) => this.quotaRefusal(context.id, context.spec) === null,
+      },
       actors: providerActors({
         provider: opts.provider,
         clock: this.clock,
@@ -132,37 +156,37 @@ export class Supervisor {
     return this.entries.size;
   }
 
-  /** Create a workspace (or update the spec of an existing one, used from its next start). */
+  /**
+   * Create a workspace (or update the spec of an existing one, used from its next start). Policy layers in
+   * spec (`wsupPolicyDefaults`, `wsupPolicy`) are checked first; a spec without `wsupPolicy` keeps the
+   * workspace's own layer (it was set with `setPolicy`).
+   */
   async create(id: string, spec: Record<string, unknown> = {}): Promise<WorkspaceView> {
     this.assertAccepting();
-    const entry = this.entry(id, spec);
+    assertWorkspaceId(id);
+    const previous = this.entries.get(id)?.actor.getSnapshot().context.spec;
+    const full: Record<string, unknown> = { ...this.opts.defaultSpec, ...spec, id };
+    if (!Object.hasOwn(spec, OWN_POLICY_KEY) && previous && Object.hasOwn(previous, OWN_POLICY_KEY)) full[OWN_POLICY_KEY] = previous[OWN_POLICY_KEY];
+    this.checkLayers(id, full);
+    const entry = this.entry(id, full);
     if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
-    entry.actor.send({ type: 'SET_SPEC', spec: { ...this.opts.defaultSpec, ...spec, id }, at: this.clock.now() });
+    entry.actor.send({ type: 'SET_SPEC', spec: { ...full, id }, at: this.clock.now() });
+    this.syncPolicy(entry);
     await entry.lastWrite;
     return this.view(entry);
   }
 
   /** Ask for a restart; answered at once with its outcome, or after its cycle with `wait`. */
   async restart(id: string, opts: RestartOptions = {}): Promise<RestartResult> {
-    this.assertAccepting();
-    const entry = this.entry(id);
-    const requester = this.requesterId(opts.requester ?? opts.source ?? 'manual');
-    const waiting = opts.wait ? this.waitFor(requester) : null;
-    entry.actor.send({
-      type: 'RESTART',
-      requester,
-      source: opts.source ?? 'manual',
-      reason: opts.reason ?? '',
-      at: this.clock.now(),
-    });
-    const answer = this.takeAnswer(id, requester);
-    await entry.lastWrite;
-    if (waiting) {
-      const settled = await waiting;
-      await entry.lastWrite; // the state we report is committed too
-      return { id, outcome: answer.outcome, cycle: settled.cycle, state: entry.state, requester };
-    }
-    return { id, outcome: answer.outcome, cycle: answer.cycle, state: entry.state, requester };
+    return this.restartFor(id, opts.source ?? 'manual', opts);
+  }
+
+  /**
+   * A restart with source `update`: the server re-rendered the spec from the template's current version
+   * (`create`), and this cycle puts it to use.
+   */
+  async update(id: string, opts: UpdateOptions = {}): Promise<RestartResult> {
+    return this.restartFor(id, 'update', { reason: 'update to the template\'s current version', ...opts });
   }
 
   /** Get-or-start: resolves once the workspace runs; exactly one caller of a start gets `started: true`. */
@@ -170,13 +194,8 @@ export class Supervisor {
     this.assertAccepting();
     const entry = this.entry(id);
     const requester = this.requesterId(opts.requester ?? 'ensure');
-    const waiting = this.waitFor(requester);
-    entry.actor.send({ type: 'ENSURE', requester, at: this.clock.now() });
-    this.takeRejection(requester);
-    await entry.lastWrite;
-    const settled = await waiting;
-    await entry.lastWrite; // answer "running" only once it is committed
-    return { id, started: settled.starter === requester, endpoint: settled.endpoint ?? '', state: entry.state };
+    const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now() }, { wait: true, activity: opts.requester ?? 'ensure' });
+    return { id, started: settled!.starter === requester, endpoint: settled!.endpoint ?? '', state: entry.state };
   }
 
   /** Stop the workspace; resolves once the provider stop has finished. */
@@ -189,16 +208,40 @@ export class Supervisor {
     return this.finishing(id, 'DESTROY', opts.requester ?? 'destroy');
   }
 
-  /** Replace the workspace's own policy layer (merged over the defaults); resolves once committed. */
-  async setPolicy(id: string, _policy: PolicyPatch): Promise<WorkspaceView> {
+  /**
+   * Replace the workspace's own policy layer (absent fields inherit the defaults, null turns a rule off):
+   * stored in spec as `wsupPolicy`, merged, and sent as SET_POLICY. Resolves once committed. Never starts
+   * or stops anything by itself.
+   */
+  async setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView> {
     this.assertAccepting();
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: policies are not available yet`, { workspaceId: id });
+    const entry = this.existing(id);
+    const spec = entry.actor.getSnapshot().context.spec;
+    const [defaults] = specLayers(spec);
+    const own = compactPolicy(validatePolicy(policy, { where: `workspace ${id}`, base: mergePolicy(this.serverPolicy, defaults) }));
+    entry.actor.send({ type: 'SET_SPEC', spec: { ...spec, [OWN_POLICY_KEY]: own }, at: this.clock.now() });
+    this.syncPolicy(entry);
+    await entry.lastWrite;
+    return this.view(entry);
   }
 
-  /** Activity on the workspace: pushes its idle deadline out. */
-  activity(id: string, _source?: string): ActivityResult {
+  /**
+   * Activity on the workspace: its idle deadline moves out, and it counts as use against dormancy.
+   * Answers at once with the idle deadline (null when no idle rule applies or it is not running).
+   */
+  activity(id: string, source = 'workspace.activity'): ActivityResult {
     this.assertAccepting();
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: policies are not available yet`, { workspaceId: id });
+    if (typeof source !== 'string' || source.length === 0 || source.length > 128) {
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: activity source ${JSON.stringify(source)} must be a non-empty string of at most 128 characters (e.g. "agent heartbeat")`, { workspaceId: id, detail: { field: 'source' } });
+    }
+    const entry = this.existing(id);
+    entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
+    return { id, idleDeadline: entry.state === 'running' ? idleDeadline(entry.actor.getSnapshot().context) : null };
+  }
+
+  /** Running counts per owner and per template or pool, each with its limit (for `wsup status`). */
+  quotaUsage(): QuotaUsage {
+    return this.ledger.usage();
   }
 
   /** A liveness signal from a provider or probe. "Died" while running restarts; otherwise ignored. */
@@ -280,6 +323,8 @@ export class Supervisor {
       const message = err instanceof Error ? err.message : String(err);
       throw new WsupError('WSUP_CORRUPT_STATE', `workspace ${id}: stored snapshot cannot be restored by this version of the statechart (${message})`, { workspaceId: id, cause: err });
     }
+    // A changed server default reaches the restored workspace before its deadlines are armed again.
+    this.syncPolicy(entry);
     entry.actor.send({ type: 'REARM', at: this.clock.now() });
     return this.view(entry);
   }
@@ -328,21 +373,109 @@ export class Supervisor {
     assertWorkspaceId(id);
     const entry = this.entries.get(id);
     if (!entry) throw new WorkspaceNotFoundError(id);
-    const requester = this.requesterId(label);
-    const waiting = this.waitFor(requester);
-    entry.actor.send({ type, requester, at: this.clock.now() });
-    this.takeRejection(requester);
-    await entry.lastWrite;
-    await waiting;
-    await entry.lastWrite;
+    await this.ask(entry, { type, requester: this.requesterId(label), at: this.clock.now() }, { wait: true });
     return this.view(entry);
+  }
+
+  private async restartFor(id: string, source: RestartSource | 'update', opts: Omit<RestartOptions, 'source'>): Promise<RestartResult> {
+    this.assertAccepting();
+    const entry = this.entry(id);
+    const label = opts.requester ?? source;
+    const requester = this.requesterId(label);
+    // RESTART is typed with the callers' sources; `update` is the one the supervisor adds. The statechart
+    // carries it into the cycle's why as given and treats it like `manual` in all but name: never deferred.
+    const event = { type: 'RESTART', requester, source: source as RestartSource, reason: opts.reason ?? '', at: this.clock.now() } as const;
+    const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true, activity: label });
+    return { id, outcome: answer!.outcome, cycle: settled ? settled.cycle : answer!.cycle, state: entry.state, requester };
+  }
+
+  /**
+   * One request to one actor, in the order every command needs: register the waiter (the answer may come
+   * during `send`), send, take the synchronous answer or rejection, wait for the write of the transition it
+   * caused, then (with `wait`) for the cycle or stop to settle and for the write of the state it settled in.
+   * `answered`: the event always gets an immediate answer (a restart's outcome); none is an error.
+   * `activity`: a request to run counts as activity from `activity`. A start from not-running is checked
+   * against the quota first, in the same synchronous step as the send: a refusal throws and nothing is sent.
+   */
+  private async ask(
+    entry: Entry,
+    event: Extract<WorkspaceEvent, { requester: string }>,
+    opts: { wait: boolean; answered?: boolean; activity?: string },
+  ): Promise<{ answer: Answered | null; settled: Settled | null }> {
+    const ctx = entry.actor.getSnapshot().context;
+    const id = ctx.id;
+    const { requester } = event;
+    if ((event.type === 'ENSURE' || event.type === 'RESTART') && entry.state !== 'destroyed' && !holdsSlot(entry.state, ctx.desired)) {
+      const refusal = this.quotaRefusal(id, ctx.spec);
+      if (refusal) throw refusal;
+    }
+    if (opts.activity !== undefined && entry.state !== 'destroyed') entry.actor.send({ type: 'ACTIVITY', source: opts.activity, at: this.clock.now() });
+    const waiting = opts.wait ? this.waitFor(requester) : null;
+    entry.actor.send(event);
+    const answer = this.answers.get(requester);
+    this.answers.delete(requester);
+    if (answer?.type === 'rejected' || (opts.answered && answer === undefined)) {
+      this.waiters.delete(requester);
+      if (answer?.type === 'rejected') throw toError(id, answer.error);
+      throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
+    }
+    await entry.lastWrite;
+    if (!waiting) return { answer: answer ?? null, settled: null };
+    const settled = await waiting;
+    await entry.lastWrite; // the state we report is committed too
+    return { answer: answer ?? null, settled };
+  }
+
+  private track(id: string, state: LifecycleState, ctx: WorkspaceContext): void {
+    this.ledger.track(id, { ...quotaKeys(ctx.spec, this.opts.ownerOf?.(id)), holding: holdsSlot(state, ctx.desired) });
+  }
+
+  private quotaRefusal(id: string, spec: Record<string, unknown>): WsupError | null {
+    return this.ledger.refusal(id, quotaKeys(spec, this.opts.ownerOf?.(id)));
+  }
+
+  /** The merged policy of a spec's layers over the server default. */
+  private effectivePolicy(spec: Record<string, unknown>): Policy {
+    return mergePolicy(this.serverPolicy, ...specLayers(spec));
+  }
+
+  /** Send SET_POLICY when the merged layers differ from what the actor has. */
+  private syncPolicy(entry: Entry): void {
+    const ctx = entry.actor.getSnapshot().context;
+    if (entry.state === 'destroyed') return;
+    const policy = this.effectivePolicy(ctx.spec);
+    if (!samePolicy(policy, ctx.policy)) entry.actor.send({ type: 'SET_POLICY', policy, at: this.clock.now() });
+  }
+
+  /** Check the policy layers a new spec carries, before anything is stored. */
+  private checkLayers(id: string, spec: Record<string, unknown>): void {
+    const defaults = spec[DEFAULT_POLICY_KEY];
+    if (defaults !== undefined) validatePolicy(defaults, { where: `workspace ${id} (${DEFAULT_POLICY_KEY})`, base: mergePolicy(this.serverPolicy) });
+    const [layer] = specLayers(spec);
+    const own = spec[OWN_POLICY_KEY];
+    if (own !== undefined) validatePolicy(own, { where: `workspace ${id}`, base: mergePolicy(this.serverPolicy, layer) });
+  }
+
+  /** A workspace that exists and is not destroyed, or the error saying why not. */
+  private existing(id: string): Entry {
+    assertWorkspaceId(id);
+    const bad = this.refused.get(id);
+    if (bad) throw bad;
+    const entry = this.entries.get(id);
+    if (!entry) throw new WorkspaceNotFoundError(id);
+    if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+    return entry;
   }
 
   private entry(id: string, spec?: Record<string, unknown>): Entry {
     assertWorkspaceId(id);
     const bad = this.refused.get(id);
     if (bad) throw bad;
-    return this.entries.get(id) ?? this.spawn(id, spec, undefined);
+    const known = this.entries.get(id);
+    if (known) return known;
+    const entry = this.spawn(id, spec, undefined);
+    this.syncPolicy(entry); // a new workspace starts with the server default (and its spec's layers)
+    return entry;
   }
 
   private spawn(id: string, spec: Record<string, unknown> | undefined, snapshot: Snapshot<unknown> | undefined): Entry {
@@ -362,10 +495,12 @@ export class Supervisor {
     const snap = actor.getSnapshot();
     entry.state = snap.value;
     this.summary.trigger.moved({ from: null, to: entry.state });
+    this.track(id, entry.state, snap.context); // a restored running workspace holds its slot at once
     return entry;
   }
 
   private onSnapshot(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
+    this.track(id, state, ctx);
     if (state !== entry.state) {
       const from = entry.state;
       entry.state = state;
@@ -430,27 +565,23 @@ export class Supervisor {
       case 'cycle.failed':
         this.publish(entry, { type: 'cycle.failed', id, cycle: why(ev.cycle), error: ev.error, at: ev.at });
         return;
+      case 'policy': {
+        if (ev.action === 'warning') {
+          this.publish(entry, { type: 'policy.warning', id, source: ev.source, reason: ev.reason, stopAt: ev.stopAt ?? ev.at, at: ev.at });
+          return;
+        }
+        // A start the quota refused says which quota and who holds it (the check ran in this same step).
+        const refusal = ev.action === 'skipped' ? this.quotaRefusal(id, entry.actor.getSnapshot().context.spec) : null;
+        const reason = refusal ? `${ev.reason}: ${refusal.message}` : ev.reason;
+        this.publish(entry, { type: 'policy', id, action: ev.action, source: ev.source, reason, at: ev.at });
+        return;
+      }
     }
   }
 
   private publish(entry: Entry, ev: SupervisorEvent): void {
     if (this.opts.persist) entry.buffered.push(ev);
     this.events$.next(ev);
-  }
-
-  private takeAnswer(id: string, requester: string): { outcome: RestartResult['outcome']; cycle: number | null } {
-    const answer = this.answers.get(requester);
-    this.answers.delete(requester);
-    if (answer?.type === 'answered') return answer;
-    this.waiters.delete(requester);
-    if (answer?.type === 'rejected') throw toError(id, answer.error);
-    throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
-  }
-
-  private takeRejection(requester: string): void {
-    const answer = this.answers.get(requester);
-    this.answers.delete(requester);
-    if (answer?.type === 'rejected') throw toError('', answer.error);
   }
 
   private waitFor(requester: string): Promise<Settled> {
@@ -497,7 +628,7 @@ export class Supervisor {
       policy: ctx.policy,
       lastActivityAt: ctx.lastActivity?.at ?? null,
       dormant: ctx.dormantSince !== null,
-      next: null,
+      next: nextAction(ctx),
     };
   }
 }

@@ -33,6 +33,9 @@ export interface RestartOptions {
   wait?: boolean;
 }
 
+/** `Supervisor.update`: a restart with source `update`, onto the spec the server re-rendered. */
+export type UpdateOptions = Omit<RestartOptions, 'source'>;
+
 export interface RestartResult {
   id: string;
   outcome: Outcome;

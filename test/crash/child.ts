@@ -74,6 +74,10 @@ function toError(err: unknown): { code: string; message: string } {
 async function run(cmd: ChildCommand): Promise<unknown> {
   const requester = `c${cmd.seq}`;
   switch (cmd.op) {
+    case 'create':
+      return supervisor.create(cmd.id, cmd.spec ?? {});
+    case 'setPolicy':
+      return supervisor.setPolicy(cmd.id, cmd.policy ?? {});
     case 'ensure':
       return supervisor.ensure(cmd.id, { requester });
     case 'restart':

@@ -33,6 +33,8 @@ export class UnknownWorkspaceError extends WsupError {
 }
 
 const MAX_TEXT = 4096;
+/** The supervisor's limit on an activity source: refused here, at the edge, rather than by the sink later. */
+const MAX_SOURCE = 128;
 
 function record(kind: BusEventKind, ev: unknown): Record<string, unknown> {
   if (typeof ev !== 'object' || ev === null) throw new InvalidBusEventError(kind, 'event', `must be an object, got ${ev === null ? 'null' : typeof ev}`);
@@ -83,7 +85,10 @@ export function assertActivityShape(ev: unknown): asserts ev is ActivityEvent {
   const workspaceId = r.workspaceId;
   if (typeof workspaceId !== 'string') id('activity', r);
   const source = r.source;
-  if (typeof source !== 'string' || source.length === 0 || source.length > MAX_TEXT) text('activity', r, 'source', workspaceId as string);
+  if (typeof source !== 'string' || source.length === 0 || source.length > MAX_SOURCE) {
+    const what = typeof source === 'string' ? (source.length === 0 ? 'is empty' : `is longer than ${MAX_SOURCE} chars`) : `must be a string, got ${typeof source}`;
+    throw new InvalidBusEventError('activity', 'source', `${what} (name who or what used the workspace, e.g. "agent heartbeat")`, workspaceId as string);
+  }
   const at = r.at;
   if (typeof at !== 'number' || !Number.isFinite(at)) {
     throw new InvalidBusEventError('activity', 'at', `must be a finite number of ms, got ${String(at)}`, workspaceId as string);

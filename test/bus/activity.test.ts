@@ -150,9 +150,9 @@ describe('bus activity', () => {
           [null, 'invalid activity event: event must be an object, got null'],
           [{ workspaceId: 7, source: 's', at: 0 }, 'invalid activity event: workspaceId 7 is not a workspace id'],
           [{ workspaceId: 'WS A', source: 's', at: 0 }, 'invalid activity event: workspaceId "WS A" is not a workspace id'],
-          [{ workspaceId: 'ws-a', at: 0 }, 'invalid activity event: source must be a string, got undefined'],
-          [{ workspaceId: 'ws-a', source: '', at: 0 }, 'invalid activity event: source is empty'],
-          [{ workspaceId: 'ws-a', source: 'x'.repeat(4097), at: 0 }, 'invalid activity event: source is longer than 4096 chars'],
+          [{ workspaceId: 'ws-a', at: 0 }, 'invalid activity event: source must be a string, got undefined (name who or what'],
+          [{ workspaceId: 'ws-a', source: '', at: 0 }, 'invalid activity event: source is empty (name who or what'],
+          [{ workspaceId: 'ws-a', source: 'x'.repeat(129), at: 0 }, 'invalid activity event: source is longer than 128 chars (name who or what used the workspace'],
           [{ workspaceId: 'ws-a', source: 's', at: Number.POSITIVE_INFINITY }, 'invalid activity event: at must be a finite number of ms, got Infinity'],
         ];
         for (const [bad, message] of cases) {

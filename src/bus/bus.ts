@@ -6,16 +6,20 @@
  * const bus = createBus({ sink: supervisor.busSink(), quietMs: 2000, maxWaitMs: 15000 });
  * bus.fileWritten({ workspaceId: 'ws-1', path: 'src/app.ts', at: Date.now() }); // throws on a bad event
  * // 2 s after the burst's last write: sink.restart('ws-1', { source: 'file-write', reason: '1 file written: src/app.ts', … })
+ * bus.activity({ workspaceId: 'ws-1', source: 'agent heartbeat', at: Date.now() }); // sink.activity at once…
+ * // …and later heartbeats inside the next 1 s fold into one trailing sink.activity('ws-1', 'agent heartbeat')
  * await bus.close(); // flushes open bursts: a write the bus accepted always ends in a restart
  */
 import { Subject, asyncScheduler, type Observable } from 'rxjs';
 import { ShuttingDownError } from '../errors.ts';
+import { ActivityThrottle } from './activity-throttle.ts';
 import { BurstCoalescer } from './burst-coalescer.ts';
 import { formatReason } from './coalesce.ts';
-import type { BusCommand, BusCounters, BusOptions, Burst, ClaimEvent, FileWritten, LivenessEvent, RestartEvent } from './types.ts';
+import type { ActivityEvent, BusCommand, BusCounters, BusOptions, Burst, ClaimEvent, FileWritten, LivenessEvent, RestartEvent } from './types.ts';
 import {
   type BusEventKind,
   UnknownWorkspaceError,
+  assertActivityShape,
   assertFileWrittenShape,
   assertWorkspaceIdFor,
   parseClaim,
@@ -32,6 +36,11 @@ export interface Bus {
   claim(ev: ClaimEvent): void;
   /** A restart from another producer, routed in order with everything else. */
   restart(ev: RestartEvent): void;
+  /**
+   * Activity on a workspace, coalesced per workspace: the first event reaches `sink.activity` at once, later ones
+   * inside `activityWindowMs` fold into one trailing delivery with the latest source. Throws like `fileWritten`.
+   */
+  activity(ev: ActivityEvent): void;
   counters(): BusCounters;
   /** Every command the routing stage delivered, for observers (metrics, the "why" timeline). */
   readonly commands$: Observable<BusCommand>;
@@ -43,7 +52,7 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export const BUS_DEFAULTS = { quietMs: 2000, maxWaitMs: 15_000, idleExpireMs: 30_000 } as const;
+export const BUS_DEFAULTS = { quietMs: 2000, maxWaitMs: 15_000, idleExpireMs: 30_000, activityWindowMs: 1000 } as const;
 
 /** A burst as the restart the sink receives; `burstNo` makes the requester unique and traceable in logs. */
 export function burstCommand(b: Burst, burstNo: number): BusCommand {
@@ -65,9 +74,23 @@ export function createBus(opts: BusOptions): Bus {
   const quietMs = positive('quietMs', opts.quietMs ?? BUS_DEFAULTS.quietMs);
   const maxWaitMs = positive('maxWaitMs', opts.maxWaitMs ?? BUS_DEFAULTS.maxWaitMs);
   const idleExpireMs = positive('idleExpireMs', opts.idleExpireMs ?? BUS_DEFAULTS.idleExpireMs);
+  const activityWindowMs = positive('activityWindowMs', opts.activityWindowMs ?? BUS_DEFAULTS.activityWindowMs);
   if (maxWaitMs < quietMs) throw new RangeError(`createBus: maxWaitMs (${maxWaitMs}) must be ≥ quietMs (${quietMs})`);
 
-  const c: BusCounters = { writesSeen: 0, bursts: 0, restartsIssued: 0, writesFolded: 0, rejected: 0, dropped: 0, sinkErrors: 0, activeGroups: 0 };
+  const c: BusCounters = {
+    writesSeen: 0,
+    bursts: 0,
+    restartsIssued: 0,
+    writesFolded: 0,
+    rejected: 0,
+    dropped: 0,
+    sinkErrors: 0,
+    activeGroups: 0,
+    activitySeen: 0,
+    activityDelivered: 0,
+    activityFolded: 0,
+    activityWindows: 0,
+  };
   /** Everything bound for the sink, in one ordered stream: coalesced bursts and pass-through events. */
   const input$ = new Subject<BusCommand>();
   const commands$ = new Subject<BusCommand>();
@@ -79,6 +102,10 @@ export function createBus(opts: BusOptions): Bus {
   // Writes go straight into the coalescer (a Subject hop per write cost ~100 ns of a ~400 ns budget); only
   // bursts, one per quiet window, enter the RxJS routing stage.
   const coalescer = new BurstCoalescer({ quietMs, maxWaitMs, idleExpireMs, scheduler }, (b) => input$.next(toCommand(b)));
+  // Activity likewise: the throttle sees every event, the routing stage only its deliveries (≤ 2 per window).
+  const throttle = new ActivityThrottle({ windowMs: activityWindowMs, scheduler }, (workspaceId, source) =>
+    input$.next({ kind: 'activity', workspaceId, source }),
+  );
   let closed = false;
 
   const failed = (err: unknown, cmd: BusCommand): void => {
@@ -99,6 +126,13 @@ export function createBus(opts: BusOptions): Bus {
         if (p instanceof Promise) p.catch((err: unknown) => failed(err, cmd));
       } else if (cmd.kind === 'liveness') {
         sink.liveness(cmd.workspaceId, cmd.alive, cmd.detail);
+      } else if (cmd.kind === 'activity') {
+        if (!sink.activity) {
+          c.dropped++;
+          return;
+        }
+        c.activityDelivered++;
+        sink.activity(cmd.workspaceId, cmd.source);
       } else if (sink.claim) {
         sink.claim(cmd.workspaceId, cmd.ownerId, cmd.claimBuildId);
       } else {
@@ -130,6 +164,14 @@ export function createBus(opts: BusOptions): Bus {
     if (closed) reject(new ShuttingDownError('bus'));
     if (!sink.accepts(workspaceId)) reject(new UnknownWorkspaceError(kind, workspaceId));
   };
+  /** `admit` for the hot paths, whose shape check left the id's format unchecked: checked only when unknown. */
+  const admitHot = (kind: BusEventKind, workspaceId: string): void => {
+    if (closed) throw new ShuttingDownError('bus');
+    if (!sink.accepts(workspaceId)) {
+      assertWorkspaceIdFor(kind, workspaceId);
+      throw new UnknownWorkspaceError(kind, workspaceId);
+    }
+  };
   const parsed = <T>(parse: (ev: unknown) => T, ev: unknown): T => {
     try {
       return parse(ev);
@@ -142,16 +184,22 @@ export function createBus(opts: BusOptions): Bus {
     fileWritten(ev) {
       try {
         assertFileWrittenShape(ev);
-        if (closed) throw new ShuttingDownError('bus');
-        if (!sink.accepts(ev.workspaceId)) {
-          assertWorkspaceIdFor('file-write', ev.workspaceId);
-          throw new UnknownWorkspaceError('file-write', ev.workspaceId);
-        }
+        admitHot('file-write', ev.workspaceId);
       } catch (err) {
         reject(err);
       }
       c.writesSeen++;
       coalescer.write(ev.workspaceId, ev.path);
+    },
+    activity(ev) {
+      try {
+        assertActivityShape(ev);
+        admitHot('activity', ev.workspaceId);
+      } catch (err) {
+        reject(err);
+      }
+      c.activitySeen++;
+      throttle.offer(ev.workspaceId, ev.source);
     },
     liveness(ev) {
       const l = parsed(parseLiveness, ev);
@@ -168,13 +216,15 @@ export function createBus(opts: BusOptions): Bus {
       admit('restart', r.workspaceId);
       input$.next({ kind: 'restart', workspaceId: r.workspaceId, req: { source: r.source, reason: r.reason, requester: r.requester } });
     },
-    counters: () => ({ ...c, activeGroups: coalescer.activeGroups }),
+    counters: () => ({ ...c, activeGroups: coalescer.activeGroups, activityFolded: throttle.folded, activityWindows: throttle.active }),
     commands$: commands$.asObservable(),
     close() {
       if (!closed) {
         closed = true;
         coalescer.flushAll();
         coalescer.dispose();
+        throttle.flushAll();
+        throttle.dispose();
         input$.complete();
       }
       return finished;

@@ -1,5 +1,5 @@
 /**
- * The bus: producers' entry points (file writes, liveness, claims, restarts) and one routing stage into the
+ * The bus: producers' entry points (file writes, activity, liveness, claims, restarts) and one routing stage into the
  * supervisor through the {@link BusSink} port. Layer rule: imports nothing above it.
  *
  * @example
@@ -10,10 +10,12 @@
 export { createBus, burstCommand, BUS_DEFAULTS, type Bus } from './bus.ts';
 export { coalesceFileWrites, formatReason, toBurst, REASON_PATHS } from './coalesce.ts';
 export { BurstCoalescer } from './burst-coalescer.ts';
+export { ActivityThrottle, type ActivityThrottleOptions } from './activity-throttle.ts';
 export { coalesceFileWritesRx } from './coalesce-rx.ts';
 export {
   InvalidBusEventError,
   UnknownWorkspaceError,
+  assertActivityShape,
   assertFileWrittenShape,
   parseClaim,
   parseLiveness,

@@ -26,6 +26,8 @@ export interface BusSink {
   restart(workspaceId: string, req: RestartRequest): void | Promise<unknown>;
   liveness(workspaceId: string, alive: boolean, detail: string): void;
   claim?(workspaceId: string, ownerId: string, claimBuildId: string): void;
+  /** Activity on the workspace (already coalesced: at most one per `activityWindowMs` per workspace). */
+  activity?(workspaceId: string, source: string): unknown;
 }
 
 /** A file was written into the workspace. `at` is the producer's timestamp (ms); coalescing uses scheduler time. */
@@ -45,6 +47,16 @@ export interface ClaimEvent {
   workspaceId: string;
   ownerId: string;
   claimBuildId: string;
+}
+
+/**
+ * Someone used the workspace: `source` says who or what (`files.written`, `agent heartbeat`, `cli:alice`).
+ * `at` is the producer's timestamp (ms); coalescing uses scheduler time.
+ */
+export interface ActivityEvent {
+  workspaceId: string;
+  source: string;
+  at: number;
 }
 
 export interface RestartEvent extends RestartRequest {
@@ -67,7 +79,8 @@ export interface Burst {
 export type BusCommand =
   | { kind: 'restart'; workspaceId: string; req: RestartRequest }
   | { kind: 'liveness'; workspaceId: string; alive: boolean; detail: string }
-  | { kind: 'claim'; workspaceId: string; ownerId: string; claimBuildId: string };
+  | { kind: 'claim'; workspaceId: string; ownerId: string; claimBuildId: string }
+  | { kind: 'activity'; workspaceId: string; source: string };
 
 export interface CoalesceOptions {
   quietMs: number;
@@ -96,6 +109,14 @@ export interface BusCounters {
   sinkErrors: number;
   /** Per-workspace coalescing groups alive right now (released after `idleExpireMs` of silence). */
   activeGroups: number;
+  /** Activity events accepted at the edge. */
+  activitySeen: number;
+  /** Activity handed to the sink (leading and trailing deliveries). */
+  activityDelivered: number;
+  /** Activity events replaced by a later one inside the same window (seen = delivered + folded + pending). */
+  activityFolded: number;
+  /** Workspaces with an open activity window right now (released when a window closes with nothing pending). */
+  activityWindows: number;
 }
 
 export interface BusOptions {
@@ -108,6 +129,8 @@ export interface BusOptions {
   maxWaitMs?: number;
   /** A workspace's group is released this long after its last burst flushed, if no write reopened it. Default 30000. */
   idleExpireMs?: number;
+  /** Activity per workspace reaches the sink at most once per this window, leading and trailing. Default 1000. */
+  activityWindowMs?: number;
   /** Called when a sink call throws or its promise rejects; the bus keeps routing either way. */
   onSinkError?: (err: unknown, cmd: BusCommand) => void;
 }

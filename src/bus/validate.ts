@@ -4,9 +4,9 @@
  * whose message names the event kind, the field and what was wrong.
  */
 import { WORKSPACE_ID, WsupError } from '../errors.ts';
-import { RESTART_SOURCES, type ClaimEvent, type FileWritten, type LivenessEvent, type RestartEvent } from './types.ts';
+import { RESTART_SOURCES, type ActivityEvent, type ClaimEvent, type FileWritten, type LivenessEvent, type RestartEvent } from './types.ts';
 
-export type BusEventKind = 'file-write' | 'liveness' | 'claim' | 'restart';
+export type BusEventKind = 'file-write' | 'liveness' | 'claim' | 'restart' | 'activity';
 
 /** The event itself is malformed (missing field, wrong type, bad id). */
 export class InvalidBusEventError extends WsupError {
@@ -33,6 +33,8 @@ export class UnknownWorkspaceError extends WsupError {
 }
 
 const MAX_TEXT = 4096;
+/** The supervisor's limit on an activity source: refused here, at the edge, rather than by the sink later. */
+const MAX_SOURCE = 128;
 
 function record(kind: BusEventKind, ev: unknown): Record<string, unknown> {
   if (typeof ev !== 'object' || ev === null) throw new InvalidBusEventError(kind, 'event', `must be an object, got ${ev === null ? 'null' : typeof ev}`);
@@ -71,6 +73,25 @@ export function assertFileWrittenShape(ev: unknown): asserts ev is FileWritten {
   const at = r.at;
   if (typeof at !== 'number' || !Number.isFinite(at)) {
     throw new InvalidBusEventError('file-write', 'at', `must be a finite number of ms, got ${String(at)}`, workspaceId as string);
+  }
+}
+
+/**
+ * Hot path (once per activity event), checked in place like {@link assertFileWrittenShape}: the id's format is
+ * checked only when the sink does not know it.
+ */
+export function assertActivityShape(ev: unknown): asserts ev is ActivityEvent {
+  const r = record('activity', ev);
+  const workspaceId = r.workspaceId;
+  if (typeof workspaceId !== 'string') id('activity', r);
+  const source = r.source;
+  if (typeof source !== 'string' || source.length === 0 || source.length > MAX_SOURCE) {
+    const what = typeof source === 'string' ? (source.length === 0 ? 'is empty' : `is longer than ${MAX_SOURCE} chars`) : `must be a string, got ${typeof source}`;
+    throw new InvalidBusEventError('activity', 'source', `${what} (name who or what used the workspace, e.g. "agent heartbeat")`, workspaceId as string);
+  }
+  const at = r.at;
+  if (typeof at !== 'number' || !Number.isFinite(at)) {
+    throw new InvalidBusEventError('activity', 'at', `must be a finite number of ms, got ${String(at)}`, workspaceId as string);
   }
 }
 

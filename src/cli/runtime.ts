@@ -118,6 +118,7 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const filesWritten: FilesWrittenHook = (id, paths) => {
     const at = Date.now();
     for (const path of paths) bus.fileWritten({ workspaceId: id, path, at });
+    bus.activity({ workspaceId: id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per workspace per second
   };
 
   let closing: Promise<void> | null = null;

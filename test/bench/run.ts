@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { benchBus } from './bus.bench.ts';
 import { benchCluster } from './cluster.bench.ts';
+import { benchPolicy } from './policy.bench.ts';
 import { benchRestartStorm, measureIdleHeap } from './restart-storm.ts';
 import { benchServer } from './server.bench.ts';
 import { benchStore } from './store.bench.ts';
@@ -34,6 +35,11 @@ const benches: Bench[] = [
     name: 'cluster',
     title: 'cluster on PostgreSQL: commands/s through 1 vs 3 replicas, failover kill -9 → first command served (target ≤ 3 s, 0 duplicate starts)',
     run: benchCluster,
+  },
+  {
+    name: 'policy',
+    title: 'policies: activity through the bus over 100,000 running workspaces (target ≥ 200,000 events/CPU s), policy memory per workspace (target ≤ 1 KB), REARM on restore (target ≤ 2 s)',
+    run: benchPolicy,
   },
   {
     name: 'heap',

@@ -109,6 +109,8 @@ describe('operator attacks on the process provider', () => {
       env: { APP_MODE: '[redacted]', LOG_LEVEL: '[redacted]' },
       wsupTemplate: { name: 'node', version: expect.stringMatching(/^[0-9a-f]{12}$/) as string },
       wsupParams: { env: { LOG_LEVEL: '[redacted]' } },
+      // Who created it: what a per-owner quota counts.
+      wsupOwner: expect.stringMatching(/^operator:/) as string,
     });
     expect((await rig.store.getWorkspace('op-ok'))?.spec).toMatchObject({ template: 'node', env: { LOG_LEVEL: 'debug' } });
     await op.call('workspace.ensure', { id: 'op-ok' });

@@ -24,6 +24,7 @@ import type { AgentRefusalCode, AgentWaitReason, ReinitEvent } from '../protocol
 import type { AgentView, Claim } from '../store/claims.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import { SYSTEM_OWNER } from '../store/types.ts';
+import { UNCLAIMED_KEY } from './policy.ts';
 import type { Supervisor } from './supervisor.ts';
 import type { SupervisorEvent, WorkspaceView } from './types.ts';
 
@@ -112,7 +113,7 @@ export class ClaimService {
     }
   }
 
-  /** Create (or re-spec) a prebuild: system-owned until claimed. */
+  /** Create (or re-spec) a prebuild: system-owned until claimed, and under no lifecycle policy until then. */
   async createPrebuild(id: string, spec: Record<string, unknown>, pool: string | null): Promise<WorkspaceView> {
     const sup = this.sup();
     if (!(await this.opts.store.claims.registerPrebuild(id, spec, pool))) {
@@ -120,7 +121,8 @@ export class ClaimService {
       if (row?.destroyedAt != null) throw new WorkspaceDestroyedError(id);
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} exists and is not a prebuild: pick another id for the prebuild`, { workspaceId: id });
     }
-    const view = await sup.create(id, spec);
+    const claimed = (this.labels.get(id)?.owner ?? SYSTEM_OWNER) !== SYSTEM_OWNER;
+    const view = await sup.create(id, claimed ? spec : { ...spec, [UNCLAIMED_KEY]: true });
     this.labels.set(id, { owner: this.labels.get(id)?.owner ?? SYSTEM_OWNER, pool });
     return this.label(view);
   }
@@ -219,6 +221,7 @@ export class ClaimService {
 
   private async startClaimBuild(id: string, buildId: string, reason: string): Promise<void> {
     try {
+      await this.releasePolicy(id);
       const r = await this.sup().restart(id, { source: 'claim', reason: `${reason} (claim build ${buildId})`, requester: claimRequester(buildId) });
       const a = this.awaiting.get(id);
       if (r.cycle === null || a?.buildId !== buildId) return;
@@ -228,6 +231,15 @@ export class ClaimService {
       // The claim itself is committed: a restarted supervisor resumes its build (reconcile).
       this.report(err, id, `starting the claim build ${buildId} failed`);
     }
+  }
+
+  /** A claimed prebuild comes under its policy layers (pool, template, server): the unclaimed mark goes. */
+  private async releasePolicy(id: string): Promise<void> {
+    const sup = this.sup();
+    const spec = sup.get(id).spec;
+    if (spec[UNCLAIMED_KEY] !== true) return;
+    const { [UNCLAIMED_KEY]: _unclaimed, ...rest } = spec;
+    await sup.create(id, rest);
   }
 
   /** The cycle number the claim's request will be satisfied by, if the actor holds it now. */

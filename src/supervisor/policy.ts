@@ -17,6 +17,16 @@ import type { PolicyPatch } from './types.ts';
 /** Where the layers live in a workspace's spec. */
 export const OWN_POLICY_KEY = 'wsupPolicy';
 export const DEFAULT_POLICY_KEY = 'wsupPolicyDefaults';
+/**
+ * Set on an unclaimed prebuild: no policy applies to it (its pool keeps it warm; an idle stop would only make
+ * the pool start it again). Its layers take effect when it is claimed and the mark is removed.
+ */
+export const UNCLAIMED_KEY = 'wsupUnclaimed';
+
+/** The effective policy of a spec: the server default under its layers, or none for an unclaimed prebuild. */
+export function effectivePolicy(server: PolicyPatch, spec: Record<string, unknown>): Policy {
+  return spec[UNCLAIMED_KEY] === true ? { ...NO_POLICY } : mergePolicy(server, ...specLayers(spec));
+}
 
 const FIELDS = Object.keys(NO_POLICY) as Array<keyof Policy>;
 const DURATIONS = ['idleTimeoutMs', 'maxLifetimeMs', 'maxLifetimeWarnMs', 'dormantAfterMs', 'deleteDormantAfterMs'] as const;

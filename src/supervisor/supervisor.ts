@@ -31,7 +31,7 @@ import {
 } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { checkSpecLayers, compactPolicy, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
+import { checkSpecLayers, compactPolicy, effectivePolicy, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
 import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
 import { holdsSlot, QuotaLedger, quotaKeys, validateQuota, type QuotaLimits, type QuotaUsage } from './quota.ts';
 import { createSummary, type Summary } from './summary.ts';
@@ -437,7 +437,7 @@ export class Supervisor {
   private syncPolicy(entry: Entry): void {
     const ctx = entry.actor.getSnapshot().context;
     if (entry.state === 'destroyed') return;
-    const policy = mergePolicy(this.serverPolicy, ...specLayers(ctx.spec));
+    const policy = effectivePolicy(this.serverPolicy, ctx.spec);
     if (!samePolicy(policy, ctx.policy)) entry.actor.send({ type: 'SET_POLICY', policy, at: this.clock.now() });
   }
 

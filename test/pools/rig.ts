@@ -2,6 +2,7 @@
  * A pool rig: a durable supervisor on a fresh PGlite store, a FakeProvider and the PoolService, all on one
  * SimulatedClock. `advance(ms)` moves time and lets every chain it released run (store round trips too).
  */
+import type { PolicyPatch } from '../../src/supervisor/types.ts';
 import { SimulatedClock } from 'xstate';
 import { FakeProvider, type FaultPlan } from '../../src/providers/fake.ts';
 import { SYSTEM_OWNER, WorkspaceStore } from '../../src/store/index.ts';
@@ -36,7 +37,7 @@ export const rawSpec: RenderSpec = (req) => {
   return req.spec;
 };
 
-export async function poolRig(opts: { latencyMs?: number; fault?: FaultPlan; pools?: Partial<PoolServiceOptions>; fixture?: StoreFixture } = {}): Promise<PoolRig & { fixture: StoreFixture }> {
+export async function poolRig(opts: { latencyMs?: number; fault?: FaultPlan; pools?: Partial<PoolServiceOptions>; fixture?: StoreFixture; policy?: PolicyPatch } = {}): Promise<PoolRig & { fixture: StoreFixture }> {
   const fixture = opts.fixture ?? (await pgliteFixture());
   const clock = new SimulatedClock();
   clock.set(T0);
@@ -45,7 +46,7 @@ export async function poolRig(opts: { latencyMs?: number; fault?: FaultPlan; poo
   const errors: unknown[] = [];
   const claims = new ClaimService({ store, onError: (e) => errors.push(e) });
   await claims.load();
-  const { supervisor: sup } = await openDurableSupervisor({ store, provider, clock, onError: (e) => errors.push(e), beforeRecovery: (s) => claims.attach(s) });
+  const { supervisor: sup } = await openDurableSupervisor({ store, provider, clock, onError: (e) => errors.push(e), beforeRecovery: (s) => claims.attach(s), ...(opts.policy ? { policy: opts.policy } : {}) });
   await claims.reconcile();
   const events: SupervisorEvent[] = [];
   sup.events.subscribe((e) => events.push(e));

@@ -61,7 +61,8 @@ export const status = (id: string | undefined, f: ClientFlags) =>
   withClient(f, async (c) => {
     if (id === undefined) {
       const r = await listPages(c, {}, undefined);
-      emit(f.json, r, () => table(r.items as unknown as Array<Record<string, unknown>>, COLS));
+      const quota = await c.call('quota.usage', {}).catch(() => null);
+      emit(f.json, { ...r, ...(quota ? { quota } : {}) }, () => [table(r.items as unknown as Array<Record<string, unknown>>, COLS), ...quotaLines(quota)].join('\n'));
       return;
     }
     const r = await c.call('workspace.get', { id });
@@ -204,4 +205,11 @@ export function describe(ev: WorkspaceEvent): string {
     case 'policy.warning':
       return `${ev.id} warning (${ev.source}): stops at ${new Date(ev.stopAt).toISOString()}: ${ev.reason}`;
   }
+}
+
+/** One line per quota that is limited or in use: `quota owner alice: 2 of 3 running`. */
+export function quotaLines(q: Result<'quota.usage'> | null): string[] {
+  if (q === null) return [];
+  const line = (kind: string) => (c: { name: string; running: number; limit: number | null }) => `quota ${kind} ${c.name}: ${c.running}${c.limit === null ? '' : ` of ${c.limit}`} running`;
+  return [...q.perOwner.map(line('owner')), ...q.perTemplate.map(line('template'))];
 }

@@ -19,6 +19,7 @@ import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import type { WorkspaceStore } from '../store/index.ts';
+import type { QuotaLimits } from '../supervisor/quota.ts';
 import type { PolicyPatch } from '../supervisor/types.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
@@ -51,6 +52,8 @@ export interface RuntimeOptions {
   prepareSpec?: PrepareSpec;
   /** The server's default lifecycle policy (under each template's and workspace's own). */
   policy?: PolicyPatch;
+  /** Running quotas per owner and per template/pool (read on every check, so a reload applies at once). */
+  quota?: () => QuotaLimits;
   logger: Logger;
 }
 
@@ -80,15 +83,19 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const store = opts.memory ? null : (opts.store ?? (await openStore(opts)));
   const provider = await makeProvider(opts, store);
   const providerCalls = new ProviderCallTap();
+  const onError = (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what);
+  // Claims load before recovery and follow it, so a claim build that completes during recovery is seen.
+  const claims = store ? new ClaimService({ store, onError }) : null;
   const common = {
     provider,
     ...(opts.policy ? { policy: opts.policy } : {}),
+    ...(opts.quota ? { quota: opts.quota } : {}),
+    // A claimed prebuild counts against its claimer's quota.
+    ...(claims ? { ownerOf: (id: string) => claims.ownerOf(id) } : {}),
     onProviderCall: providerCalls.record,
-    onError: (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what),
+    onError,
   };
   let supervisor: Supervisor;
-  // Claims load before recovery and follow it, so a claim build that completes during recovery is seen.
-  const claims = store ? new ClaimService({ store, onError: common.onError }) : null;
   await claims?.load();
   const prepareSpec = chain(opts.prepareSpec, claims?.prepareSpec);
   if (store) {

@@ -38,6 +38,8 @@ export interface ServeFlags extends ServeDefaultFlags {
   replicaId?: string;
   config?: string;
   shutdownGrace?: string;
+  maxRunningPerOwner?: string;
+  maxRunningPerTemplate?: string;
 }
 
 /** A repeat of the same signal this soon is a wrapper relaying one keypress (npm start), not a second request. */
@@ -64,6 +66,9 @@ export async function serve(f: ServeFlags): Promise<number> {
     process.stderr.write(`wsup: --shutdown-grace must be a number of ms, got ${f.shutdownGrace}\n`);
     return 2;
   }
+  const perOwner = quotaFlag('--max-running-per-owner', f.maxRunningPerOwner);
+  const perTemplate = quotaFlag('--max-running-per-template', f.maxRunningPerTemplate);
+  if (perOwner === undefined || perTemplate === undefined) return 2;
   let templates: TemplateSet;
   let policy: PolicyPatch;
   try {
@@ -121,6 +126,8 @@ export async function serve(f: ServeFlags): Promise<number> {
     orphans: f.orphans,
     prepareSpec: autoUpdate.prepareSpec,
     policy,
+    // Read on every check: a SIGHUP reload of the templates' maxRunning applies at once.
+    quota: () => ({ perOwner, perTemplate: templates.limits().perTemplate, defaultPerTemplate: perTemplate }),
     logger,
   });
   autoUpdate.attach(rt.supervisor);
@@ -265,6 +272,15 @@ function reloadOnHangup(load: () => TemplateSet, templates: TemplateSet, logger:
       logger.error({ err: errorMessage(err) }, 'templates not reloaded: the config has a problem; the templates in use stay');
     }
   });
+}
+
+/** A `--max-running-*` flag: a whole number ≥ 1, or null when absent; undefined (after saying why) when bad. */
+function quotaFlag(flag: string, value: string | undefined): number | null | undefined {
+  if (value === undefined) return null;
+  const n = Number(value);
+  if (Number.isInteger(n) && n >= 1) return n;
+  process.stderr.write(`wsup: ${flag} must be a whole number of workspaces (1 or more), got ${JSON.stringify(value)}\n`);
+  return undefined;
 }
 
 /** The default workspace spec from the provider flags. */

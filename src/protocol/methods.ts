@@ -15,6 +15,7 @@ import {
   type Role,
   type WorkspaceEvent,
   type PoolView,
+  type QuotaUsage,
   type WorkspaceView,
 } from './model.ts';
 
@@ -73,6 +74,8 @@ export const paramsSchemas = {
     })
     .refine((p) => p.template === undefined || p.spec === undefined, { message: 'pass at most one of template and spec' }),
   'pool.get': z.strictObject({ pool: poolSchema }),
+  /** Running counts against each quota (per owner, per template/pool) with their limits. */
+  'quota.usage': z.strictObject({}),
   'pool.list': z.strictObject({}),
   /** Stop keeping the pool: its unclaimed prebuilds are destroyed; claimed ones are never touched. */
   'pool.delete': z.strictObject({ pool: poolSchema }),
@@ -117,6 +120,7 @@ export interface Results {
   'pool.set': PoolView;
   'pool.get': PoolView;
   'pool.list': { items: PoolView[] };
+  'quota.usage': QuotaUsage;
   'pool.delete': { pool: string; destroyed: number };
   'workspace.ensure': { id: string; started: boolean; endpoint: string; state: LifecycleState };
   'workspace.restart': { id: string; outcome: Outcome; cycle: number | null; state: LifecycleState };
@@ -144,6 +148,7 @@ export const METHOD_ROLE: Record<MethodName, Role> = {
   'pool.delete': 'operator',
   'pool.get': 'viewer',
   'pool.list': 'viewer',
+  'quota.usage': 'viewer',
   'workspace.ensure': 'operator',
   'workspace.restart': 'operator',
   'workspace.stop': 'operator',

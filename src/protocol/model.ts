@@ -69,6 +69,12 @@ export interface WorkspaceView {
   pool?: string | null;
 }
 
+/** Running workspaces per owner and per template/pool, each with its limit (null: no limit). */
+export interface QuotaUsage {
+  perOwner: Array<{ name: string; running: number; limit: number | null }>;
+  perTemplate: Array<{ name: string; running: number; limit: number | null }>;
+}
+
 /** A prebuild pool and how full it is: what `pool.get` answers. */
 export interface PoolView {
   pool: string;

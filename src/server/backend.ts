@@ -5,6 +5,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { LifecycleState } from '../../machines/workspace.types.ts';
+import type { QuotaUsage } from '../supervisor/quota.ts';
 import type { Summary } from '../supervisor/summary.ts';
 import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, UpdateOptions, WorkspaceView } from '../supervisor/types.ts';
 
@@ -25,6 +26,8 @@ export interface ServerBackend {
   setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView>;
   /** A restart with source `update` (onto a re-rendered spec), when the backend has one. */
   update?(id: string, opts?: UpdateOptions): Promise<RestartResult>;
+  /** Running counts against each quota, when the backend enforces quotas. */
+  quotaUsage?(): MaybeAsync<QuotaUsage>;
   /** Activity on the workspace: pushes its idle deadline out. */
   activity(id: string, source?: string): MaybeAsync<ActivityResult>;
   get(id: string): MaybeAsync<WorkspaceView>;

@@ -79,6 +79,7 @@ export class Handlers {
       'pool.set': async (p, conn) => poolsOf(deps).set(p, (req) => templates.specFor(req, conn.role, p.pool)),
       'pool.get': async (p) => poolsOf(deps).get(p.pool),
       'pool.list': async () => ({ items: await poolsOf(deps).list() }),
+      'quota.usage': async () => (sup.quotaUsage ? await sup.quotaUsage() : { perOwner: [], perTemplate: [] }),
       'pool.delete': async (p) => poolsOf(deps).delete(p.pool),
       'workspace.ensure': async (p, conn) => {
         const r = await sup.ensure(p.id, { requester: who(conn) });

@@ -127,6 +127,11 @@ export class ClaimService {
     return this.label(view);
   }
 
+  /** A prebuild's owner (the system owner until claimed); undefined for a workspace that is not a prebuild. */
+  ownerOf(id: string): string | undefined {
+    return this.labels.get(id)?.owner;
+  }
+
   /** `view` with its prebuild owner and pool, when it is a prebuild; other views unchanged. */
   label<V extends WorkspaceView>(view: V): V {
     const l = this.labels.get(view.id);

@@ -23,6 +23,7 @@ const PARAMS: Record<MethodName, Record<string, unknown>> = {
   'pool.set': { pool: 'auth-pool', desired: 0 },
   'pool.get': { pool: 'auth-pool' },
   'pool.list': {},
+  'quota.usage': {},
   'pool.delete': { pool: 'auth-pool' },
   'workspace.ensure': { id: 'auth-1' },
   'workspace.restart': { id: 'auth-1' },

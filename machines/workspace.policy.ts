@@ -1,7 +1,7 @@
 /**
  * Lifecycle policy deadlines as pure functions of context (docs/policies.md, "Deadlines and the one timer").
  *
- * The machine keeps one policy timer armed at `earliestDue(ctx)`; when it fires it asks `nextAction(ctx)`
+ * The machine keeps one policy deadline, `timing.dueAt = earliestDue(ctx)`; when it comes it asks `nextAction(ctx)`
  * what is due. Whether the workspace is stopped or running is read from context: `timing.runningSince` is set
  * only while running and `timing.stoppedAt` only while idle (both kept by the machine's entry and exit actions).
  *
@@ -94,6 +94,7 @@ export function idleDeadline(ctx: WorkspaceContext): number | null {
   const ms = policyOf(ctx).idleTimeoutMs;
   const since = ctx.timing.runningSince;
   if (ms == null || since == null) return null;
+  // A snapshot stored before the grace existed has no such config field: no grace.
   return Math.max(since, ctx.timing.lastActivity?.at ?? since) + ms + (ctx.config.activityGraceMs ?? 0);
 }
 

@@ -328,7 +328,7 @@ export class Supervisor {
     assertWorkspaceId(id);
     if (this.entries.has(id)) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} is already loaded`, { workspaceId: id });
     let entry: Entry;
-    let migrated = false;
+    let migrated: boolean;
     try {
       migrated = migrateTiming(snapshot);
       entry = this.spawn(id, undefined, snapshot);

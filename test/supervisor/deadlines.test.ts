@@ -44,7 +44,7 @@ async function runningWithIdle(l: ReturnType<typeof life>, id: string, idleMs: n
 
 const rearms = () => {
   const send = vi.spyOn(Actor.prototype, 'send');
-  return () => send.mock.calls.filter(([e]) => (e as { type: string }).type === 'REARM').length;
+  return () => send.mock.calls.filter(([e]) => e.type === 'REARM').length;
 };
 
 afterEach(() => {

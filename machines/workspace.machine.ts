@@ -4,8 +4,9 @@
  * States: idle → starting → running, stopping, failed (backoff), destroyed. `starting` and `stopping`
  * each invoke exactly one provider call and are left only when it settles, so two provider calls can never
  * be in flight for one workspace, whatever asked for them. Deferred requests wait on one cancellable
- * delayed event (`deferredDue`) armed from the deadline in context; lifecycle policies on one more
- * (`policyDue`), armed at the earliest deadline `machines/workspace.policy.ts` computes from context.
+ * delayed event (`deferredDue`) armed from the deadline in context. Lifecycle policies raise no timer: the
+ * machine keeps the earliest deadline `machines/workspace.policy.ts` computes in `timing.dueAt`, and whoever
+ * runs the actor sends POLICY_DUE then (the supervisor's one deadline queue).
  *
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
@@ -39,9 +40,11 @@ import {
 import {
   DEFAULT_CONFIG,
   NO_POLICY,
+  NO_TIMING,
   type DeprovisionInput,
   type DeprovisionOutput,
   type Outcome,
+  type PolicyTiming,
   type ProvisionInput,
   type ProvisionOutput,
   type Request,
@@ -70,9 +73,7 @@ function requestOf(ctx: WorkspaceContext, e: Ev, outcome: Outcome): Request {
 }
 
 const DEFERRED_TIMER = 'deferredDue';
-const NO_SCHEDULE: WorkspaceContext['schedule'] = { nextStart: null, nextStop: null };
-/** The one policy timer (docs/policies.md): armed at the earliest policy deadline, re-armed after it fires. */
-const POLICY_TIMER = 'policyDue';
+const NO_SCHEDULE: PolicyTiming['schedule'] = { nextStart: null, nextStop: null };
 
 /** The provider calls' results reach their actions as params, typed by the invoked actor. */
 const completed = { type: 'completeCycle', params: ({ event }: { event: DoneActorEvent<ProvisionOutput> }) => ({ output: event.output }) } as const;
@@ -142,7 +143,7 @@ export const workspaceMachine = setup({
     crashLoop: ({ context }, params: { error: unknown }) => crashLoop(context, errorInfo(params.error, context.now).at),
     /** The quota's say on a scheduled start; the supervisor replaces it with `.provide({ guards })`. */
     startAllowed: (_args) => true,
-    isDormant: ({ context }) => context.dormantSince != null,
+    isDormant: ({ context }) => context.timing.dormantSince != null,
     policyStopDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'stop',
     policyDestroyDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'destroy',
     scheduledStartDue: ({ context, event }) => startInWindow(context, at(context, event)),
@@ -187,8 +188,7 @@ export const workspaceMachine = setup({
         desired: 'running',
         backoffUntil: null,
         failures: manual ? [] : context.failures,
-        dormantSince: null,
-        retryOf: null,
+        timing: { ...context.timing, dormantSince: null, retryOf: null },
       });
       enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'started', cycle: cycle.n, at: req.at });
       enqueue.emit({ type: 'cycle.started', cycle, at: req.at });
@@ -197,7 +197,7 @@ export const workspaceMachine = setup({
     /** Begin a cycle for requests already answered: the pending flag, a due deferral, or a retry. */
     beginOutstanding: enqueueActions(({ context, enqueue }, params: { retry: boolean }) => {
       const t = context.now;
-      const retryOf = params.retry ? (context.retryOf ?? null) : null;
+      const retryOf = params.retry ? (context.timing.retryOf ?? null) : null;
       const why = retryOf !== null ? `retry of ${retryOf} after failure` : 'retry after failure';
       const cycle = nextCycle(context, [], t, {
         retry: params.retry,
@@ -211,8 +211,7 @@ export const workspaceMachine = setup({
         deferred: null,
         backoffUntil: null,
         desired: 'running',
-        dormantSince: null,
-        retryOf,
+        timing: { ...context.timing, dormantSince: null, retryOf },
       });
       enqueue.emit({ type: 'cycle.started', cycle, at: t });
       if (context.deferred !== null) enqueue.cancel(DEFERRED_TIMER);
@@ -236,7 +235,7 @@ export const workspaceMachine = setup({
       const t = Math.max(context.now, output.at);
       const cycle = context.cycle;
       // A completed cycle counts as activity, so a scheduled start with old activity is not idle-stopped at once.
-      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null, lastActivity: { at: t, source: 'start' }, retryOf: null });
+      enqueue.assign({ now: t, endpoint: output.endpoint, cycle: null, timing: { ...context.timing, lastActivity: { at: t, source: 'start' }, retryOf: null } });
       if (cycle === null) return;
       enqueue.emit({ type: 'cycle.completed', cycle, endpoint: output.endpoint, at: t });
       // A stop arrived during the start: restart requesters got their cycle, ensure requesters did not.
@@ -318,31 +317,31 @@ export const workspaceMachine = setup({
       enqueue.cancel(DEFERRED_TIMER);
       enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: Math.max(0, context.deferred.until - context.now) });
     }),
-    /** The one policy timer: cancelled, then raised again for the earliest deadline in context (if any). */
-    armPolicy: enqueueActions(({ context, enqueue }) => {
-      enqueue.cancel(POLICY_TIMER);
-      const due = earliestDue(context);
-      if (due !== null) enqueue.raise({ type: 'POLICY_DUE', at: due }, { id: POLICY_TIMER, delay: Math.max(0, due - context.now) });
-    }),
-    disarmPolicy: enqueueActions(({ enqueue }) => enqueue.cancel(POLICY_TIMER)),
-    markRunning: assign({ runningSince: ({ context }) => context.now, stoppedAt: null }),
-    markStopped: assign({ stoppedAt: ({ context }) => context.now, runningSince: null }),
+    /**
+     * The one policy deadline: `timing.dueAt` set to the earliest deadline in context (null when none). The
+     * supervisor's deadline queue watches it and sends POLICY_DUE then; the machine raises no timer for it.
+     */
+    armPolicy: assign(({ context }) => ({ timing: { ...context.timing, dueAt: earliestDue(context) } })),
+    disarmPolicy: assign(({ context }) => (context.timing.dueAt === null ? {} : { timing: { ...context.timing, dueAt: null } })),
+    markRunning: assign(({ context }) => ({ timing: { ...context.timing, runningSince: context.now, stoppedAt: null } })),
+    markStopped: assign(({ context }) => ({ timing: { ...context.timing, stoppedAt: context.now, runningSince: null } })),
     /** Entry to a state with a call in flight: neither running nor stopped (after the transition's actions ran). */
-    markBusy: assign({ runningSince: null, stoppedAt: null }),
+    markBusy: assign(({ context }) => ({ timing: { ...context.timing, runningSince: null, stoppedAt: null } })),
     /** A snapshot stored before policies existed knows no run or stop time: count it from the restore. */
-    adoptRestored: assign(({ context }, params: { state: 'running' | 'idle' }) =>
-      params.state === 'running' ? { runningSince: context.runningSince ?? context.now } : { stoppedAt: context.stoppedAt ?? context.now },
-    ),
+    adoptRestored: assign(({ context }, params: { state: 'running' | 'idle' }) => {
+      const t = context.timing;
+      return { timing: params.state === 'running' ? { ...t, runningSince: t.runningSince ?? context.now } : { ...t, stoppedAt: t.stoppedAt ?? context.now } };
+    }),
     noteActivity: assign(({ context, event }) => {
       const t = at(context, event);
-      return { now: t, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null };
+      return { now: t, timing: { ...context.timing, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null } };
     }),
     setPolicy: assign(({ context, event }) => {
       if (event.type !== 'SET_POLICY') return {};
       const t = at(context, event);
       // A snapshot stored before policies existed has neither field: read it as no policy, nothing scheduled.
-      const schedule = nextSchedule(context.policy ?? NO_POLICY, event.policy, context.schedule ?? NO_SCHEDULE, t);
-      return { now: t, policy: event.policy, schedule };
+      const schedule = nextSchedule(context.policy ?? NO_POLICY, event.policy, context.timing.schedule ?? NO_SCHEDULE, t);
+      return { now: t, policy: event.policy, timing: { ...context.timing, schedule } };
     }),
     /** A policy stop or destroy: say which rule fired; the transition's own actions do the rest. */
     policyActs: enqueueActions(({ context, event, enqueue }) => {
@@ -350,7 +349,7 @@ export const workspaceMachine = setup({
       const due = dueAction(context, t);
       if (due === null) return;
       const fired = due.source === 'schedule' ? due.action === 'start' ? 'start' : 'stop' : null;
-      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
+      enqueue.assign({ now: t, timing: { ...context.timing, schedule: advanceSchedule(context, t, fired) } });
       enqueue.emit({ type: 'policy', action: due.action, source: due.source, reason: due.reason, at: t });
     }),
     /** A scheduled start: one more request to the actor, a cycle from idle with the schedule as its why. */
@@ -370,9 +369,7 @@ export const workspaceMachine = setup({
         deferred: null,
         desired: 'running',
         backoffUntil: null,
-        dormantSince: null,
-        retryOf: scheduledStartLabel(schedule),
-        schedule: advanceSchedule(context, t, 'start'),
+        timing: { ...context.timing, dormantSince: null, retryOf: scheduledStartLabel(schedule), schedule: advanceSchedule(context, t, 'start') },
       });
       enqueue.emit({ type: 'policy', action: 'start', source: 'schedule', reason: due.reason, at: t });
       enqueue.emit({ type: 'cycle.started', cycle, at: t });
@@ -384,16 +381,17 @@ export const workspaceMachine = setup({
      */
     policyTick: enqueueActions(({ context, event, enqueue }) => {
       const t = at(context, event);
+      const timing = { ...context.timing };
       const warnAt = warningAt(context);
       if (warnAt !== null && warnAt <= t) {
-        const stopAt = context.runningSince! + context.policy.maxLifetimeMs!;
-        enqueue.assign({ warnedFor: context.runningSince });
+        const stopAt = timing.runningSince! + context.policy.maxLifetimeMs!;
+        timing.warnedFor = timing.runningSince;
         enqueue.emit({ type: 'policy', action: 'warning', source: 'max-lifetime', reason: warningReason(context), stopAt, at: t });
       }
       const due = dueAction(context, t);
       let fired: 'start' | null = null;
       if (due?.action === 'dormant') {
-        enqueue.assign({ dormantSince: t });
+        timing.dormantSince = t;
         enqueue.emit({ type: 'policy', action: 'dormant', source: 'dormancy', reason: due.reason, at: t });
       } else if (due?.action === 'start') {
         fired = 'start';
@@ -402,7 +400,8 @@ export const workspaceMachine = setup({
           : `${due.reason}: missed, its window ended at ${timeUtc(startWindowEnd(context, due.at))}`;
         enqueue.emit({ type: 'policy', action: 'skipped', source: 'schedule', reason: why, at: t });
       }
-      enqueue.assign({ now: t, schedule: advanceSchedule(context, t, fired) });
+      timing.schedule = advanceSchedule(context, t, fired);
+      enqueue.assign({ now: t, timing });
     }),
   },
 }).createMachine({
@@ -425,13 +424,7 @@ export const workspaceMachine = setup({
     lastError: null,
     stopWaiters: [],
     policy: NO_POLICY,
-    lastActivity: null,
-    runningSince: null,
-    stoppedAt: null,
-    dormantSince: null,
-    warnedFor: null,
-    schedule: { nextStart: null, nextStop: null },
-    retryOf: null,
+    timing: NO_TIMING,
   }),
   on: {
     SET_SPEC: { actions: ['observe', 'setSpec'] },

@@ -1,15 +1,15 @@
 /**
  * Lifecycle policy deadlines as pure functions of context (docs/policies.md, "Deadlines and the one timer").
  *
- * The machine keeps one policy timer armed at `earliestDue(ctx)`; when it fires it asks `nextAction(ctx)`
- * what is due. Whether the workspace is stopped or running is read from context: `runningSince` is set only
- * while running and `stoppedAt` only while idle (both kept by the machine's entry and exit actions).
+ * The machine keeps one policy deadline, `timing.dueAt = earliestDue(ctx)`; when it comes it asks `nextAction(ctx)`
+ * what is due. Whether the workspace is stopped or running is read from context: `timing.runningSince` is set
+ * only while running and `timing.stoppedAt` only while idle (both kept by the machine's entry and exit actions).
  *
  * Schedules go through croner (pure calendar math, DST-correct in an IANA zone). Parsed crons are cached by
  * `cron|tz` at module level: context only ever holds the schedule's strings and the next occurrence.
  */
 import { Cron } from 'croner';
-import { NO_POLICY, type NextAction, type Policy, type Schedule, type WorkspaceContext } from './workspace.types.ts';
+import { NO_POLICY, type NextAction, type Policy, type PolicyTiming, type Schedule, type WorkspaceContext } from './workspace.types.ts';
 
 /** A start missed while down still runs within this long after it, when no autostop ends its window first. */
 export const MISSED_START_WINDOW_MS = 3_600_000;
@@ -86,65 +86,69 @@ const describe = (s: Schedule): string => `${JSON.stringify(s.cron)} ${s.tz}`;
 export const scheduledStartLabel = (s: Schedule): string => `scheduled start ${describe(s)}`;
 
 const policyOf = (ctx: WorkspaceContext): Policy => ctx.policy ?? NO_POLICY;
-const isRunning = (ctx: WorkspaceContext): ctx is WorkspaceContext & { runningSince: number } => ctx.runningSince != null;
-const isStopped = (ctx: WorkspaceContext): ctx is WorkspaceContext & { stoppedAt: number } => ctx.stoppedAt != null && !isRunning(ctx);
+const isRunning = (ctx: WorkspaceContext): boolean => ctx.timing.runningSince != null;
+const isStopped = (ctx: WorkspaceContext): boolean => ctx.timing.stoppedAt != null && !isRunning(ctx);
 
 /** When a running workspace stops for idleness if nothing else happens; null when no idle rule applies. */
 export function idleDeadline(ctx: WorkspaceContext): number | null {
   const ms = policyOf(ctx).idleTimeoutMs;
-  if (ms == null || !isRunning(ctx)) return null;
-  return Math.max(ctx.runningSince, ctx.lastActivity?.at ?? ctx.runningSince) + ms;
+  const since = ctx.timing.runningSince;
+  if (ms == null || since == null) return null;
+  // A snapshot stored before the grace existed has no such config field: no grace.
+  return Math.max(since, ctx.timing.lastActivity?.at ?? since) + ms + (ctx.config.activityGraceMs ?? 0);
 }
 
 /** When a running workspace reaches its max lifetime; null when none applies. */
 export function lifetimeDeadline(ctx: WorkspaceContext): number | null {
   const ms = policyOf(ctx).maxLifetimeMs;
-  if (ms == null || !isRunning(ctx)) return null;
-  return ctx.runningSince + ms;
+  const since = ctx.timing.runningSince;
+  if (ms == null || since == null) return null;
+  return since + ms;
 }
 
 /** When this run's max-lifetime warning is due; null when there is none or it was already sent. */
 export function warningAt(ctx: WorkspaceContext): number | null {
   const warn = policyOf(ctx).maxLifetimeWarnMs;
   const stop = lifetimeDeadline(ctx);
-  if (warn == null || stop === null || ctx.warnedFor === ctx.runningSince) return null;
-  return Math.max(ctx.runningSince ?? stop, stop - warn);
+  if (warn == null || stop === null || ctx.timing.warnedFor === ctx.timing.runningSince) return null;
+  return Math.max(ctx.timing.runningSince ?? stop, stop - warn);
 }
 
 export function warningReason(ctx: WorkspaceContext): string {
   const p = policyOf(ctx);
-  return `max lifetime ${formatDuration(p.maxLifetimeMs ?? 0)} ends at ${timeUtc(lifetimeDeadline(ctx) ?? ctx.now)} (running since ${timeUtc(ctx.runningSince ?? ctx.now)})`;
+  return `max lifetime ${formatDuration(p.maxLifetimeMs ?? 0)} ends at ${timeUtc(lifetimeDeadline(ctx) ?? ctx.now)} (running since ${timeUtc(ctx.timing.runningSince ?? ctx.now)})`;
 }
 
 /** Every policy action that applies in the current state, each with its time and reason. */
 export function candidates(ctx: WorkspaceContext): NextAction[] {
   const p = policyOf(ctx);
+  const t = ctx.timing;
   const out: NextAction[] = [];
-  if (isRunning(ctx)) {
+  if (t.runningSince != null) {
     const idle = idleDeadline(ctx);
     if (idle !== null) {
-      const last = ctx.lastActivity ?? { at: ctx.runningSince, source: 'start' };
+      const last = t.lastActivity ?? { at: t.runningSince, source: 'start' };
       out.push({ action: 'stop', at: idle, source: 'idle', reason: `idle for ${formatDuration(p.idleTimeoutMs ?? 0)} since ${last.source} at ${timeUtc(last.at)}` });
     }
     const life = lifetimeDeadline(ctx);
     if (life !== null) {
-      out.push({ action: 'stop', at: life, source: 'max-lifetime', reason: `max lifetime ${formatDuration(p.maxLifetimeMs ?? 0)} reached (running since ${timeUtc(ctx.runningSince)})` });
+      out.push({ action: 'stop', at: life, source: 'max-lifetime', reason: `max lifetime ${formatDuration(p.maxLifetimeMs ?? 0)} reached (running since ${timeUtc(t.runningSince)})` });
     }
-    const stop = ctx.schedule?.nextStop ?? null;
+    const stop = t.schedule?.nextStop ?? null;
     if (p.autostop && stop !== null) out.push({ action: 'stop', at: stop, source: 'schedule', reason: `scheduled stop ${describe(p.autostop)} at ${timeUtc(stop)}` });
-  } else if (isStopped(ctx)) {
-    const start = ctx.schedule?.nextStart ?? null;
+  } else if (t.stoppedAt != null) {
+    const start = t.schedule?.nextStart ?? null;
     if (p.autostart && start !== null) out.push({ action: 'start', at: start, source: 'schedule', reason: `${scheduledStartLabel(p.autostart)} at ${timeUtc(start)}` });
-    if (ctx.dormantSince == null && p.dormantAfterMs != null) {
-      const since = Math.max(ctx.stoppedAt, ctx.lastActivity?.at ?? ctx.stoppedAt);
+    if (t.dormantSince == null && p.dormantAfterMs != null) {
+      const since = Math.max(t.stoppedAt, t.lastActivity?.at ?? t.stoppedAt);
       out.push({ action: 'dormant', at: since + p.dormantAfterMs, source: 'dormancy', reason: `unused for ${formatDuration(p.dormantAfterMs)} since ${isoUtc(since)}` });
     }
-    if (ctx.dormantSince != null && p.deleteDormantAfterMs != null) {
+    if (t.dormantSince != null && p.deleteDormantAfterMs != null) {
       out.push({
         action: 'destroy',
-        at: ctx.dormantSince + p.deleteDormantAfterMs,
+        at: t.dormantSince + p.deleteDormantAfterMs,
         source: 'dormancy',
-        reason: `dormant for ${formatDuration(p.deleteDormantAfterMs)} since ${isoUtc(ctx.dormantSince)}`,
+        reason: `dormant for ${formatDuration(p.deleteDormantAfterMs)} since ${isoUtc(t.dormantSince)}`,
       });
     }
   }
@@ -163,8 +167,8 @@ export function nextAction(ctx: WorkspaceContext): NextAction | null {
  * while running) is passed over: the timer wakes for it too, so the next occurrence is computed from then.
  */
 export function passOverAt(ctx: WorkspaceContext): number | null {
-  if (isRunning(ctx)) return ctx.schedule?.nextStart ?? null;
-  if (isStopped(ctx)) return ctx.schedule?.nextStop ?? null;
+  if (isRunning(ctx)) return ctx.timing.schedule?.nextStart ?? null;
+  if (isStopped(ctx)) return ctx.timing.schedule?.nextStop ?? null;
   return null;
 }
 
@@ -188,9 +192,9 @@ export function startWindowEnd(ctx: WorkspaceContext, startAt: number): number {
 export function nextSchedule(
   prev: Policy,
   next: Policy,
-  current: WorkspaceContext['schedule'],
+  current: PolicyTiming['schedule'],
   at: number,
-): WorkspaceContext['schedule'] {
+): PolicyTiming['schedule'] {
   const same = (a: Schedule | null, b: Schedule | null) => a !== null && b !== null && a.cron === b.cron && a.tz === b.tz;
   const occ = (s: Schedule | null) => (s ? nextOccurrence(s, at) : null);
   return {
@@ -215,9 +219,9 @@ export function startInWindow(ctx: WorkspaceContext, at: number): boolean {
  * The schedules at `at`, after the occurrences that are due are used up: `fired` (the rule that just acted)
  * and the pass-overs of the state (see passOverAt). Each moves to its next occurrence strictly after `at`.
  */
-export function advanceSchedule(ctx: WorkspaceContext, at: number, fired: 'start' | 'stop' | null): WorkspaceContext['schedule'] {
+export function advanceSchedule(ctx: WorkspaceContext, at: number, fired: 'start' | 'stop' | null): PolicyTiming['schedule'] {
   const p = policyOf(ctx);
-  const { nextStart, nextStop } = ctx.schedule ?? { nextStart: null, nextStop: null };
+  const { nextStart, nextStop } = ctx.timing.schedule ?? { nextStart: null, nextStop: null };
   const used = (which: 'start' | 'stop', t: number | null) =>
     t !== null && t <= at && (fired === which || (which === 'start' ? isRunning(ctx) : isStopped(ctx)));
   return {

@@ -66,6 +66,11 @@ export interface WorkspaceConfig {
   periodMs: number;
   backoffBaseMs: number;
   backoffCapMs: number;
+  /**
+   * Added to the idle timeout: activity can reach the actor up to this late (the bus coalesces it per window),
+   * so an idle stop counts from `lastActivity.at + idleTimeoutMs + activityGraceMs`.
+   */
+  activityGraceMs: number;
 }
 
 export const DEFAULT_CONFIG: WorkspaceConfig = {
@@ -74,6 +79,7 @@ export const DEFAULT_CONFIG: WorkspaceConfig = {
   periodMs: 60_000,
   backoffBaseMs: 1_000,
   backoffCapMs: 300_000,
+  activityGraceMs: 0,
 };
 
 /** A cron schedule in an IANA time zone (`Europe/Berlin`); DST-correct. */
@@ -130,6 +136,50 @@ export interface WorkspaceSpecData {
   [key: string]: unknown;
 }
 
+/**
+ * The inputs of the policy deadlines, and the earliest one. Nested rather than flat in the context: xstate's
+ * `assign` copies the context on every event, and a top level of more than about 19 keys makes V8 copy it
+ * into a slow dictionary object (several times the CPU per copy, and more memory). Keep the top level small.
+ */
+export interface PolicyTiming {
+  /** The latest activity: when, and from where (`agent heartbeat`, `files.written`, `ensure`, `cli:alice`…). */
+  lastActivity: { at: number; source: string } | null;
+  /** When the current run began (its start completed); null whenever not running. Max lifetime counts from here. */
+  runningSince: number | null;
+  /**
+   * When the workspace stopped (its stop completed, or it was created); null whenever not idle. Dormancy counts
+   * from here or from activity, whichever is later.
+   */
+  stoppedAt: number | null;
+  /** When it was marked dormant; null when not dormant. Any start clears it. */
+  dormantSince: number | null;
+  /** The `runningSince` whose max-lifetime warning was already sent (one warning per run). */
+  warnedFor: number | null;
+  /** The next occurrences of the schedules, computed after `now` (never at the moment a schedule is edited). */
+  schedule: { nextStart: number | null; nextStop: number | null };
+  /** While a scheduled start is being retried after failures: what is retried (`scheduled start "0 9 * * *" UTC`). */
+  retryOf: string | null;
+  /**
+   * When the supervisor must send POLICY_DUE (`earliestDue` when last armed); null when nothing is due. The
+   * machine raises no delayed event for policies: the supervisor keeps one deadline queue for every actor.
+   */
+  dueAt: number | null;
+}
+
+export const NO_TIMING: PolicyTiming = {
+  lastActivity: null,
+  runningSince: null,
+  stoppedAt: null,
+  dormantSince: null,
+  warnedFor: null,
+  schedule: { nextStart: null, nextStop: null },
+  retryOf: null,
+  dueAt: null,
+};
+
+/** The policy fields a snapshot stored before they were nested into `timing` held at its top level. */
+export const FLAT_TIMING_KEYS = ['lastActivity', 'runningSince', 'stoppedAt', 'dormantSince', 'warnedFor', 'schedule', 'retryOf'] as const;
+
 export interface WorkspaceContext {
   id: string;
   spec: WorkspaceSpecData;
@@ -153,23 +203,8 @@ export interface WorkspaceContext {
   stopWaiters: string[];
   /** The effective lifecycle policy (see Policy). */
   policy: Policy;
-  /** The latest activity: when, and from where (`agent heartbeat`, `files.written`, `ensure`, `cli:alice`…). */
-  lastActivity: { at: number; source: string } | null;
-  /** When the current run began (its start completed); null whenever not running. Max lifetime counts from here. */
-  runningSince: number | null;
-  /**
-   * When the workspace stopped (its stop completed, or it was created); null whenever not idle. Dormancy counts
-   * from here or from activity, whichever is later.
-   */
-  stoppedAt: number | null;
-  /** When it was marked dormant; null when not dormant. Any start clears it. */
-  dormantSince: number | null;
-  /** The `runningSince` whose max-lifetime warning was already sent (one warning per run). */
-  warnedFor: number | null;
-  /** The next occurrences of the schedules, computed after `now` (never at the moment a schedule is edited). */
-  schedule: { nextStart: number | null; nextStop: number | null };
-  /** While a scheduled start is being retried after failures: what is retried (`scheduled start "0 9 * * *" UTC`). */
-  retryOf: string | null;
+  /** Policy deadlines' inputs and the due time they give (one nested object: see PolicyTiming). */
+  timing: PolicyTiming;
 }
 
 export interface WorkspaceInput {
@@ -190,9 +225,9 @@ export type WorkspaceEvent =
   | { type: 'ACTIVITY'; source: string; at: number }
   /** Replace the effective policy. Never starts or stops anything by itself. */
   | { type: 'SET_POLICY'; policy: Policy; at: number }
-  /** The one policy timer fired (raised by the machine itself, `at` = the time it was armed for): act, re-arm. */
+  /** A policy deadline is due (sent by the supervisor's deadline queue at `timing.dueAt`): act, re-arm. */
   | { type: 'POLICY_DUE'; at: number }
-  /** Sent after restoring a persisted snapshot: re-arms the deadline timers XState does not restore. */
+  /** Sent after restoring a snapshot with a deferral, a backoff or an older shape: re-arms its deadlines from context. */
   | { type: 'REARM'; at: number }
   | { type: 'DEFERRED_DUE' };
 

@@ -52,7 +52,7 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export const BUS_DEFAULTS = { quietMs: 2000, maxWaitMs: 15_000, idleExpireMs: 30_000, activityWindowMs: 1000 } as const;
+export const BUS_DEFAULTS = { quietMs: 2000, maxWaitMs: 15_000, idleExpireMs: 30_000, activityWindowMs: 5000 } as const;
 
 /** A burst as the restart the sink receives; `burstNo` makes the requester unique and traceable in logs. */
 export function burstCommand(b: Burst, burstNo: number): BusCommand {

@@ -8,7 +8,7 @@
  * const server = createServer({ supervisor: rt.supervisor, providerCalls: rt.providerCalls, tokens, onFilesWritten: rt.filesWritten });
  * await rt.close();
  */
-import { createBus, type Bus } from '../bus/index.ts';
+import { BUS_DEFAULTS, createBus, type Bus } from '../bus/index.ts';
 import { WsupError, errorMessage } from '../errors.ts';
 import { FakeProvider } from '../providers/fake.ts';
 import { createProcessProvider, parseProcessRecord, type ProcessRecord, type ProcessRecords } from '../providers/process.ts';
@@ -83,11 +83,14 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const store = opts.memory ? null : (opts.store ?? (await openStore(opts)));
   const provider = await makeProvider(opts, store);
   const providerCalls = new ProviderCallTap();
+  // Activity reaches an actor up to one bus window late (it is coalesced there): the idle stop allows for it.
+  const activityWindowMs = BUS_DEFAULTS.activityWindowMs;
   const onError = (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...ctx }, ctx.what);
   // Claims load before recovery and follow it, so a claim build that completes during recovery is seen.
   const claims = store ? new ClaimService({ store, onError }) : null;
   const common = {
     provider,
+    config: { activityGraceMs: activityWindowMs },
     ...(opts.policy ? { policy: opts.policy } : {}),
     ...(opts.quota ? { quota: opts.quota } : {}),
     // A claimed prebuild counts against its claimer's quota.
@@ -118,14 +121,14 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const pools = store && claims ? new PoolService({ store, claims, supervisor, onError: common.onError }) : null;
   pools?.start().catch((err: unknown) => common.onError(err, { what: 'starting the pool reconcilers failed' }));
 
-  const bus = createBus({ sink: supervisor, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
+  const bus = createBus({ sink: supervisor, activityWindowMs, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
   const unwatch = provider.watch?.((ev) => {
     if (supervisor.accepts(ev.id)) bus.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail });
   });
   const filesWritten: FilesWrittenHook = (id, paths) => {
     const at = Date.now();
     for (const path of paths) bus.fileWritten({ workspaceId: id, path, at });
-    bus.activity({ workspaceId: id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per workspace per second
+    bus.activity({ workspaceId: id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per workspace per window
   };
 
   let closing: Promise<void> | null = null;

@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import { NO_POLICY, type LifecycleState, type WorkspaceContext } from '../../machines/workspace.types.ts';
+import { NO_POLICY, type LifecycleState, type PolicyTiming, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import { errorMessage, WsupError } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import type { SqlEngine, SqlQueryable } from '../store/engine.ts';
@@ -517,9 +517,11 @@ interface StoredRow {
 
 /** A workspace view from its stored row: the snapshot's context carries what the owner's actor knows. */
 function viewOfRow(row: StoredRow): WorkspaceView {
-  let ctx: Partial<WorkspaceContext> = {};
+  // A row written before the policy fields were nested into `timing` holds them at the top level.
+  type StoredContext = Partial<WorkspaceContext> & Partial<PolicyTiming>;
+  let ctx: StoredContext = {};
   try {
-    ctx = (row.snapshot === null ? null : (JSON.parse(row.snapshot) as { context?: Partial<WorkspaceContext> } | null))?.context ?? {};
+    ctx = (row.snapshot === null ? null : (JSON.parse(row.snapshot) as { context?: StoredContext } | null))?.context ?? {};
   } catch {
     // An unreadable snapshot (the owner reports it as corrupt): list the row with what the columns say.
   }
@@ -535,8 +537,8 @@ function viewOfRow(row: StoredRow): WorkspaceView {
     lastError: ctx.lastError ?? null,
     spec: row.spec,
     policy: ctx.policy ?? NO_POLICY,
-    lastActivityAt: ctx.lastActivity?.at ?? null,
-    dormant: (ctx.dormantSince ?? null) !== null,
+    lastActivityAt: (ctx.timing ?? ctx).lastActivity?.at ?? null,
+    dormant: ((ctx.timing ?? ctx).dormantSince ?? null) !== null,
     next: null,
   };
 }

@@ -10,7 +10,7 @@
  * validatePolicy({ autostart: { cron: '0 9 * * *', tz: 'Mars/Olympus' } });        // throws, naming policy.autostart.tz
  */
 import { scheduleError } from '../../machines/workspace.policy.ts';
-import { NO_POLICY, type Policy } from '../../machines/workspace.types.ts';
+import { FLAT_TIMING_KEYS, NO_POLICY, NO_TIMING, type Policy } from '../../machines/workspace.types.ts';
 import { WsupError } from '../errors.ts';
 import type { PolicyPatch } from './types.ts';
 
@@ -113,4 +113,24 @@ export function checkSpecLayers(id: string, spec: Record<string, unknown>, serve
   if (defaults !== undefined) validatePolicy(defaults, { where: `workspace ${id} (${DEFAULT_POLICY_KEY})`, base: mergePolicy(server) });
   const own = spec[OWN_POLICY_KEY];
   if (own !== undefined) validatePolicy(own, { where: `workspace ${id}`, base: mergePolicy(server, specLayers(spec)[0]) });
+}
+
+/**
+ * Bring a stored snapshot to the current context shape, in place: policy fields stored at the top level (before
+ * they were nested into `timing`) are folded in. Returns true when it had no `timing`: its deadline was never
+ * stored (`dueAt`), so the actor must arm it again (REARM). A snapshot from before policies existed has none of
+ * the fields and gets the defaults.
+ */
+export function migrateTiming(snapshot: unknown): boolean {
+  const ctx = (snapshot as { context?: unknown } | null)?.context;
+  if (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx)) return false;
+  const flat = ctx as Record<string, unknown>;
+  if (typeof flat.timing === 'object' && flat.timing !== null) return false;
+  const timing: Record<string, unknown> = { ...NO_TIMING };
+  for (const key of FLAT_TIMING_KEYS) {
+    if (flat[key] !== undefined) timing[key] = flat[key];
+    delete flat[key];
+  }
+  flat.timing = timing;
+  return true;
 }

@@ -31,7 +31,8 @@ import {
 } from '../errors.ts';
 import type { Provider } from '../providers/types.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { checkSpecLayers, compactPolicy, effectivePolicy, mergePolicy, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
+import { Deadlines, type DeadlineSlot } from './deadlines.ts';
+import { checkSpecLayers, compactPolicy, effectivePolicy, mergePolicy, migrateTiming, OWN_POLICY_KEY, samePolicy, specLayers, validatePolicy } from './policy.ts';
 import { providerActors, type ProviderActorOptions } from './provider-actors.ts';
 import { holdsSlot, QuotaLedger, quotaKeys, validateQuota, type QuotaLimits, type QuotaUsage } from './quota.ts';
 import { createSummary, type Summary } from './summary.ts';
@@ -83,11 +84,13 @@ export interface SupervisorOptions {
   ownerOf?: (id: string) => string | null | undefined;
 }
 
-interface Entry {
+interface Entry extends DeadlineSlot {
   actor: WorkspaceActor;
   state: LifecycleState;
   lastWrite: Promise<void> | null;
   buffered: SupervisorEvent[];
+  /** The actor's `timing.dueAt` as the deadline queue last saw it. */
+  dueAt: number | null;
 }
 
 interface Waiter {
@@ -111,6 +114,8 @@ export class Supervisor {
   private readonly clock: Clock;
   private readonly serverPolicy: PolicyPatch;
   private readonly ledger: QuotaLedger;
+  /** Every actor's policy deadline (`timing.dueAt`), on one clock timeout: POLICY_DUE is sent from here. */
+  private readonly deadlines: Deadlines<Entry>;
   private seq = 0;
   private life: SupervisorLifecycle = 'ready';
   private closing: Promise<void> | null = null;
@@ -136,6 +141,11 @@ export class Supervisor {
       }),
     });
     this.summary = createSummary();
+    this.deadlines = new Deadlines<Entry>(this.clock, (entry, at) => {
+      entry.dueAt = null; // fired: whatever the actor arms next is queued again, even the same time
+      entry.actor.send({ type: 'POLICY_DUE', at });
+      this.syncDue(entry);
+    });
   }
 
   /** Every transition, request answer and cycle, each carrying its why. Hot: never replays. */
@@ -308,14 +318,19 @@ export class Supervisor {
   }
 
   /**
-   * Bring back a workspace from a persisted snapshot. Deadlines are re-armed from context; a provider call
-   * that was in flight runs again (start and stop are idempotent).
+   * Bring back a workspace from a persisted snapshot. Its policy deadline (`timing.dueAt`) goes straight into
+   * the deadline queue; a deadline that passed while down fires once, at once. REARM is sent only where xstate
+   * timers must be raised again (a deferral, the backoff in `failed`) or the snapshot is of an older shape
+   * (policy fields at the top level, or none): the machine arms those from context. A provider call that was
+   * in flight runs again (start and stop are idempotent).
    */
   restore(id: string, snapshot: Snapshot<unknown>): WorkspaceView {
     assertWorkspaceId(id);
     if (this.entries.has(id)) throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} is already loaded`, { workspaceId: id });
     let entry: Entry;
+    let migrated: boolean;
     try {
+      migrated = migrateTiming(snapshot);
       entry = this.spawn(id, undefined, snapshot);
     } catch (err) {
       this.entries.delete(id);
@@ -324,7 +339,9 @@ export class Supervisor {
     }
     // A changed server default reaches the restored workspace before its deadlines are armed again.
     this.syncPolicy(entry);
-    entry.actor.send({ type: 'REARM', at: this.clock.now() });
+    const ctx = entry.actor.getSnapshot().context;
+    if (migrated || ctx.deferred !== null || entry.state === 'failed') entry.actor.send({ type: 'REARM', at: this.clock.now() });
+    this.syncDue(entry);
     return this.view(entry);
   }
 
@@ -339,6 +356,7 @@ export class Supervisor {
 
   private async drain(deadlineMs: number): Promise<void> {
     this.setLifecycle('draining');
+    this.deadlines.close(); // no policy acts while draining
     const busy = [...this.entries.values()].filter((e) => e.state === 'starting' || e.state === 'stopping');
     await new Promise<void>((resolve) => {
       let left = busy.length;
@@ -469,7 +487,7 @@ export class Supervisor {
       input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() },
       ...(snapshot ? { snapshot } : {}),
     });
-    const entry: Entry = { actor, state: 'idle', lastWrite: null, buffered: [] };
+    const entry: Entry = { actor, state: 'idle', lastWrite: null, buffered: [], dueAt: null, deadlineAt: 0, deadlineIndex: -1 };
     this.entries.set(id, entry);
     actor.on('*', (ev) => this.onEmitted(id, entry, ev));
     actor.subscribe({
@@ -486,6 +504,7 @@ export class Supervisor {
 
   private onSnapshot(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
     this.track(id, state, ctx);
+    if (ctx.timing.dueAt !== entry.dueAt) this.syncDue(entry);
     if (state !== entry.state) {
       const from = entry.state;
       entry.state = state;
@@ -493,6 +512,17 @@ export class Supervisor {
       this.publish(entry, { type: 'transition', id, from, to: state, at: ctx.now, cycle: ctx.cycle ? why(ctx.cycle) : null });
     }
     if (this.opts.persist) this.write(id, entry, state, ctx);
+  }
+
+  /**
+   * Queue the actor's policy deadline when it changed. It fires at `dueAt`, or at once when that has passed
+   * (POLICY_DUE then carries the time it was queued: a deadline found late acts at the time it was found).
+   */
+  private syncDue(entry: Entry): void {
+    const due = entry.actor.getSnapshot().context.timing.dueAt;
+    if (due === entry.dueAt) return;
+    entry.dueAt = due;
+    this.deadlines.set(entry, due === null ? null : Math.max(due, this.clock.now()));
   }
 
   private write(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
@@ -611,8 +641,8 @@ export class Supervisor {
       lastError: ctx.lastError,
       spec: ctx.spec,
       policy: ctx.policy,
-      lastActivityAt: ctx.lastActivity?.at ?? null,
-      dormant: ctx.dormantSince !== null,
+      lastActivityAt: ctx.timing.lastActivity?.at ?? null,
+      dormant: ctx.timing.dormantSince !== null,
       next: nextAction(ctx),
     };
   }

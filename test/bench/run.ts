@@ -38,7 +38,7 @@ const benches: Bench[] = [
   },
   {
     name: 'policy',
-    title: 'policies: activity through the bus over 100,000 running workspaces (target ≥ 200,000 events/CPU s), policy memory per workspace (target ≤ 1 KB), REARM on restore (target ≤ 2 s)',
+    title: 'policies: activity through the bus over 100,000 running workspaces (target ≥ 200,000 events/CPU s), policy memory per workspace (target ≤ 1 KB), re-arm on restore (target ≤ 2 s)',
     run: benchPolicy,
   },
   {

@@ -26,7 +26,7 @@ describe('bus activity', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const { sink } = recordingSink(ts);
-      const bus = createBus({ sink, scheduler: ts });
+      const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
       hot('a 199ms b 499ms c', { a: ev('agent heartbeat'), b: ev('files.written'), c: ev('cli:alice') }).subscribe((e) => bus.activity(e));
       // leading at 0; trailing when the window closes at 1000, carrying the latest source
       expectObservable(bus.commands$, '^ 5s !').toBe('a 999ms c', { a: act('agent heartbeat'), c: act('cli:alice') });
@@ -55,7 +55,7 @@ describe('bus activity', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const { sink } = recordingSink(ts);
-      const bus = createBus({ sink, scheduler: ts });
+      const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
       hot('a 99ms b 99ms c 99ms d', { a: ev('x', 'ws-a'), b: ev('y', 'ws-b'), c: ev('z', 'ws-a'), d: ev('w', 'ws-b') }).subscribe((e) => bus.activity(e));
       expectObservable(bus.commands$, '^ 5s !').toBe('a 99ms b 899ms c 99ms d', {
         a: act('x', 'ws-a'),
@@ -70,7 +70,7 @@ describe('bus activity', () => {
     const ts = scheduler();
     ts.run(() => {
       const { sink, calls } = recordingSink(ts);
-      const bus = createBus({ sink, scheduler: ts });
+      const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
       const seen: number[] = [];
       const probe = (at: number): void => void ts.schedule(() => seen.push(bus.counters().activityWindows), at);
       bus.activity(ev('once', 'ws-a'));
@@ -90,11 +90,22 @@ describe('bus activity', () => {
     });
   });
 
+  it('coalesces over a 5 s window by default', () => {
+    const ts = scheduler();
+    ts.run(({ hot, expectObservable }) => {
+      const { sink } = recordingSink(ts);
+      const bus = createBus({ sink, scheduler: ts });
+      hot('a 999ms b 2999ms c', { a: ev('s0'), b: ev('s1'), c: ev('s2') }).subscribe((e) => bus.activity(e));
+      // s1 (1 s) and s2 (4 s) fold into the one trailing delivery when the window closes at 5 s
+      expectObservable(bus.commands$, '^ 20s !').toBe('a 4999ms c', { a: act('s0'), c: act('s2') });
+    });
+  });
+
   it('turns 1,000 events in one window into 2 deliveries, and counts what it folded', () => {
     const ts = scheduler();
     ts.run(() => {
       const { sink, calls } = recordingSink(ts);
-      const bus = createBus({ sink, scheduler: ts });
+      const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
       for (let i = 0; i < 1000; i++) ts.schedule(() => bus.activity(ev(`beat-${i}`)), i % 1000);
       ts.schedule(() => {
         expect(calls).toEqual([
@@ -145,7 +156,7 @@ describe('bus activity', () => {
       const ts = scheduler();
       ts.run(({ expectObservable }) => {
         const { sink } = recordingSink(ts);
-        const bus = createBus({ sink, scheduler: ts });
+        const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
         const cases: Array<[unknown, string]> = [
           [null, 'invalid activity event: event must be an object, got null'],
           [{ workspaceId: 7, source: 's', at: 0 }, 'invalid activity event: workspaceId 7 is not a workspace id'],
@@ -172,7 +183,7 @@ describe('bus activity', () => {
       const ts = scheduler();
       ts.run(({ expectObservable }) => {
         const { sink } = recordingSink(ts, ['ws-a']);
-        const bus = createBus({ sink, scheduler: ts });
+        const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
         const err = thrown(() => bus.activity(ev('beat', 'ws-gone')));
         expect(err).toBeInstanceOf(UnknownWorkspaceError);
         expect((err as Error).message).toBe('activity event rejected: workspace ws-gone does not exist or is destroyed; create it before sending events');
@@ -185,7 +196,7 @@ describe('bus activity', () => {
       const ts = scheduler();
       ts.run(() => {
         const { sink, calls, alive } = recordingSink(ts);
-        const bus = createBus({ sink, scheduler: ts });
+        const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
         bus.activity(ev('first'));
         ts.schedule(() => bus.activity(ev('second')), 100);
         ts.schedule(() => alive.delete('ws-a'), 500);
@@ -213,7 +224,7 @@ describe('bus activity', () => {
   it('close delivers every pending trailing source at once, then refuses activity; no timer is left', async () => {
     const ts = scheduler();
     const { sink, calls } = recordingSink(ts);
-    const bus = createBus({ sink, scheduler: ts });
+    const bus = createBus({ sink, scheduler: ts, activityWindowMs: 1000 });
     bus.activity(ev('a1', 'ws-a'));
     bus.activity(ev('a2', 'ws-a'));
     bus.activity(ev('b1', 'ws-b'));

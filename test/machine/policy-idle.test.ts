@@ -5,7 +5,7 @@ import { HOUR, MIN, machineRig, runningRig } from './policy-rig.ts';
 describe('idle timeout', () => {
   it('stops a running workspace after the timeout with no activity, with a reason naming the rule', async () => {
     const r = await runningRig();
-    const since = r.ctx().lastActivity!.at;
+    const since = r.ctx().timing.lastActivity!.at;
     r.setPolicy({ idleTimeoutMs: 30 * MIN });
     await r.advance(30 * MIN - 5_000);
     expect(r.state()).toBe('running');
@@ -31,7 +31,7 @@ describe('idle timeout', () => {
     expect(r.policyEvents()).toEqual([]);
     expect(r.stops()).toBe(0);
     // And once activity stops, the stop comes one timeout after the last of it.
-    const last = r.ctx().lastActivity!.at;
+    const last = r.ctx().timing.lastActivity!.at;
     await r.advance(11 * MIN, 10_000);
     expect(r.policyEvents()).toMatchObject([{ action: 'stop', source: 'idle', at: last + 10 * MIN }]);
     expect(r.policyEvents()[0]?.reason).toContain('since agent heartbeat at');
@@ -62,7 +62,7 @@ describe('idle timeout', () => {
     expect(r.calls.map((c) => c.op)).toEqual(['start', 'stop', 'start']);
     expect(r.policyEvents()).toEqual([]);
     // The new run counts from its own start.
-    const since = r.ctx().runningSince!;
+    const since = r.ctx().timing.runningSince!;
     await r.advance(11 * MIN);
     expect(r.policyEvents()).toMatchObject([{ action: 'stop', source: 'idle', at: since + 10 * MIN }]);
   });
@@ -75,7 +75,7 @@ describe('idle timeout', () => {
     r.ensure();
     await r.advance(5_000);
     expect(r.state()).toBe('running');
-    expect(r.ctx().lastActivity).toMatchObject({ source: 'start' });
+    expect(r.ctx().timing.lastActivity).toMatchObject({ source: 'start' });
     await r.advance(9 * MIN);
     expect(r.state()).toBe('running');
     expect(r.policyEvents()).toEqual([]);
@@ -112,7 +112,7 @@ describe('idle timeout', () => {
 describe('max lifetime', () => {
   it('warns once per run before the stop, then stops; a new run gets a new warning', async () => {
     const r = await runningRig();
-    const since = r.ctx().runningSince!;
+    const since = r.ctx().timing.runningSince!;
     r.setPolicy({ maxLifetimeMs: 8 * HOUR, maxLifetimeWarnMs: 15 * MIN });
     r.activity();
     await r.advance(8 * HOUR - 15 * MIN, 60_000);
@@ -130,7 +130,7 @@ describe('max lifetime', () => {
 
     r.ensure();
     await r.advance(5_000);
-    const second = r.ctx().runningSince!;
+    const second = r.ctx().timing.runningSince!;
     await r.advance(8 * HOUR - 14 * MIN, 60_000);
     expect(warnings()).toHaveLength(2);
     expect(warnings()[1]).toMatchObject({ stopAt: second + 8 * HOUR });
@@ -142,7 +142,7 @@ describe('max lifetime', () => {
     await r.advance(90 * MIN, 60_000);
     r.send({ type: 'RESTART', requester: 'cli:bob', source: 'manual', reason: 'fresh' });
     await r.advance(5_000);
-    const since = r.ctx().runningSince!;
+    const since = r.ctx().timing.runningSince!;
     expect(r.state()).toBe('running');
     await r.advance(HOUR, 60_000);
     expect(r.policyEvents()).toEqual([]);
@@ -152,10 +152,10 @@ describe('max lifetime', () => {
 
   it('leaves runningSince null whenever the workspace is not running', async () => {
     const r = await runningRig();
-    expect(r.ctx().runningSince).not.toBeNull();
+    expect(r.ctx().timing.runningSince).not.toBeNull();
     r.stop();
-    expect(r.ctx().runningSince).toBeNull();
+    expect(r.ctx().timing.runningSince).toBeNull();
     await r.advance(5_000);
-    expect(r.ctx()).toMatchObject({ runningSince: null, stoppedAt: expect.any(Number) as unknown });
+    expect(r.ctx().timing).toMatchObject({ runningSince: null, stoppedAt: expect.any(Number) as unknown });
   });
 });

@@ -4,6 +4,7 @@
  */
 import type { Snapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
+import { migrateTiming } from '../../src/supervisor/policy.ts';
 import { CountingClock, DAY, HOUR, MIN, machineRig, runningRig, type MachineRig, type RigOptions } from './policy-rig.ts';
 
 /** Persist `r`, stop it (the server went down), and bring the workspace back at `at` with REARM. */
@@ -23,14 +24,14 @@ describe('dormancy', () => {
     r.setPolicy({ dormantAfterMs: 14 * DAY });
     r.stop();
     await r.advance(5_000);
-    const stoppedAt = r.ctx().stoppedAt!;
+    const stoppedAt = r.ctx().timing.stoppedAt!;
     await r.advance(14 * DAY - 10 * MIN, HOUR);
-    expect(r.ctx().dormantSince).toBeNull();
+    expect(r.ctx().timing.dormantSince).toBeNull();
     await r.advance(20 * MIN, MIN);
-    expect(r.ctx().dormantSince).toBe(stoppedAt + 14 * DAY);
+    expect(r.ctx().timing.dormantSince).toBe(stoppedAt + 14 * DAY);
     expect(r.policyEvents()).toMatchObject([{ action: 'dormant', source: 'dormancy', reason: `unused for 14d since ${new Date(stoppedAt).toISOString().replace(/\.\d{3}Z$/, 'Z')}` }]);
     r.ensure();
-    expect(r.ctx().dormantSince).toBeNull();
+    expect(r.ctx().timing.dormantSince).toBeNull();
     await r.advance(5_000);
     expect(r.state()).toBe('running');
   });
@@ -39,10 +40,10 @@ describe('dormancy', () => {
     const r = machineRig();
     r.setPolicy({ dormantAfterMs: 2 * DAY, deleteDormantAfterMs: 30 * DAY });
     await r.advance(2 * DAY + HOUR, HOUR);
-    expect(r.ctx().dormantSince).not.toBeNull();
+    expect(r.ctx().timing.dormantSince).not.toBeNull();
     r.activity('cli:alice');
-    expect(r.ctx().dormantSince).toBeNull();
-    const seen = r.ctx().lastActivity!.at;
+    expect(r.ctx().timing.dormantSince).toBeNull();
+    const seen = r.ctx().timing.lastActivity!.at;
     await r.advance(2 * DAY + HOUR, HOUR);
     expect(r.policyEvents().filter((e) => e.action === 'dormant').map((e) => e.at)).toEqual([r.policyEvents()[0]!.at, seen + 2 * DAY]);
   });
@@ -73,7 +74,7 @@ describe('REARM after restore', () => {
   it('an idle deadline still ahead fires on time', async () => {
     const r = await runningRig();
     r.setPolicy({ idleTimeoutMs: 30 * MIN });
-    const due = r.ctx().lastActivity!.at + 30 * MIN;
+    const due = r.ctx().timing.lastActivity!.at + 30 * MIN;
     await r.advance(10 * MIN, MIN);
     const back = restoreAt(r, r.clock.now() + 5 * MIN);
     await back.advance(15 * MIN - 5_000, 5_000);
@@ -110,7 +111,7 @@ describe('REARM after restore', () => {
     await back.advance(5_000);
     expect(back.policyEvents()).toMatchObject([{ action: 'start', source: 'schedule', at: Date.parse('2026-03-02T11:00:00Z') }]);
     expect(back.state()).toBe('running');
-    expect(back.ctx().schedule.nextStart).toBe(Date.parse('2026-03-03T09:00:00Z'));
+    expect(back.ctx().timing.schedule.nextStart).toBe(Date.parse('2026-03-03T09:00:00Z'));
   });
 
   it('a start missed while down does not run outside its window, and several missed occurrences count once', async () => {
@@ -123,7 +124,7 @@ describe('REARM after restore', () => {
     expect(back.state()).toBe('idle');
     expect(back.policyEvents()).toMatchObject([{ action: 'skipped', source: 'schedule' }]);
     expect(back.policyEvents()[0]?.reason).toContain('missed, its window ended at 17:00:00Z');
-    expect(back.ctx().schedule.nextStart).toBe(Date.parse('2026-03-05T09:00:00Z'));
+    expect(back.ctx().timing.schedule.nextStart).toBe(Date.parse('2026-03-05T09:00:00Z'));
   });
 
   it('without an autostop, a missed start\'s window is one hour', async () => {
@@ -147,7 +148,7 @@ describe('REARM after restore', () => {
     await back.advance(10_000);
     expect(back.policyEvents()).toMatchObject([{ action: 'stop', source: 'schedule', at: Date.parse('2026-03-05T12:00:00Z') }]);
     expect(back.state()).toBe('idle');
-    expect(back.ctx().schedule.nextStop).toBe(Date.parse('2026-03-05T17:00:00Z'));
+    expect(back.ctx().timing.schedule.nextStop).toBe(Date.parse('2026-03-05T17:00:00Z'));
     await back.advance(6 * HOUR, 10 * MIN);
     expect(back.policyEvents()).toHaveLength(1);
   });
@@ -167,7 +168,9 @@ describe('REARM after restore', () => {
   it('a snapshot stored before policies existed restores, takes a policy and acts on it', async () => {
     const r = await runningRig();
     const stored = JSON.parse(JSON.stringify(r.actor.getPersistedSnapshot())) as Snapshot<unknown> & { context: Record<string, unknown> };
-    for (const k of ['policy', 'lastActivity', 'runningSince', 'stoppedAt', 'dormantSince', 'warnedFor', 'schedule', 'retryOf']) delete stored.context[k];
+    for (const k of ['policy', 'timing']) delete stored.context[k];
+    // What the supervisor's restore does to an older snapshot before the actor sees it.
+    expect(migrateTiming(stored)).toBe(true);
     r.actor.stop();
     const clock = new CountingClock();
     clock.set(r.clock.now() + MIN);
@@ -177,7 +180,7 @@ describe('REARM after restore', () => {
     back.setPolicy({ maxLifetimeMs: HOUR, autostart: { cron: '0 9 * * *', tz: 'UTC' } });
     expect(back.errors).toEqual([]);
     // It ran before the upgrade: its run counts from the restore, and the max lifetime applies from there.
-    expect(back.ctx().runningSince).toBe(r.clock.now() + MIN);
+    expect(back.ctx().timing.runningSince).toBe(r.clock.now() + MIN);
     await back.advance(HOUR + MIN, MIN);
     expect(back.policyEvents()).toMatchObject([{ action: 'stop', source: 'max-lifetime', at: r.clock.now() + MIN + HOUR }]);
     expect(back.errors).toEqual([]);

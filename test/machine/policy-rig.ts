@@ -1,6 +1,7 @@
 /**
  * One workspace actor on a SimulatedClock with provider calls that settle after a latency on that clock:
- * the rig for the policy tests, which drive the machine directly (no supervisor).
+ * the rig for the policy tests, which drive the machine directly (no supervisor). The machine raises no policy
+ * timer: the rig does the supervisor's part with the same deadline queue, sending POLICY_DUE at `timing.dueAt`.
  */
 import { createActor, fromPromise, SimulatedClock, type Snapshot } from 'xstate';
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
@@ -16,6 +17,7 @@ import type {
   WorkspaceEvent,
 } from '../../machines/workspace.types.ts';
 import { NO_POLICY } from '../../machines/workspace.types.ts';
+import { Deadlines, type DeadlineSlot } from '../../src/supervisor/deadlines.ts';
 
 /** A SimulatedClock that knows how many of its timeouts are still pending. */
 export class CountingClock extends SimulatedClock {
@@ -101,12 +103,27 @@ export function machineRig(opts: RigOptions = {}) {
   const events: WorkspaceEmitted[] = [];
   actor.on('*', (e) => events.push(e));
   const errors: unknown[] = [];
-  actor.subscribe({ error: (e) => errors.push(e) });
+  // The supervisor's part: one queued deadline at the actor's `timing.dueAt`, POLICY_DUE when it is due.
+  const slot: DeadlineSlot & { dueAt: number | null } = { deadlineAt: 0, deadlineIndex: -1, dueAt: null };
+  const syncDue = () => {
+    const due = actor.getSnapshot().context.timing.dueAt;
+    if (due === slot.dueAt) return;
+    slot.dueAt = due;
+    deadlines.set(slot, due === null ? null : Math.max(due, clock.now()));
+  };
+  const deadlines = new Deadlines(clock, (_slot, at) => {
+    slot.dueAt = null;
+    actor.send({ type: 'POLICY_DUE', at });
+    syncDue();
+  });
+  actor.subscribe({ next: syncDue, error: (e) => errors.push(e) });
   actor.start();
+  syncDue();
 
   const rig = {
     clock,
     actor,
+    deadlines,
     events,
     calls,
     overlaps,

@@ -11,24 +11,24 @@ describe('schedules', () => {
   it('a manual start does not move the next scheduled stop', async () => {
     const r = machineRig({ at: Date.parse('2026-03-02T06:00:00Z') });
     r.setPolicy({ autostop: { cron: '0 19 * * *', tz: 'UTC' } });
-    expect(iso(r.ctx().schedule.nextStop)).toBe('2026-03-02T19:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStop)).toBe('2026-03-02T19:00:00.000Z');
     await r.until('2026-03-02T10:00:00Z', 60_000);
     r.ensure();
     await r.advance(5_000);
     expect(r.state()).toBe('running');
-    expect(iso(r.ctx().schedule.nextStop)).toBe('2026-03-02T19:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStop)).toBe('2026-03-02T19:00:00.000Z');
     await r.until('2026-03-02T19:00:30Z', 60_000);
     expect(r.policyEvents()).toMatchObject([{ action: 'stop', source: 'schedule', at: Date.parse('2026-03-02T19:00:00Z'), reason: 'scheduled stop "0 19 * * *" UTC at 19:00:00Z' }]);
     await r.advance(5_000);
     expect(r.state()).toBe('idle');
-    expect(iso(r.ctx().schedule.nextStop)).toBe('2026-03-03T19:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStop)).toBe('2026-03-03T19:00:00.000Z');
   });
 
   it('editing a schedule never starts or stops anything by itself, even inside the window', async () => {
     // 09:30 in Berlin (CET), stopped: the autostart's window began half an hour ago.
     const r = machineRig({ at: Date.parse('2026-03-02T08:30:00Z') });
     r.setPolicy({ autostart: berlin9, autostop: berlin17 });
-    expect(iso(r.ctx().schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
     await r.until('2026-03-03T07:59:00Z', 10 * MIN);
     expect(r.starts()).toBe(0);
     expect(r.policyEvents()).toEqual([]);
@@ -50,12 +50,12 @@ describe('schedules', () => {
   it('re-sending the same schedule keeps its next occurrence', async () => {
     const r = machineRig({ at: Date.parse('2026-03-02T06:00:00Z') });
     r.setPolicy({ autostart: berlin9 });
-    const first = r.ctx().schedule.nextStart;
+    const first = r.ctx().timing.schedule.nextStart;
     await r.advance(30 * MIN, 60_000);
     r.setPolicy({ autostart: berlin9, idleTimeoutMs: HOUR });
-    expect(r.ctx().schedule.nextStart).toBe(first);
+    expect(r.ctx().timing.schedule.nextStart).toBe(first);
     r.setPolicy({ autostart: { cron: '30 9 * * *', tz: 'Europe/Berlin' } });
-    expect(iso(r.ctx().schedule.nextStart)).toBe('2026-03-02T08:30:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStart)).toBe('2026-03-02T08:30:00.000Z');
   });
 
   it('a scheduled start is one request: its cycle says why, and it joins nothing it should not', async () => {
@@ -66,7 +66,7 @@ describe('schedules', () => {
     expect(started).toHaveLength(1);
     expect(started[0]).toMatchObject({ source: 'schedule', reason: 'scheduled start "0 9 * * *" Europe/Berlin at 08:00:00Z', retry: false });
     expect(started[0]?.requests).toMatchObject([{ requester: 'policy:schedule#1', kind: 'ensure', source: 'schedule' }]);
-    expect(iso(r.ctx().schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
   });
 
   it('a failed scheduled start is retried with the crash-loop backoff, and every retry says what it retries', async () => {
@@ -110,7 +110,7 @@ describe('schedules', () => {
     r.send({ type: 'RESTART', requester: 'cli:bob', source: 'manual', reason: 'by hand' });
     await r.advance(2_000, 100);
     expect(r.state()).toBe('running');
-    expect(r.ctx().retryOf).toBeNull();
+    expect(r.ctx().timing.retryOf).toBeNull();
     expect(r.events.flatMap((e) => (e.type === 'cycle.started' ? [e.cycle] : [])).at(-1)).toMatchObject({ source: 'manual', reason: 'by hand' });
   });
 
@@ -122,7 +122,7 @@ describe('schedules', () => {
     expect(r.starts()).toBe(0);
     expect(r.policyEvents()).toMatchObject([{ action: 'skipped', source: 'schedule', at: Date.parse('2026-03-02T08:00:00Z') }]);
     expect(r.policyEvents()[0]?.reason).toContain('refused by the quota');
-    expect(iso(r.ctx().schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
+    expect(iso(r.ctx().timing.schedule.nextStart)).toBe('2026-03-03T08:00:00.000Z');
     allowed = true;
     await r.until('2026-03-03T08:01:00Z', 10 * MIN);
     await r.advance(5_000);
@@ -164,7 +164,7 @@ describe('schedule validation', () => {
   it('a schedule that slipped past validation never fires and never crashes the actor', async () => {
     const r = machineRig();
     r.setPolicy({ autostart: { cron: 'every morning', tz: 'UTC' }, autostop: { cron: '0 9 * * *', tz: 'Nowhere/Land' } });
-    expect(r.ctx().schedule).toEqual({ nextStart: null, nextStop: null });
+    expect(r.ctx().timing.schedule).toEqual({ nextStart: null, nextStop: null });
     await r.advance(2 * DAY, HOUR);
     expect(r.errors).toEqual([]);
     expect(r.actor.getSnapshot().status).toBe('active');

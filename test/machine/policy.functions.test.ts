@@ -3,14 +3,24 @@ import { initialTransition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { earliestDue, formatDuration, idleDeadline, lifetimeDeadline, nextAction, warningAt } from '../../machines/workspace.policy.ts';
-import type { WorkspaceContext } from '../../machines/workspace.types.ts';
+import { NO_TIMING, type PolicyTiming, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import { DAY, HOUR, MIN, policy } from './policy-rig.ts';
 
 const T = Date.parse('2026-11-16T06:00:00Z');
 
-function ctx(over: Partial<WorkspaceContext>): WorkspaceContext {
+type Over = Partial<Omit<WorkspaceContext, 'timing'>> & Partial<PolicyTiming>;
+const isTiming = ([key]: [string, unknown]): boolean => key in NO_TIMING;
+
+/** `c` with `over` applied, its policy fields (PolicyTiming's) going into `timing`. */
+function retime(c: WorkspaceContext, over: Over): WorkspaceContext {
+  const entries = Object.entries(over);
+  const timing = Object.fromEntries(entries.filter(isTiming));
+  return { ...c, ...Object.fromEntries(entries.filter((e) => !isTiming(e))), timing: { ...c.timing, ...timing } };
+}
+
+function ctx(over: Over): WorkspaceContext {
   const [s] = initialTransition(workspaceMachine, { id: 'ws-1', now: T });
-  return { ...s.context, ...over };
+  return retime(s.context, over);
 }
 
 describe('formatDuration', () => {
@@ -20,7 +30,7 @@ describe('formatDuration', () => {
 });
 
 describe('deadlines from context', () => {
-  const running = (over: Partial<WorkspaceContext> = {}) =>
+  const running = (over: Over = {}) =>
     ctx({ runningSince: T, stoppedAt: null, lastActivity: { at: T + 8_531_000, source: 'agent heartbeat' }, now: T + 9 * MIN, ...over });
 
   it('idle and max-lifetime deadlines count from the last activity and the current start', () => {
@@ -39,7 +49,7 @@ describe('deadlines from context', () => {
     const c = running({ policy: policy({ maxLifetimeMs: 8 * HOUR, maxLifetimeWarnMs: 15 * MIN }) });
     expect(warningAt(c)).toBe(T + 8 * HOUR - 15 * MIN);
     expect(earliestDue(c)).toBe(T + 8 * HOUR - 15 * MIN);
-    const warned = { ...c, warnedFor: T };
+    const warned = retime(c, { warnedFor: T });
     expect(warningAt(warned)).toBeNull();
     expect(earliestDue(warned)).toBe(T + 8 * HOUR);
   });
@@ -47,7 +57,7 @@ describe('deadlines from context', () => {
   it('stopped: dormancy counts from the later of the stop and the last activity; destroy only when opted in', () => {
     const stopped = ctx({ stoppedAt: Date.parse('2026-11-02T10:00:00Z'), lastActivity: { at: Date.parse('2026-11-01T10:00:00Z'), source: 'cli:alice' }, policy: policy({ dormantAfterMs: 14 * DAY }) });
     expect(nextAction(stopped)).toEqual({ action: 'dormant', at: Date.parse('2026-11-16T10:00:00Z'), source: 'dormancy', reason: 'unused for 14d since 2026-11-02T10:00:00Z' });
-    const dormant = { ...stopped, dormantSince: Date.parse('2026-11-16T10:00:00Z') };
+    const dormant = retime(stopped, { dormantSince: Date.parse('2026-11-16T10:00:00Z') });
     expect(nextAction(dormant)).toBeNull();
     expect(nextAction({ ...dormant, policy: policy({ dormantAfterMs: 14 * DAY, deleteDormantAfterMs: 30 * DAY }) })).toMatchObject({ action: 'destroy', at: Date.parse('2026-12-16T10:00:00Z') });
   });
@@ -60,7 +70,7 @@ describe('deadlines from context', () => {
 
   it('a new workspace is stopped since it was created; running rules do not apply to it', () => {
     const fresh = ctx({ policy: policy({ idleTimeoutMs: MIN, dormantAfterMs: DAY }) });
-    expect(fresh.stoppedAt).toBe(T);
+    expect(fresh.timing.stoppedAt).toBe(T);
     expect(idleDeadline(fresh)).toBeNull();
     expect(nextAction(fresh)).toMatchObject({ action: 'dormant', at: T + DAY });
   });

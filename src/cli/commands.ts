@@ -131,7 +131,8 @@ export const filesWritten = (id: string, paths: string[], f: ClientFlags) =>
   });
 
 /** A JSON object flag (`--spec`, `--params`), or a usage error naming the flag. */
-function jsonObject(flag: string, text: string | undefined): Record<string, unknown> | undefined {
+/** A flag's JSON object (`--spec '{…}'`), or a usage error saying what is wrong with it. */
+export function jsonObject(flag: string, text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined;
   let v: unknown;
   try {

@@ -4,6 +4,7 @@
  * a policy, its next action and an idle deadline. Pure: the commands that call the server are in commands.ts.
  */
 import { isRecord, policySchema, type NextAction, type Policy, type PolicyPatch } from '../protocol/index.ts';
+import { NO_POLICY } from '../../machines/workspace.types.ts';
 import { WsupError } from '../errors.ts';
 import { mergePolicy, validatePolicy } from '../supervisor/policy.ts';
 import { UsageError } from './context.ts';
@@ -22,16 +23,8 @@ export interface PolicyFlags {
   clear?: boolean;
 }
 
-const ALL_OFF: Required<PolicyPatch> = {
-  idleTimeoutMs: null,
-  maxLifetimeMs: null,
-  maxLifetimeWarnMs: null,
-  autostart: null,
-  autostop: null,
-  dormantAfterMs: null,
-  deleteDormantAfterMs: null,
-  autoUpdate: null,
-};
+/** Every rule off: what `--clear` starts from. */
+const ALL_OFF: Required<PolicyPatch> = NO_POLICY;
 
 /** The workspace's own layer as the server stored it (`spec.wsupPolicy`); {} when it has none. */
 export function ownLayer(spec: Record<string, unknown>): PolicyPatch {

@@ -9,26 +9,13 @@
  */
 import type { Command } from 'commander';
 import type { PoolView } from '../protocol/index.ts';
-import { withClient } from './commands.ts';
+import { jsonObject, withClient } from './commands.ts';
 import { UsageError, type ClientFlags } from './context.ts';
 import { emit, table } from './output.ts';
 
 type SetFlags = ClientFlags & { desired?: string; template?: string; params?: string; spec?: string; policy?: string };
 
 const COLS = ['pool', 'desired', 'ready', 'starting', 'failing', 'template', 'backoffUntil'];
-
-/** A JSON object flag, or a usage error naming the flag. */
-function jsonObject(flag: string, text: string | undefined): Record<string, unknown> | undefined {
-  if (text === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`${flag} is not JSON: ${(err as Error).message}`);
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`${flag} must be a JSON object`);
-  return v as Record<string, unknown>;
-}
 
 /** One pool in a few lines. */
 function describePool(p: PoolView): string {

@@ -2,14 +2,12 @@
  * `wsup policy`, `wsup touch` and `wsup status` as real processes against a served supervisor, asserting
  * the printed lines like a transcript; and `wsup serve`'s default policy (flags and config file).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRig, TOKENS, type ServerRig } from '../server/rig.ts';
-import { runCli } from './run-cli.ts';
+import { runCli, serveCli } from './run-cli.ts';
 
 let rig: ServerRig;
 const dirs: string[] = [];
@@ -122,19 +120,8 @@ describe('wsup serve default policy', () => {
     const dir = tmp();
     const file = join(dir, 'wsup.json');
     writeFileSync(file, JSON.stringify({ defaults: { policy: { idleTimeoutMs: '1h', dormantAfterMs: '14d' } }, templates: {} }));
-    const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--memory', '--provider', 'fake', '--port', '0', '--data-dir', dir, '--config', file, '--idle-timeout', '30m', '--max-lifetime', '8h'], {
-      cwd: new URL('../..', import.meta.url).pathname,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((r) => proc.once('exit', r));
+    const { url, stop } = await serveCli(['--memory', '--provider', 'fake', '--port', '0', '--data-dir', dir, '--config', file, '--idle-timeout', '30m', '--max-lifetime', '8h']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: proc.stdout }).on('line', (l) => {
-          const m = /^wsup ready on (\S+)/.exec(l);
-          if (m) resolve(m[1]!);
-        });
-        void exited.then((code) => reject(new Error(`wsup serve exited with ${code} before it was ready`)));
-      });
       const auth = ['--url', url, '--data-dir', dir];
       expect((await runCli(['create', 'def-1', ...auth])).code).toBe(0);
       const shown = await runCli(['policy', 'def-1', ...auth]);
@@ -144,8 +131,7 @@ describe('wsup serve default policy', () => {
       const own = await runCli(['policy', 'def-1', '--idle', '2h', '--json', ...auth]);
       expect(JSON.parse(own.stdout)).toMatchObject({ policy: { idleTimeoutMs: 7_200_000, maxLifetimeMs: 28_800_000, dormantAfterMs: 1_209_600_000 } });
     } finally {
-      proc.kill('SIGTERM');
-      await exited;
+      await stop();
     }
   }, 90_000);
 });

@@ -2,13 +2,11 @@
  * Running quotas as a user meets them: `wsup serve --max-running-per-owner`, a start past the quota refused
  * at once naming what holds it, and `wsup status` showing the counts.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from './run-cli.ts';
+import { runCli, serveCli } from './run-cli.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -29,19 +27,8 @@ describe('wsup serve --max-running-per-owner', () => {
 
   it('refuses a start past the quota at once, naming its holder, and shows the count in wsup status', async () => {
     const dir = tmp();
-    const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--memory', '--provider', 'fake', '--port', '0', '--data-dir', dir, '--max-running-per-owner', '1'], {
-      cwd: new URL('../..', import.meta.url).pathname,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((r) => proc.once('exit', r));
+    const { url, stop } = await serveCli(['--memory', '--provider', 'fake', '--port', '0', '--data-dir', dir, '--max-running-per-owner', '1']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: proc.stdout }).on('line', (l) => {
-          const m = /^wsup ready on (\S+)/.exec(l);
-          if (m) resolve(m[1]!);
-        });
-        void exited.then((code) => reject(new Error(`wsup serve exited with ${code} before it was ready`)));
-      });
       const auth = ['--url', url, '--data-dir', dir];
       for (const id of ['q-1', 'q-2']) expect((await runCli(['create', id, ...auth])).code).toBe(0);
       expect((await runCli(['ensure', 'q-1', ...auth])).code).toBe(0);
@@ -55,8 +42,7 @@ describe('wsup serve --max-running-per-owner', () => {
       expect((await runCli(['stop', 'q-1', ...auth])).code).toBe(0);
       expect((await runCli(['ensure', 'q-2', ...auth])).code).toBe(0);
     } finally {
-      proc.kill('SIGTERM');
-      await exited;
+      await stop();
     }
   }, 90_000);
 });

@@ -21,3 +21,33 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
   });
 }
 
+
+/**
+ * Run `wsup serve <args>` through the launcher until `stop()`: resolves with its URL once it prints its
+ * ready line, and rejects if it exits first.
+ */
+export async function serveCli(args: string[]): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { createInterface } = await import('node:readline');
+  const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', ...args], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', r));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: proc.stdout }).on('line', (l) => {
+        const m = /^wsup ready on (\S+)/.exec(l);
+        if (m) resolve(m[1]!);
+      });
+      void exited.then((code) => reject(new Error(`wsup serve exited with ${code} before it was ready`)));
+    });
+    return { url, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

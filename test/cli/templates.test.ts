@@ -4,15 +4,13 @@
  * dockerd), and an operator's raw spec is refused.
  */
 import Docker from 'dockerode';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dockerHost } from '../helpers/require.ts';
-import { runCli } from './run-cli.ts';
+import { runCli, serveCli } from './run-cli.ts';
 
 const IMAGE = 'wsup-test:latest';
 const dirs: string[] = [];
@@ -52,20 +50,9 @@ describe.skipIf(!run)('wsup serve --provider docker --image --cmd', () => {
     const dir = tmp();
     const op = JSON.parse((await runCli(['token', '--add', 'operator', '--data-dir', dir, '--json'])).stdout) as { token: string };
     const cmd = `sh -c 'trap "exit 0" TERM; sleep 3600 & wait'`;
-    const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--provider', 'docker', '--image', IMAGE, '--cmd', cmd, '--memory', '--port', '0', '--data-dir', dir], {
-      cwd: new URL('../..', import.meta.url).pathname,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((r) => proc.once('exit', r));
+    const { url, stop } = await serveCli(['--provider', 'docker', '--image', IMAGE, '--cmd', cmd, '--memory', '--port', '0', '--data-dir', dir]);
     const id = `cli${randomBytes(3).toString('hex')}`;
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: proc.stdout }).on('line', (l) => {
-          const m = /^wsup ready on (\S+)/.exec(l);
-          if (m) resolve(m[1]!);
-        });
-        void exited.then((code) => reject(new Error(`wsup serve exited with ${code} before it was ready`)));
-      });
       const auth = ['--url', url, '--token', op.token, '--json'];
       const created = await runCli(['create', id, ...auth]);
       expect(created.code, created.stderr).toBe(0);
@@ -78,8 +65,7 @@ describe.skipIf(!run)('wsup serve --provider docker --image --cmd', () => {
       expect(JSON.parse(raw.stdout)).toMatchObject({ error: { wsupCode: 'WSUP_POLICY', data: { field: 'spec' } } });
       expect((await runCli(['destroy', id, ...auth])).code).toBe(0);
     } finally {
-      proc.kill('SIGTERM');
-      await exited;
+      await stop();
       await new Docker().getContainer(`wsup-${id}`).remove({ force: true }).catch(() => undefined);
     }
   }, 90_000);

@@ -6,23 +6,15 @@
  * parseDuration('1h30m'); // 5_400_000
  * formatDuration(5_400_000); // '1h30m'
  */
+import { parseDuration as parseConfigDuration } from '../templates/duration.ts';
 import { UsageError } from './context.ts';
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-const WHOLE = /^(?:\d+(?:ms|s|m|h|d))+$/;
-const PART = /(\d+)(ms|s|m|h|d)/g;
 
 export const DURATION_HINT = 'use e.g. 45s, 30m, 8h, 14d';
 
-/** Milliseconds, or null when `text` is not a duration. */
-export function parseDuration(text: string): number | null {
-  const t = text.trim();
-  if (/^\d+$/.test(t)) return Number(t);
-  if (!WHOLE.test(t)) return null;
-  let ms = 0;
-  for (const [, n, unit] of t.matchAll(PART)) ms += Number(n) * UNIT_MS[unit as keyof typeof UNIT_MS];
-  return Number.isSafeInteger(ms) ? ms : null;
-}
+/** Milliseconds, or null when `text` is not a duration (the config file's grammar: one parser for both). */
+export const parseDuration = (text: string): number | null => parseConfigDuration(text);
 
 /** A duration flag's value in ms, or a usage error naming the flag. */
 export function durationFlag(flag: string, text: string): number {

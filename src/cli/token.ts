@@ -5,6 +5,7 @@
 import { resolve } from 'node:path';
 import { ROLES, type Role } from '../protocol/index.ts';
 import { TokenFile } from '../server/auth.ts';
+import { parseDuration } from './duration.ts';
 import { emit } from './output.ts';
 
 export interface TokenFlags {
@@ -15,13 +16,6 @@ export interface TokenFlags {
   remove?: string;
   expiresIn?: string;
   json?: boolean;
-}
-
-/** `90s`, `15m`, `12h`, `7d` → milliseconds. */
-export function parseDuration(text: string): number | null {
-  const m = /^(\d+)\s*(s|m|h|d)$/.exec(text.trim());
-  if (!m) return null;
-  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
 }
 
 /** A label names a requester in cycles, history and logs: no spaces, no `:` or `#` (those separate a role, token id and request number). */

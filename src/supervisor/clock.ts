@@ -9,10 +9,36 @@ export interface Clock {
   clearTimeout(id: unknown): void;
 }
 
+/** Node fires a timeout longer than this (about 24.8 days) after 1 ms instead: longer ones are chained. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** A timeout past Node's limit: re-armed in steps until its time has really come. */
+class LongTimeout {
+  private timer: NodeJS.Timeout;
+  constructor(
+    private readonly fn: () => void,
+    private readonly at: number,
+  ) {
+    this.timer = setTimeout(() => this.step(), MAX_TIMEOUT_MS);
+  }
+  cancel(): void {
+    clearTimeout(this.timer);
+  }
+  private step(): void {
+    const left = this.at - Date.now();
+    this.timer = left > MAX_TIMEOUT_MS ? setTimeout(() => this.step(), MAX_TIMEOUT_MS) : setTimeout(this.fn, Math.max(0, left));
+  }
+}
+
+/**
+ * Wall-clock time and Node timers. A policy deadline can be weeks away (dormancy, a monthly schedule): those
+ * wait their whole time instead of Node's overflow turning them into a 1 ms timer that fires, re-arms and
+ * fires again.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id as NodeJS.Timeout),
+  setTimeout: (fn, ms) => (ms > MAX_TIMEOUT_MS ? new LongTimeout(fn, Date.now() + ms) : setTimeout(fn, ms)),
+  clearTimeout: (id) => (id instanceof LongTimeout ? id.cancel() : clearTimeout(id as NodeJS.Timeout)),
 };
 
 /**

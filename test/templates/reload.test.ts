@@ -47,7 +47,8 @@ describe('wsup serve reloads --config on SIGHUP', () => {
       writeFileSync(file, config('2'));
       proc.kill('SIGHUP');
       await expect.poll(async () => (await client!.call('workspace.get', { id: 'rl-1' })).outdated, { timeout: 15_000, interval: 100 }).toBe(true);
-      expect(stderr).toContain('templates reloaded');
+      // The log line is written after the swap, through an asynchronous stream: it may come a moment later.
+      await expect.poll(() => stderr, { timeout: 15_000, interval: 100 }).toContain('templates reloaded');
 
       writeFileSync(file, JSON.stringify({ templates: { web: { provider: 'process', policy: { idleTimeoutMs: '30x' } } } }));
       proc.kill('SIGHUP');

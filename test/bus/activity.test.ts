@@ -3,6 +3,7 @@ import { TestScheduler } from 'rxjs/testing';
 import { describe, expect, it } from 'vitest';
 import { ShuttingDownError } from '../../src/errors.ts';
 import { type ActivityEvent, type BusCommand, type BusSink, InvalidBusEventError, UnknownWorkspaceError, createBus } from '../../src/bus/index.ts';
+import { thrown } from '../helpers/harness.ts';
 
 /** A recording fake of the supervisor's port: `known` workspaces exist; activity deliveries are kept with their time. */
 function recordingSink(ts: TestScheduler, known: string[] = ['ws-a', 'ws-b']) {
@@ -240,12 +241,3 @@ describe('bus activity', () => {
     expect(calls).toHaveLength(3);
   });
 });
-
-function thrown(f: () => void): unknown {
-  try {
-    f();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}

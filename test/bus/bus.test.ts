@@ -10,6 +10,7 @@ import {
   UnknownWorkspaceError,
   createBus,
 } from '../../src/bus/index.ts';
+import { thrown } from '../helpers/harness.ts';
 
 /** A recording fake of the supervisor's port: `known` workspaces exist, everything delivered is kept in order. */
 function recordingSink(known: string[] = ['ws-a', 'ws-b']) {
@@ -233,15 +234,6 @@ describe('bus', () => {
     });
   });
 });
-
-function thrown(f: () => void): unknown {
-  try {
-    f();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
 
 function names(from: number, to: number): string {
   return Array.from({ length: to - from }, (_, i) => `f${from + i}`).join(', ');

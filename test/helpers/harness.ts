@@ -73,3 +73,13 @@ export function capture<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok
     (error: unknown) => ({ ok: false as const, error: error as { code?: string; message: string } }),
   );
 }
+
+/** What `f` throws; fails the test when it throws nothing. */
+export function thrown(f: () => void): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}

@@ -1,6 +1,6 @@
 /** Scale-out on PostgreSQL: shard leases with fencing epochs, durable forwarding, event fan-out. */
 export { clusterBackend } from './backend.ts';
-export { Replica, fencedProvider, type ClusterMethod, type ClusterParams, type ReplicaOptions } from './replica.ts';
+export { Replica, fencedProvider, type ClusterMethod, type ClusterParams, type ReplicaOptions, type ShardContext, type ShardServices } from './replica.ts';
 export { LeaseKeeper, FencedError, fenceCheck, type Lease, type LeaseKeeperOptions } from './leases.ts';
 export { Listener, type ListenerOptions } from './notify.ts';
 export { shardOf, DEFAULT_SHARDS } from './shards.ts';

@@ -22,11 +22,11 @@ import { randomUUID } from 'node:crypto';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { NO_POLICY, type LifecycleState, type PolicyTiming, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import { errorMessage, WsupError } from '../errors.ts';
-import type { Provider } from '../providers/types.ts';
+import type { Provider, ProviderFence } from '../providers/types.ts';
 import type { SqlEngine, SqlQueryable } from '../store/engine.ts';
 import { openEngine } from '../store/open.ts';
 import { WorkspaceStore } from '../store/store.ts';
-import { openDurableSupervisor } from '../supervisor/durable.ts';
+import { openDurableSupervisor, type DurableOptions } from '../supervisor/durable.ts';
 import type { Supervisor, SupervisorOptions } from '../supervisor/supervisor.ts';
 import type { PolicyPatch, RestartSource, SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
 import { FencedError, fenceCheck, LeaseKeeper, type Lease } from './leases.ts';
@@ -74,11 +74,34 @@ export interface ReplicaOptions {
   onError?: (err: unknown, what: string) => void;
   /** Shard ownership changes (gained, handed over, lost), for logs. */
   onShard?: (e: { shard: number; epoch: number; what: 'gained' | 'released' | 'lost' }) => void;
+  /**
+   * What runs beside each shard's supervisor on its owner (claims, the bus's coalescing, pool reconcilers):
+   * built when the shard is gained, before its workspaces load; closed before the shard is handed over.
+   */
+  services?: (shard: ShardContext) => ShardServices | Promise<ShardServices>;
+}
+
+export interface ShardContext {
+  shard: number;
+  epoch: number;
+  store: WorkspaceStore;
+}
+
+export interface ShardServices {
+  /** Extra options for the shard's durable supervisor (prepareSpec, beforeRecovery, ownerOf, ...). */
+  supervisor?: Partial<Omit<DurableOptions, 'provider' | 'store' | 'select' | 'persist'>>;
+  /** The shard's workspaces are restored: reconcile what recovery may have left (claims, pools). */
+  ready?(supervisor: Supervisor): Promise<void>;
+  /** Methods beyond the supervisor's that the owner of the shard answers, routed by `params.id`. */
+  methods?: Record<string, (params: ClusterParams, requester: string) => Promise<unknown>>;
+  /** Before the shard's supervisor shuts down (handover or loss): stop asking it for anything. */
+  close(): Promise<void>;
 }
 
 interface ShardRuntime {
   lease: Lease;
   supervisor: Supervisor;
+  services: ShardServices | null;
   events: Subscription;
   /** Provider calls of this shard not yet settled (an aborted call may still be winding down). */
   calls: Set<Promise<unknown>>;
@@ -217,7 +240,7 @@ export class Replica {
     const labelled = { ...params, requester: `${params.requester ?? 'call'}~${this.id}.${++this.seq}` };
     if (local) {
       try {
-        return await execute(local.supervisor, method, labelled, labelled.requester);
+        return await execute(local, method, labelled, labelled.requester);
       } catch (err) {
         // The shard left us mid-command (its cycle may have failed on the fence): not acknowledged; the
         // new owner runs it, or recognises it in the log.
@@ -280,9 +303,11 @@ export class Replica {
       if (!this.keeper.valid(lease)) throw new FencedError(shard, `lease at epoch ${epoch} expired or was given up`);
     };
     const calls = new Set<Promise<unknown>>();
+    const services = (await this.opts.services?.({ shard, epoch, store: this.store })) ?? null;
     const { supervisor } = await openDurableSupervisor({
       ...this.opts.supervisor,
-      provider: fencedProvider(this.opts.provider, check, lease.signal, calls),
+      ...services?.supervisor,
+      provider: fencedProvider(this.opts.provider, check, lease.signal, { shard, epoch }, calls),
       store: this.store,
       orphans: 'ignore',
       select: (id) => shardOf(id, this.nShards) === shard,
@@ -291,11 +316,13 @@ export class Replica {
     if (!this.keeper.valid(lease)) {
       // Lost while loading (a lease round ran late): nothing of it may run here, and calls its recovery
       // started are over before the shard can be loaded here again.
+      await services?.close();
       await this.retire(shard, supervisor, calls, 0);
       throw new FencedError(shard, 'lease lapsed while its workspaces were loading');
     }
     const events = supervisor.events.subscribe((ev) => this.publish(ev));
-    this.shards.set(shard, { lease, supervisor, events, calls });
+    this.shards.set(shard, { lease, supervisor, services, events, calls });
+    await services?.ready?.(supervisor);
     this.opts.onShard?.({ shard, epoch, what: 'gained' });
     queueMicrotask(() => void this.drain());
   }
@@ -305,6 +332,7 @@ export class Replica {
     if (!rt) return;
     // In-flight cycles finish (until handoverMs), and calls the shutdown aborted are over, before the lease
     // is released: the next owner may start one the moment it is.
+    await rt.services?.close().catch((err: unknown) => this.report(err, `closing shard ${shard}'s services failed`));
     await this.retire(shard, rt.supervisor, rt.calls, this.opts.handoverMs ?? 30_000);
     rt.events.unsubscribe();
     this.shards.delete(shard);
@@ -318,6 +346,7 @@ export class Replica {
     this.opts.onShard?.({ shard, epoch: rt.lease.epoch, what: 'lost' });
     rt.events.unsubscribe();
     // Abort at once: the lease is gone; whatever it still wanted to write is refused by the fence.
+    rt.services?.close().catch((err: unknown) => this.report(err, `closing shard ${shard}'s services failed`));
     void this.retire(shard, rt.supervisor, rt.calls, 0);
   }
 
@@ -443,7 +472,7 @@ export class Replica {
     let error: { code: string; message: string } | null = null;
     try {
       const done = row.method === 'workspace.restart' ? await this.recordedRestart(rt, row, requester) : null;
-      result = done ?? (await execute(rt.supervisor, row.method, row.params, requester));
+      result = done ?? (await execute(rt, row.method, row.params, requester));
     } catch (err) {
       if (isShutdown(err) || !this.keeper.valid(rt.lease)) return; // the shard left us: the next owner runs it
       error = { code: err instanceof WsupError ? err.code : 'WSUP_INTERNAL', message: errorMessage(err) };
@@ -543,7 +572,10 @@ function viewOfRow(row: StoredRow): WorkspaceView {
   };
 }
 
-async function execute(sup: Supervisor, method: ClusterMethod, p: ClusterParams, requester: string): Promise<unknown> {
+async function execute(rt: ShardRuntime, method: ClusterMethod, p: ClusterParams, requester: string): Promise<unknown> {
+  const sup = rt.supervisor;
+  const extra = rt.services?.methods?.[method];
+  if (extra) return extra(p, requester);
   switch (method) {
     case 'workspace.create':
       return sup.create(p.id, p.spec ?? {});
@@ -579,7 +611,7 @@ const isShutdown = (err: unknown) => err instanceof WsupError && (err.code === '
  * The provider as seen from one shard: every call first checks that this replica still holds the lease,
  * and is aborted when the lease lapses, so it winds down before another replica may take the shard over.
  */
-export function fencedProvider(inner: Provider, check: () => void, lease: AbortSignal, inFlight?: Set<Promise<unknown>>): Provider {
+export function fencedProvider(inner: Provider, check: () => void, lease: AbortSignal, fence: ProviderFence, inFlight?: Set<Promise<unknown>>): Provider {
   const track = <T>(call: Promise<T>): Promise<T> => {
     if (!inFlight) return call;
     const settled = call.then(
@@ -592,8 +624,8 @@ export function fencedProvider(inner: Provider, check: () => void, lease: AbortS
   };
   return {
     kind: inner.kind,
-    start: (spec, signal) => (check(), track(inner.start(spec, AbortSignal.any([signal, lease])))),
-    stop: (id, signal) => (check(), track(inner.stop(id, AbortSignal.any([signal, lease])))),
+    start: (spec, signal) => (check(), track(inner.start(spec, AbortSignal.any([signal, lease]), fence))),
+    stop: (id, signal) => (check(), track(inner.stop(id, AbortSignal.any([signal, lease]), fence))),
     inspect: (id) => inner.inspect(id),
     list: () => inner.list(),
   };

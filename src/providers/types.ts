@@ -8,14 +8,18 @@
  * - Both honour `signal`: when it aborts, they stop waiting and reject with the signal's reason (or an
  *   AbortError), leaving the workspace in a state a later `start`/`stop` can converge from.
  * - Errors are thrown, never swallowed; the actor records them as the cycle's failure.
+ * - In a cluster, every call carries the caller's `fence` (its shard lease's epoch). A provider that can
+ *   tag its resources records the epoch on what it creates and refuses (`FencedError`, code WSUP_FENCED)
+ *   to create, replace or remove a resource carrying a newer epoch than the call's: a replica frozen past
+ *   its lease and resumed after a takeover changes nothing. Without a fence (one node) nothing is checked.
  */
 export interface Provider {
   /** Short name used in logs, metrics and labels: `docker`, `ec2`, `process`, `fake`. */
   readonly kind: string;
   /** Create (or adopt) and start the workspace; resolves once it is reachable. */
-  start(spec: WorkspaceSpec, signal: AbortSignal): Promise<Endpoint>;
+  start(spec: WorkspaceSpec, signal: AbortSignal, fence?: ProviderFence): Promise<Endpoint>;
   /** Stop and remove the workspace's resources. An absent workspace is success. */
-  stop(id: string, signal: AbortSignal): Promise<void>;
+  stop(id: string, signal: AbortSignal, fence?: ProviderFence): Promise<void>;
   /** The provider's own view of one workspace, or `null` when it has no resource for it. */
   inspect(id: string): Promise<ProviderResource | null>;
   /** Every resource this provider manages for wsup (and only those). */
@@ -24,6 +28,12 @@ export interface Provider {
   watch?(onEvent: (event: ProviderEvent) => void): () => void;
   /** Release connections, watchers and timers. Idempotent. */
   close?(): Promise<void>;
+}
+
+/** Who is calling, in a cluster: the epoch of the shard lease the call is made under (it grows on every takeover). */
+export interface ProviderFence {
+  shard: number;
+  epoch: number;
 }
 
 /** What a workspace runs: opaque to the supervisor, interpreted by the provider. */

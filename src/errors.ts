@@ -123,6 +123,16 @@ export class PolicyError extends WsupError {
   }
 }
 
+/**
+ * Thrown by a commit or a provider call for a shard whose lease this replica no longer holds, and by a
+ * provider whose resource carries a newer fencing epoch than the call's (another replica took it over).
+ */
+export class FencedError extends WsupError {
+  constructor(shard: number, detail: string) {
+    super('WSUP_FENCED', `shard ${shard}: ${detail}: this replica no longer owns it, retry through the cluster`);
+  }
+}
+
 export const WORKSPACE_ID = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
 /** Validate an id at the edge; ids become container and instance names. */

@@ -20,7 +20,7 @@
  * await keeper.tick(); // or keeper.start() to tick every renewMs
  */
 import type { SqlEngine, SqlQueryable } from '../store/engine.ts';
-import { WsupError } from '../errors.ts';
+import { FencedError } from '../errors.ts';
 
 export interface Lease {
   shard: number;
@@ -64,12 +64,8 @@ export interface LeaseKeeperOptions {
   onError?: (err: unknown, what: string) => void;
 }
 
-/** Thrown by a commit or a provider call for a shard whose lease this replica no longer holds. */
-export class FencedError extends WsupError {
-  constructor(shard: number, detail: string) {
-    super('WSUP_FENCED', `shard ${shard}: ${detail}: this replica no longer owns it, retry through the cluster`);
-  }
-}
+/** Declared beside the other errors, so that providers (below the cluster) can throw it too. */
+export { FencedError };
 
 export class LeaseKeeper {
   private readonly held = new Map<number, HeldLease>();

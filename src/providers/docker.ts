@@ -14,13 +14,23 @@
  * supplies a fresh one per cycle) and is part of the spec hash, so a re-run of the same start adopts the
  * container while a new cycle replaces it: the token changes exactly once per start. Without
  * `agentToken`, a random one is minted when the container is created and kept while it is adopted.
+ *
+ * Fencing (in a cluster, calls carry a `ProviderFence`): the container is also labelled `wsup.shard` and
+ * `wsup.epoch` with the lease it was created under. A call whose epoch is older than the container's never
+ * creates, replaces or removes it (`FencedError`); a container of an older epoch (or with no epoch) is
+ * replaced, not adopted, because labels cannot change: the container a fenced call leaves running always
+ * carries that call's epoch. Removal goes by container id, after the label check, so a container that
+ * replaced the inspected one in between is never removed; a create that hits a name conflict looks again
+ * and refuses if the winner is newer. What labels cannot catch: a stale create after the newer owner
+ * removed the container leaves nothing behind to compare with; the replica's own lease gate covers that.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { z } from 'zod';
 import { assertWorkspaceId, WsupError } from '../errors.ts';
 import { DockerEventWatch, type WatchTimers } from './docker-events.ts';
-import type { Endpoint, Provider, ProviderEvent, ProviderResource, ResourceStatus, WorkspaceSpec } from './types.ts';
+import { assertFence, fenceLabels, readMark, refuseStale, sameMark } from './fence.ts';
+import type { Endpoint, Provider, ProviderEvent, ProviderFence, ProviderResource, ResourceStatus, WorkspaceSpec } from './types.ts';
 
 export interface DockerMount {
   source: string;
@@ -98,6 +108,8 @@ export interface DockerCounters {
 const LABEL = 'wsup';
 const LABEL_ID = 'wsup.workspace';
 const LABEL_SPEC = 'wsup.spec';
+const FENCE_LABELS = { shard: 'wsup.shard', epoch: 'wsup.epoch' };
+const markOf = (labels: Record<string, string>) => readMark(labels[FENCE_LABELS.shard], labels[FENCE_LABELS.epoch]);
 
 export const statusCode = (err: unknown): number | undefined =>
   typeof err === 'object' && err !== null && typeof (err as { statusCode?: unknown }).statusCode === 'number'
@@ -130,6 +142,12 @@ function bounded(set: Set<string>, max = 4096): Set<string> {
 const ignore = (...codes: number[]) => (err: unknown) => {
   if (!codes.includes(statusCode(err) ?? -1)) throw err;
 };
+
+/** `{ shard, epoch }` in a resource's detail when the container carries a fence mark. */
+function fenceDetail(labels: Record<string, string>): { shard?: number; epoch?: number } {
+  const mark = markOf(labels);
+  return mark === null ? {} : { shard: mark.shard, epoch: mark.epoch };
+}
 
 function stateStatus(state: string | undefined): ResourceStatus {
   switch (state) {
@@ -199,12 +217,14 @@ export class DockerProvider implements Provider {
     return { ...r, hash };
   }
 
-  async start(spec: WorkspaceSpec, signal: AbortSignal): Promise<Endpoint> {
+  async start(spec: WorkspaceSpec, signal: AbortSignal, fence?: ProviderFence): Promise<Endpoint> {
     assertWorkspaceId(spec.id);
+    assertFence(fence);
     const want = this.resolve(spec);
     const name = this.containerName(spec.id);
     const container = this.docker.getContainer(name);
-    // A concurrent create by someone else shows up as a 409; look again and converge, a bounded number of times.
+    // A concurrent create by someone else shows up as a 409 (and a replacement of ours as a 404 when we
+    // start it): look again and converge, a bounded number of times.
     for (let attempt = 0; ; attempt++) {
       const found = await guarded(signal, () => container.inspect({ abortSignal: signal })).catch((e: unknown) => {
         if (statusCode(e) === 404) return null;
@@ -213,22 +233,25 @@ export class DockerProvider implements Provider {
       if (found !== null) {
         const labels = found.Config.Labels ?? {};
         if (labels[LABEL] !== '1') throw new ForeignContainerError(spec.id, name);
-        if (labels[LABEL_ID] === spec.id && labels[LABEL_SPEC] === want.hash && found.State.Running) {
+        refuseStale(fence, markOf(labels), `container ${name} (${found.Id.slice(0, 12)})`);
+        const sameLease = fence === undefined || sameMark(fence, markOf(labels));
+        if (sameLease && labels[LABEL_ID] === spec.id && labels[LABEL_SPEC] === want.hash && found.State.Running) {
           this.counters.adopted++;
           this.started.set(spec.id, found.Id);
           return this.endpointOf(name, ipOf(found.NetworkSettings.Networks));
         }
         bounded(this.expectedExits).add(found.Id);
-        await this.remove(container, signal);
+        await this.remove(this.docker.getContainer(found.Id), signal);
       }
+      let created: Docker.Container;
       try {
-        const created = await guarded(signal, () =>
+        created = await guarded(signal, () =>
           this.docker.createContainer({
             name,
             Image: want.image,
             ...(want.cmd.length > 0 ? { Cmd: want.cmd } : {}),
             Env: Object.entries({ ...want.env, WSUP_WORKSPACE_ID: spec.id, WSUP_AGENT_TOKEN: want.agentToken ?? randomBytes(24).toString('hex') }).map(([k, v]) => `${k}=${v}`),
-            Labels: { [LABEL]: '1', [LABEL_ID]: spec.id, [LABEL_SPEC]: want.hash },
+            Labels: { [LABEL]: '1', [LABEL_ID]: spec.id, [LABEL_SPEC]: want.hash, ...fenceLabels(fence, FENCE_LABELS) },
             HostConfig: {
               NetworkMode: want.networkMode,
               Mounts: want.mounts.map((m) => ({ Type: m.type ?? 'bind', Source: m.source, Target: m.target, ReadOnly: m.readOnly ?? false })),
@@ -239,29 +262,43 @@ export class DockerProvider implements Provider {
             abortSignal: signal,
           }),
         );
-        this.counters.created++;
+      } catch (err) {
+        if (statusCode(err) !== 409) throw err;
+        this.counters.conflicts++;
+        if (attempt >= 2) throw err;
+        continue;
+      }
+      this.counters.created++;
+      try {
         await guarded(signal, () => created.start({ abortSignal: signal })).catch(ignore(304));
         const info = await guarded(signal, () => created.inspect({ abortSignal: signal }));
         this.started.set(spec.id, info.Id);
         return this.endpointOf(name, ipOf(info.NetworkSettings.Networks));
       } catch (err) {
-        if (statusCode(err) !== 409) throw err;
+        // The container we created was removed before it ran (replaced by a newer owner, say): look again.
+        if (statusCode(err) !== 404 || attempt >= 2) throw err;
         this.counters.conflicts++;
-        if (attempt >= 2) throw err;
       }
     }
   }
 
-  async stop(id: string, signal: AbortSignal): Promise<void> {
+  async stop(id: string, signal: AbortSignal, fence?: ProviderFence): Promise<void> {
     assertWorkspaceId(id);
-    const container = this.docker.getContainer(this.containerName(id));
-    const found = await guarded(signal, () => container.inspect({ abortSignal: signal })).catch((e: unknown) => {
+    assertFence(fence);
+    const name = this.containerName(id);
+    const found = await guarded(signal, () => this.docker.getContainer(name).inspect({ abortSignal: signal })).catch((e: unknown) => {
       if (statusCode(e) === 404) return null;
       throw e;
     });
     // Absent is success; a foreign container under our name is not ours to stop.
+    if (found === null || found.Config.Labels?.[LABEL] !== '1') {
+      this.started.delete(id);
+      return;
+    }
+    refuseStale(fence, markOf(found.Config.Labels), `container ${name} (${found.Id.slice(0, 12)})`);
     this.started.delete(id);
-    if (found === null || found.Config.Labels?.[LABEL] !== '1') return;
+    // By id: a container that replaced this one since the inspect is not the one we checked.
+    const container = this.docker.getContainer(found.Id);
     bounded(this.expectedExits).add(found.Id);
     const t = this.opts.stopGraceSeconds ?? 10;
     await guarded(signal, () => container.stop({ t, abortSignal: signal })).catch(ignore(304, 404));
@@ -292,7 +329,7 @@ export class DockerProvider implements Provider {
       status,
       ref: info.Id,
       ...(status === 'running' ? { endpoint: this.endpointOf(name, ipOf(info.NetworkSettings.Networks)) } : {}),
-      detail: { name, image: info.Config.Image, specHash: labels[LABEL_SPEC], state: info.State.Status, exitCode: info.State.ExitCode },
+      detail: { name, image: info.Config.Image, specHash: labels[LABEL_SPEC], state: info.State.Status, exitCode: info.State.ExitCode, ...fenceDetail(labels) },
     };
   }
 
@@ -311,7 +348,7 @@ export class DockerProvider implements Provider {
         status,
         ref: c.Id,
         ...(status === 'running' ? { endpoint: this.endpointOf(name, ip) } : {}),
-        detail: { name, image: c.Image, specHash: c.Labels[LABEL_SPEC], state: c.State },
+        detail: { name, image: c.Image, specHash: c.Labels[LABEL_SPEC], state: c.State, ...fenceDetail(c.Labels) },
       });
     }
     return out;

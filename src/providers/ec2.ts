@@ -16,9 +16,23 @@
  *
  * Region, credentials and endpoint come from the standard AWS chain unless given; with no `endpoint`
  * option the SDK itself honours `AWS_ENDPOINT_URL_EC2` and `AWS_ENDPOINT_URL`.
+ *
+ * Fencing (in a cluster, calls carry a `ProviderFence`): instances are tagged `wsup:shard` and `wsup:epoch`
+ * with the lease of the call that launched or last adopted them (an adopting call re-tags the instance to
+ * its own epoch: tags can change, so a takeover keeps the instance). A call finding any instance of the
+ * workspace, terminated ones included (EC2 shows those for a while), with a newer epoch than its own
+ * refuses with `FencedError` before it launches, starts, stops or terminates anything. EC2 has no
+ * conditional terminate: the window between a stale call's read and its act is closed by the replica's
+ * lease gate, not by the tags.
+ *
+ * RunInstances carries a `ClientToken` made of the epoch, the workspace and a nonce drawn once per start
+ * call: the SDK's retries of that one request (a reply lost on the wire) launch one instance, while a later
+ * start, even in the same epoch, gets a token of its own (EC2 remembers a token for a day after its
+ * instance terminated and would answer with that dead instance).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
+  CreateTagsCommand,
   DescribeInstancesCommand,
   EC2Client,
   EC2ServiceException,
@@ -32,7 +46,8 @@ import {
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { assertWorkspaceId, ProviderTimeoutError, WsupError } from '../errors.ts';
-import type { Endpoint, Provider, ProviderResource, ResourceStatus, WorkspaceSpec } from './types.ts';
+import { assertFence, fenceLabels, readMark, refuseStale, sameMark } from './fence.ts';
+import type { Endpoint, Provider, ProviderFence, ProviderResource, ResourceStatus, WorkspaceSpec } from './types.ts';
 
 /** The EC2 fields of a `WorkspaceSpec`; unset ones fall back to the provider's `defaultSpec`. */
 export interface Ec2Spec {
@@ -85,6 +100,7 @@ export class Ec2InstanceLostError extends WsupError {
 
 export const TAG = 'wsup';
 export const TAG_WORKSPACE = 'wsup:workspace';
+export const FENCE_TAGS = { shard: 'wsup:shard', epoch: 'wsup:epoch' };
 /** Every state but `terminated`: a terminated instance is history, not a resource. */
 const LIVE = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
 /** wsup's live instances: tagged `wsup=1` (a workspace tag alone does not make an instance ours). */
@@ -110,6 +126,16 @@ const abortReason = (signal: AbortSignal): Error =>
   signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
 const stateOf = (i: Instance): string => i.State?.Name ?? 'unknown';
 const tagOf = (i: Instance, key: string): string | undefined => i.Tags?.find((t) => t.Key === key)?.Value;
+const markOf = (i: Instance) => readMark(tagOf(i, FENCE_TAGS.shard), tagOf(i, FENCE_TAGS.epoch));
+
+/**
+ * The RunInstances token of one start call (at most 64 ASCII characters, as EC2 requires): epoch and shard,
+ * a digest of the workspace id (ids are up to 63 characters) and the call's nonce.
+ */
+export function launchToken(id: string, fence: ProviderFence | undefined, nonce: string): string {
+  const lease = fence === undefined ? 'x' : `${fence.shard}e${fence.epoch}`;
+  return `wsup-${lease}-${createHash('sha256').update(id).digest('hex').slice(0, 16)}-${nonce}`;
+}
 const byRank = (a: Instance, b: Instance): number =>
   (RANK[stateOf(a)] ?? 9) - (RANK[stateOf(b)] ?? 9) || (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0);
 
@@ -158,9 +184,21 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
     return out;
   }
 
-  /** The workspace's live instances, best first. */
-  const instancesOf = async (id: string, signal?: AbortSignal): Promise<Instance[]> =>
-    (await describe([...OURS, { Name: `tag:${TAG_WORKSPACE}`, Values: [id] }], signal)).sort(byRank);
+  /**
+   * The workspace's live instances, best first. With a fence, first refused when any of its instances,
+   * terminated ones included, carries a newer epoch: that lease's owner acted on it after this call's.
+   */
+  async function instancesOf(id: string, signal?: AbortSignal, fence?: ProviderFence): Promise<Instance[]> {
+    const all = await describe([{ Name: `tag:${TAG}`, Values: ['1'] }, { Name: `tag:${TAG_WORKSPACE}`, Values: [id] }], signal);
+    for (const i of all) refuseStale(fence, markOf(i), `EC2 instance ${i.InstanceId ?? '?'} of workspace ${id}`);
+    return all.filter((i) => LIVE.includes(stateOf(i))).sort(byRank);
+  }
+
+  /** An instance this call adopts carries its epoch from now on (so older calls are refused on it). */
+  async function retag(i: Instance, fence: ProviderFence, signal: AbortSignal): Promise<void> {
+    const Tags = Object.entries(fenceLabels(fence, FENCE_TAGS)).map(([Key, Value]) => ({ Key, Value }));
+    await send(signal, (o) => client.send(new CreateTagsCommand({ Resources: idsOf([i]), Tags }), o));
+  }
 
   /** Backoff sleep between polls; rejects at the deadline or with the signal's reason. */
   function makeWaiter(id: string, op: string, signal: AbortSignal): () => Promise<void> {
@@ -209,11 +247,16 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
     }
   };
 
-  async function launch(spec: WorkspaceSpec, signal: AbortSignal): Promise<string> {
+  async function launch(spec: WorkspaceSpec, signal: AbortSignal, fence: ProviderFence | undefined, nonce: string): Promise<string> {
     const s = { ...opts.defaultSpec, ...(spec as Ec2Spec) };
     if (!s.ami) throw new Ec2SpecError(spec.id, 'ami');
     if (!s.instanceType) throw new Ec2SpecError(spec.id, 'instanceType');
-    const Tags = [{ Key: TAG, Value: '1' }, { Key: TAG_WORKSPACE, Value: spec.id }, { Key: 'Name', Value: `${namePrefix}${spec.id}` }];
+    const Tags = [
+      { Key: TAG, Value: '1' },
+      { Key: TAG_WORKSPACE, Value: spec.id },
+      { Key: 'Name', Value: `${namePrefix}${spec.id}` },
+      ...Object.entries(fenceLabels(fence, FENCE_TAGS)).map(([Key, Value]) => ({ Key, Value })),
+    ];
     const input: RunInstancesCommandInput = {
       ImageId: s.ami,
       InstanceType: s.instanceType as RunInstancesCommandInput['InstanceType'],
@@ -221,8 +264,8 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
       ...(s.securityGroupIds !== undefined && s.securityGroupIds.length > 0 ? { SecurityGroupIds: s.securityGroupIds } : {}),
       MinCount: 1,
       MaxCount: 1,
-      // The SDK retries on throttling and 5xx; a client token makes those retries launch one instance.
-      ClientToken: randomUUID(),
+      // The SDK retries on throttling, 5xx and lost replies; the token makes those retries launch one instance.
+      ClientToken: launchToken(spec.id, fence, nonce),
       TagSpecifications: [{ ResourceType: 'instance', Tags }],
     };
     const res = await send(signal, (o) => client.send(new RunInstancesCommand(input), o));
@@ -239,19 +282,22 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
   return {
     kind: 'ec2',
 
-    async start(spec, signal) {
+    async start(spec, signal, fence) {
       assertWorkspaceId(spec.id);
+      assertFence(fence);
       if (signal.aborted) throw abortReason(signal);
       const wait = makeWaiter(spec.id, 'start', signal);
       const gone = new Set<string>();
+      const nonce = randomBytes(8).toString('hex');
       let launched: string | undefined;
       for (;;) {
-        const [best, ...extras] = (await instancesOf(spec.id, signal)).filter((i) => !gone.has(i.InstanceId ?? ''));
+        const [best, ...extras] = (await instancesOf(spec.id, signal, fence)).filter((i) => !gone.has(i.InstanceId ?? ''));
         // Duplicates only come from crashed or aborted earlier calls: keep the best, remove the rest.
         await terminate(idsOf(extras.filter((i) => stateOf(i) !== 'shutting-down')), signal, gone);
+        if (fence !== undefined && best !== undefined && stateOf(best) !== 'shutting-down' && !sameMark(fence, markOf(best))) await retag(best, fence, signal);
         if (best === undefined) {
           if (launched === undefined) {
-            launched = await launch(spec, signal);
+            launched = await launch(spec, signal, fence, nonce);
           } else {
             const lost = await lostLaunch(launched, signal);
             if (lost) throw new Ec2InstanceLostError(spec.id, launched, lost.StateReason?.Message);
@@ -269,13 +315,14 @@ export function createEc2Provider(opts: Ec2ProviderOptions = {}): Provider {
       }
     },
 
-    async stop(id, signal) {
+    async stop(id, signal, fence) {
       assertWorkspaceId(id);
+      assertFence(fence);
       if (signal.aborted) throw abortReason(signal);
       const wait = makeWaiter(id, 'stop', signal);
       const gone = new Set<string>();
       for (;;) {
-        const live = (await instancesOf(id, signal)).filter((i) => !gone.has(i.InstanceId ?? ''));
+        const live = (await instancesOf(id, signal, fence)).filter((i) => !gone.has(i.InstanceId ?? ''));
         if (stopMode === 'terminate') {
           if (live.length === 0) return;
           await terminate(idsOf(live.filter((i) => stateOf(i) !== 'shutting-down')), signal, gone);
@@ -320,6 +367,9 @@ function toResource(id: string, i: Instance): ProviderResource {
     status,
     ...(status === 'running' && { endpoint: ec2Endpoint(i) }),
     ...(i.InstanceId !== undefined && { ref: i.InstanceId }),
-    detail: { state: stateOf(i), instanceType: i.InstanceType, imageId: i.ImageId, privateIp: i.PrivateIpAddress, launchTime: i.LaunchTime?.toISOString() },
+    detail: {
+      state: stateOf(i), instanceType: i.InstanceType, imageId: i.ImageId, privateIp: i.PrivateIpAddress, launchTime: i.LaunchTime?.toISOString(),
+      ...(markOf(i) ?? {}),
+    },
   };
 }

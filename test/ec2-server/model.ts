@@ -5,6 +5,11 @@
  *
  * State is advanced lazily from timestamps on every read (`advance`), so there are no timers to leak and an
  * injected `now()` makes every transition deterministic.
+ *
+ * RunInstances' `ClientToken` is idempotent as in EC2: the same token with the same parameters returns what
+ * the first call launched (in its current state, even once terminated: EC2 keeps a token for at least a day
+ * after its instances terminate), and the same token with other parameters fails with
+ * IdempotentParameterMismatch.
  */
 import { randomBytes } from 'node:crypto';
 
@@ -39,6 +44,8 @@ export interface Instance {
   privateIpAddress: string;
   launchTime: Date;
   tags: Map<string, string>;
+  /** The RunInstances ClientToken it was launched with, if any. */
+  clientToken?: string;
   state: InstanceStateName;
   /** When the current transient state becomes its stable successor (or, when terminated, disappears). */
   settlesAt: number;
@@ -67,8 +74,8 @@ const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 export class Ec2Model {
   private readonly instances = new Map<string, Instance>();
   private ipCounter = 0;
-  /** RunInstances ClientToken → what that call launched, so a retried call launches nothing new. */
-  private readonly tokens = new Map<string, Instance[]>();
+  /** RunInstances ClientToken → that call's parameters and what it launched, so a retry launches nothing new. */
+  private readonly tokens = new Map<string, { params: string; launched: Instance[] }>();
 
   constructor(
     readonly delays: Ec2Delays,
@@ -105,9 +112,22 @@ export class Ec2Model {
     return ids.map((id) => this.instances.get(id)!);
   }
 
-  launch(imageId: string, instanceType: string, count: number, tags: Map<string, string>, clientToken?: string): Instance[] {
+  /**
+   * `params` is the request's canonical form without its token: a token reused with other parameters is
+   * refused, whatever the first call launched.
+   */
+  launch(imageId: string, instanceType: string, count: number, tags: Map<string, string>, clientToken?: string, params = ''): Instance[] {
+    if (clientToken !== undefined && (clientToken.length > 64 || !/^[\x20-\x7e]*$/.test(clientToken))) {
+      throw new Ec2ApiError('InvalidParameterValue', 'ClientToken must be at most 64 ASCII characters');
+    }
     const earlier = clientToken === undefined ? undefined : this.tokens.get(clientToken);
-    if (earlier !== undefined) return earlier;
+    if (earlier !== undefined) {
+      if (earlier.params !== params) {
+        throw new Ec2ApiError('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+      }
+      this.advance();
+      return earlier.launched;
+    }
     const reservationId = `r-${hex(8)}`;
     const launched: Instance[] = [];
     for (let i = 0; i < count; i++) {
@@ -120,13 +140,14 @@ export class Ec2Model {
         privateIpAddress: `10.0.${Math.floor(n / 250) % 250}.${(n % 250) + 4}`,
         launchTime: new Date(this.now()),
         tags: new Map(tags),
+        ...(clientToken !== undefined && { clientToken }),
         state: 'pending',
         settlesAt: this.now() + this.delays.pendingMs,
       };
       this.instances.set(inst.instanceId, inst);
       launched.push(inst);
     }
-    if (clientToken !== undefined) this.tokens.set(clientToken, launched);
+    if (clientToken !== undefined) this.tokens.set(clientToken, { params, launched });
     return launched;
   }
 

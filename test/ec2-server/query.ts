@@ -74,6 +74,7 @@ export function matches(inst: Instance, fs: Filter[]): boolean {
     const any = (v: string | undefined): boolean => v !== undefined && f.values.some((p) => globMatch(p, v));
     if (f.name === 'instance-state-name') return any(inst.state);
     if (f.name === 'instance-id') return any(inst.instanceId);
+    if (f.name === 'client-token') return any(inst.clientToken);
     if (f.name === 'tag-key') return [...inst.tags.keys()].some((k) => any(k));
     if (f.name.startsWith('tag:')) return any(inst.tags.get(f.name.slice(4)));
     throw new Ec2ApiError('InvalidParameterValue', `The filter '${f.name}' is invalid`);

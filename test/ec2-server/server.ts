@@ -45,6 +45,11 @@ export interface Ec2Server {
   readonly calls: Ec2Call[];
   /** Fail the next call of `action` with EC2 error `code` (once), before it touches the model. */
   failNext(action: string, code: string, message?: string): void;
+  /**
+   * Carry out the next call of `action` (once), then drop the connection instead of answering: the caller
+   * cannot tell whether it happened, and the SDK retries it.
+   */
+  dropNextReply(action: string): void;
   close(): Promise<void>;
 }
 
@@ -74,7 +79,8 @@ const handlers: Record<string, Handler> = {
     if (!(min >= 1 && max >= min)) throw new Ec2ApiError('InvalidParameterValue', 'MinCount and MaxCount must be >= 1 and MinCount <= MaxCount');
     const imageId = required(p, 'ImageId');
     if (!/^ami-[0-9a-z]+$/.test(imageId)) throw new Ec2ApiError('InvalidAMIID.Malformed', `Invalid id: "${imageId}" (expecting "ami-...")`);
-    return reservationXml(model.launch(imageId, p.get('InstanceType') ?? 'm1.small', max, instanceTags(p), p.get('ClientToken')));
+    const token = p.get('ClientToken');
+    return reservationXml(model.launch(imageId, p.get('InstanceType') ?? 'm1.small', max, instanceTags(p), token === '' ? undefined : token, canonical(p)));
   },
   DescribeInstances: (p, model) => {
     const ids = list(p, 'InstanceId');
@@ -92,6 +98,10 @@ const handlers: Record<string, Handler> = {
   },
 };
 
+/** A request's parameters without its token, in a stable order: what "the same request" means for a retry. */
+const canonical = (p: Params): string =>
+  JSON.stringify([...p].filter(([k]) => k !== 'ClientToken').sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -104,6 +114,7 @@ export async function startEc2Server(opts: Ec2ServerOptions = {}): Promise<Ec2Se
   const model = new Ec2Model(delays, now);
   const calls: Ec2Call[] = [];
   const faults: { action: string; code: string; message: string }[] = [];
+  const drops: string[] = [];
 
   const reply = (res: ServerResponse, status: number, xml: string, requestId: string): void => {
     res.writeHead(status, { 'content-type': 'text/xml;charset=UTF-8', 'x-amzn-requestid': requestId }).end(xml);
@@ -126,7 +137,15 @@ export async function startEc2Server(opts: Ec2ServerOptions = {}): Promise<Ec2Se
         const [f] = faults.splice(fault, 1);
         throw new Ec2ApiError(f!.code, f!.message);
       }
-      reply(res, 200, envelope(action, requestId, handler(p, model)), requestId);
+      const body = envelope(action, requestId, handler(p, model));
+      const drop = drops.indexOf(action);
+      if (drop >= 0) {
+        drops.splice(drop, 1);
+        call.error = 'dropped';
+        res.socket?.destroy();
+        return;
+      }
+      reply(res, 200, body, requestId);
     } catch (err) {
       const e = err instanceof Ec2ApiError ? err : new Ec2ApiError('InternalError', String(err), 500);
       call.error = e.code;
@@ -147,6 +166,7 @@ export async function startEc2Server(opts: Ec2ServerOptions = {}): Promise<Ec2Se
     delays,
     calls,
     failNext: (action, code, message = `injected ${code}`) => void faults.push({ action, code, message }),
+    dropNextReply: (action) => void drops.push(action),
     close: () =>
       (closed ??= new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -43,6 +43,7 @@ export function instanceXml(inst: Instance): string {
     // A terminated instance has released its network interface, as in EC2.
     inst.state === 'terminated' ? '' : text('privateIpAddress', inst.privateIpAddress),
     tags.length > 0 ? set('tagSet', tags) : '',
+    inst.clientToken !== undefined ? text('clientToken', inst.clientToken) : '',
   ].join('');
 }
 

@@ -153,7 +153,7 @@ export class ApiTokenRows {
       if (admins.length === 0) {
         const m = mint();
         minted = await insertRow(tx, { hash: m.hash, role: 'admin', label: DEFAULT_ADMIN_LABEL });
-        m.beforeCommit();
+        if (minted) m.beforeCommit();
       }
       if (imported > 0 || minted) await tx.query(NOTIFY);
       return { imported, minted };

@@ -133,13 +133,17 @@ client(
 registerPoolCommands(program, client, set);
 program
   .command('token')
-  .description('print the local admin token, rotate it, or issue a role token')
+  .description('print the local admin token, rotate it, issue, list or remove role tokens (a cluster\'s: --cluster)')
   .option('--data-dir <dir>', 'data directory', defaultDataDir())
   .option('--rotate', 'replace the admin token (the old one stops working)')
   .option('--add <role>', 'issue a new token for admin | operator | viewer')
   .option('--label <name>', 'with --add: who the token is for (names its requests in cycles, history and logs)')
   .option('--expires-in <duration>', 'with --add: 90s, 15m, 12h, 7d')
   .option('--remove <id-or-label>', 'remove a token by label or short id; sockets opened with it are closed')
+  .option('--list', 'list the tokens (hashes\' short ids, roles, labels, expiries; never the tokens)')
+  .option('--cluster', 'the tokens of a cluster, in its PostgreSQL (DATABASE_URL or --database-url)')
+  .option('--database-url <url>', 'the cluster\'s PostgreSQL (implies --cluster)')
+  .option('--import [file]', 'with --cluster: copy a single node\'s tokens.json (default: the data dir\'s) into the cluster')
   .option('--json', 'print exactly one JSON document on stdout')
   .action(async (f: TokenFlags) => {
     const { token } = await import('./token.ts');

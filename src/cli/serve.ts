@@ -4,7 +4,8 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ServerOptions, WsupServer } from '../server/index.ts';
+import type { ServerOptions, TokenFile, WsupServer } from '../server/index.ts';
+import type { ServeTokens } from './cluster-tokens.ts';
 import { errorMessage, WsupError } from '../errors.ts';
 import type { PolicyPatch } from '../protocol/index.ts';
 import { AutoUpdate, ConfigError, parseConfig, providerDefaultTemplate, TemplateSet } from '../templates/index.ts';
@@ -166,7 +167,12 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     logger,
   });
   const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });
-  return run(m, { f, port, dataDir, logger, started, rt, server, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
+  // One set of API tokens for the whole cluster, in its database (not this replica's data dir).
+  const tokens = await (await import('./cluster-tokens.ts')).clusterTokens({ url: f.databaseUrl!, dataDir, logger }).catch(async (err: unknown) => {
+    await rt.close();
+    throw err;
+  });
+  return run(m, { f, port, dataDir, logger, started, rt, server, tokens, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
 }
 
 type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList' | 'limits' | 'metricsToken' | 'edge'>;
@@ -180,14 +186,16 @@ async function run(m: Loaded, o: {
   started: number;
   rt: { providerCalls: ProviderCallTap; wiring: { provider: string; store: string }; close(deadlineMs?: number): Promise<void> };
   server: (common: CommonServerOptions) => WsupServer;
+  /** The cluster's tokens; default: the data dir's token files. */
+  tokens?: ServeTokens;
   graceMs: number;
   closing: string;
 }): Promise<number> {
   const { f, logger, rt } = o;
-  const tokens = m.TokenFile.in(o.dataDir);
-  const admin = tokens.ensureAdmin();
+  const tokens = o.tokens ?? fileTokens(m.TokenFile.in(o.dataDir));
+  const admin = tokens.admin;
   const server = o.server({
-    tokens,
+    tokens: tokens.verifier,
     host: f.host,
     port: o.port,
     providerCalls: rt.providerCalls,
@@ -200,9 +208,9 @@ async function run(m: Loaded, o: {
   process.stdout.write(
     [
       `wsup ready on ${url} in ${ms} ms (provider ${rt.wiring.provider}, store ${rt.wiring.store})`,
-      `  visualizer: ${url}/?token=${admin.token}`,
+      admin.token !== null ? `  visualizer: ${url}/?token=${admin.token}` : `  visualizer: ${url}/ (the cluster's admin token is not in this data dir: \`wsup token\` where it was minted, or \`wsup token --cluster --rotate\`)`,
       `  control:    ${url.replace(/^http/, 'ws')}/control`,
-      `  token:      ${tokens.adminPath}${admin.created ? ' (new admin token)' : ''}`,
+      `  token:      ${admin.path}${admin.created ? ' (new admin token)' : admin.token === null ? ' (absent)' : ''}`,
       '',
     ].join('\n'),
   );
@@ -215,6 +223,7 @@ async function run(m: Loaded, o: {
   const expired = new Promise<'expired'>((r) => (timer = setTimeout(() => r('expired'), o.graceMs)));
   const closed = (async () => {
     await server.close();
+    await tokens.close();
     await rt.close(Math.max(0, deadline - Date.now()));
     return 'closed' as const;
   })();
@@ -225,6 +234,12 @@ async function run(m: Loaded, o: {
     process.exit(1);
   }
   return 0;
+}
+
+/** A single node's tokens: the data dir's files, re-read when they change; the admin token made on first start. */
+function fileTokens(file: TokenFile): ServeTokens {
+  const admin = file.ensureAdmin();
+  return { verifier: file, admin: { ...admin, path: file.adminPath }, close: async () => undefined };
 }
 
 /**

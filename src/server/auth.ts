@@ -16,6 +16,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, w
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ROLES, type Role } from '../protocol/index.ts';
+import { DEFAULT_ADMIN_LABEL } from '../store/api-tokens.ts';
 
 /** Who a token speaks for: its role, its label when it has one, and a short id derived from its hash. */
 export interface Principal {
@@ -54,7 +55,8 @@ const entrySchema = z.object({
 const fileSchema = z.object({ version: z.literal(1), tokens: z.array(entrySchema) });
 export type TokenEntry = z.infer<typeof entrySchema>;
 
-const ADMIN_LABEL = 'default-admin';
+/** The label of the admin token `wsup serve` makes on first start, in a file or the cluster's database. */
+export const ADMIN_LABEL = DEFAULT_ADMIN_LABEL;
 
 /** In-memory tokens (plain text in, hashed at once), for embedding and tests. */
 export function staticTokens(
@@ -137,6 +139,12 @@ export class TokenFile implements TokenVerifier {
     return token;
   }
 
+  /** Every token of the file (hashes), expired ones too: what a cluster imports on its first start. */
+  list(): TokenEntry[] {
+    this.reload();
+    return [...this.entries.values()];
+  }
+
   /** The plain-text admin token of the embedded default, if present. */
   readAdmin(): string | null {
     try {
@@ -171,7 +179,7 @@ export class TokenFile implements TokenVerifier {
 }
 
 /** Write atomically with mode 0600 (temp file + rename), creating the directory 0700. */
-function writePrivate(path: string, text: string): void {
+export function writePrivate(path: string, text: string): void {
   const dir = join(path, '..');
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;

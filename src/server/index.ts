@@ -10,6 +10,7 @@
  * app.listen(8080);
  */
 export { createServer, CONTROL_PATH, type ServerOptions, type WsupServer, type ServerLifecycle } from './server.ts';
+export { DbTokens, issueDbToken, rotateDbAdmin, type DbTokensOptions } from './db-tokens.ts';
 export { TokenFile, staticTokens, hashToken, newToken, principalName, tokenIdOf, type Principal, type TokenVerifier, type TokenEntry } from './auth.ts';
 export { ProviderCallTap, type ProviderCallListener } from './metrics.ts';
 export { DEFAULT_LIMITS, type Limits, type ServerClock } from './limits.ts';

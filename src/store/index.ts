@@ -13,6 +13,7 @@ export { GroupCommitter, type GroupCommitStats, type GroupCommitOptions } from '
 export { ClaimStore, type AgentView, type Claim, type ClaimAttempt } from './claims.ts';
 export { PoolStore, RETIRED_OWNER, type PoolDefinition, type PoolHealth, type PoolMember, type PoolRecord } from './pools.ts';
 export { TokenStore, ProcessRecordStore, hashToken, type ApiToken } from './records.ts';
+export { ApiTokenRows, DEFAULT_ADMIN_LABEL, type ApiTokenRow, type NewApiToken, type TokenFingerprint } from './api-tokens.ts';
 export {
   SYSTEM_OWNER,
   type CommitWrite,

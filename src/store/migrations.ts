@@ -199,6 +199,19 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    name: 'api tokens: one set per cluster, with labels and revocation',
+    sql: `
+      -- API tokens live here when the server runs as a cluster (wsup serve --cluster): every replica
+      -- verifies against one set. Hashes only. A revoked token keeps its row (revoked_at set), so a
+      -- list shows what was revoked and when. id names a token in lists and revocations.
+      ALTER TABLE api_tokens ADD COLUMN id bigserial, ADD COLUMN label text, ADD COLUMN revoked_at timestamptz;
+      ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_id_key UNIQUE (id);
+      -- At most one live default admin token: two replicas starting at once cannot both mint one.
+      CREATE UNIQUE INDEX api_tokens_default_admin_idx ON api_tokens (label) WHERE label = 'default-admin' AND revoked_at IS NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

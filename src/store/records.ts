@@ -49,7 +49,7 @@ export class TokenStore {
   /** The token's role if it exists and has not expired (by the database clock). */
   async findApiToken(token: string): Promise<ApiToken | null> {
     const { rows } = await this.engine.query<{ role: string; created_at: Date; expires_at: Date | null }>(
-      'SELECT role, created_at, expires_at FROM api_tokens WHERE hash = $1 AND (expires_at IS NULL OR expires_at > now())',
+      'SELECT role, created_at, expires_at FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
       [hashToken(token)],
     );
     const r = rows[0];

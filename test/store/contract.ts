@@ -54,7 +54,7 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
         const opened = await Promise.all([open(), open(), open()]);
         expect(opened.flatMap((s) => s.migration.applied).sort()).toEqual(MIGRATIONS.map((m) => m.version));
         const { rows } = await opened[0].engine.query('SELECT version FROM schema_migrations');
-        expect(rows).toHaveLength(LATEST_SCHEMA_VERSION);
+        expect(rows).toHaveLength(MIGRATIONS.length);
       });
 
       it('refuse a database written by a newer wsup, naming both versions', async () => {

@@ -4,3 +4,7 @@ export { Replica, fencedProvider, type ClusterMethod, type ClusterParams, type R
 export { LeaseKeeper, FencedError, fenceCheck, type Lease, type LeaseKeeperOptions } from './leases.ts';
 export { Listener, type ListenerOptions } from './notify.ts';
 export { shardOf, DEFAULT_SHARDS } from './shards.ts';
+export { ShardServiceSet, poolKey, type RoutedMethod, type RoutedParams, type ShardServiceSetOptions } from './services.ts';
+export { ClusterClaims, type ClusterClaimsOptions, type Route } from './claims.ts';
+export { ClusterPools, ClusterViews } from './pools.ts';
+export { QuotaFeed, type QuotaFeedOptions } from './quota-feed.ts';

@@ -59,6 +59,10 @@ export interface ClaimServiceOptions {
   onError?: (err: unknown, context: { id?: string; what: string }) => void;
   /** Test seam: runs right after a claim committed, before anything else learns of it. */
   afterCommit?: (claim: Claim) => void | Promise<void>;
+  /** The workspaces this service looks after (a cluster shard's); default: every one in the store. */
+  select?: (id: string) => boolean;
+  /** After every durable claim change of a workspace (claimed, build completed, acked): a cluster tells its other replicas. */
+  onChange?: (id: string) => void;
 }
 
 const CLAIM_LABEL = 'claim:';
@@ -81,8 +85,9 @@ export class ClaimService {
 
   /** Read unfinished claims from the store. Call before `attach`, so recovery's completions are matched. */
   async load(): Promise<void> {
-    for (const c of await this.opts.store.claims.unfinished()) this.awaiting.set(c.workspaceId, { buildId: c.claimBuildId, cycle: c.claimCycle });
-    for (const l of await this.opts.store.claims.prebuildLabels()) this.labels.set(l.id, { owner: l.owner, pool: l.pool });
+    const mine = this.opts.select ?? (() => true);
+    for (const c of await this.opts.store.claims.unfinished()) if (mine(c.workspaceId)) this.awaiting.set(c.workspaceId, { buildId: c.claimBuildId, cycle: c.claimCycle });
+    for (const l of await this.opts.store.claims.prebuildLabels()) if (mine(l.id)) this.labels.set(l.id, { owner: l.owner, pool: l.pool });
   }
 
   /** Follow the supervisor's cycles (synchronously: pass it as `beforeRecovery`). */
@@ -273,6 +278,11 @@ export class ClaimService {
 
   private notify(id: string): void {
     for (const fn of [...(this.watchers.get(id) ?? [])]) fn();
+    try {
+      this.opts.onChange?.(id);
+    } catch (err) {
+      this.report(err, id, 'telling others of a claim change failed');
+    }
   }
 
   private sup(): Supervisor {

@@ -9,6 +9,7 @@ import type { ClaimService } from '../supervisor/claims.ts';
 import type { PoolService } from '../supervisor/pools.ts';
 import { providerDefaultTemplate, SPEC_PARAMS, TemplateSet, updateWorkspace } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
+import { ROUTED } from './dispatch.ts';
 import type { EventSink, Hub } from './hub.ts';
 
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
@@ -69,15 +70,12 @@ export class Handlers {
         // Decided before anything is stored or started: a refused request leaves no trace. The policy rides in
         // the spec (the supervisor checks it before it stores anything), so a bad one refuses the create whole.
         const spec = { ...templates.specFor(p, conn.role, p.id), ...(p.policy !== undefined ? { wsupPolicy: p.policy } : {}) };
-        if (p.prebuild !== true) return this.label(await sup.create(p.id, { ...spec, wsupOwner: conn.principal }));
+        if (p.prebuild !== true) return this.label((await ROUTED['workspace.create'](sup, { id: p.id, spec: { ...spec, wsupOwner: conn.principal } }, who(conn))) as WorkspaceView);
         return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
       'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
-      'workspace.setPolicy': async (p) => this.label(await sup.setPolicy(p.id, p.policy)),
-      'workspace.activity': async (p, conn) => {
-        const r = await sup.activity(p.id, p.source ?? who(conn));
-        return { id: r.id, idleDeadline: r.idleDeadline };
-      },
+      'workspace.setPolicy': async (p, conn) => this.label((await ROUTED['workspace.setPolicy'](sup, p, who(conn))) as WorkspaceView),
+      'workspace.activity': async (p, conn) => (await ROUTED['workspace.activity'](sup, { id: p.id, activitySource: p.source ?? who(conn) }, who(conn))) as Results['workspace.activity'],
       'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn), role: conn.role }),
       // A template renders with the caller's role, as `workspace.create` does; a raw spec is the admin's (PARAM_ROLE).
       'pool.set': async (p, conn) => poolsOf(deps).set(p, (req) => templates.specFor(req, conn.role, p.pool)),
@@ -85,22 +83,12 @@ export class Handlers {
       'pool.list': async () => ({ items: await poolsOf(deps).list() }),
       'quota.usage': async () => (sup.quotaUsage ? await sup.quotaUsage() : { perOwner: [], perTemplate: [] }),
       'pool.delete': async (p) => poolsOf(deps).delete(p.pool),
-      'workspace.ensure': async (p, conn) => {
-        const r = await sup.ensure(p.id, { requester: who(conn) });
-        return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
-      },
-      'workspace.restart': async (p, conn) => {
-        const r = await sup.restart(p.id, {
-          requester: who(conn),
-          ...(p.source !== undefined ? { source: p.source } : {}),
-          ...(p.reason !== undefined ? { reason: p.reason } : {}),
-          ...(p.wait !== undefined ? { wait: p.wait } : {}),
-        });
-        return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
-      },
-      'workspace.stop': async (p, conn) => this.label(await sup.stop(p.id, { requester: who(conn) })),
-      'workspace.destroy': async (p, conn) => this.label(await sup.destroy(p.id, { requester: who(conn) })),
-      'workspace.get': async (p) => this.label(await sup.get(p.id)),
+      // The id-routed methods: the one table (dispatch.ts) a cluster owner runs them through too.
+      'workspace.ensure': async (p, conn) => (await ROUTED['workspace.ensure'](sup, p, who(conn))) as Results['workspace.ensure'],
+      'workspace.restart': async (p, conn) => (await ROUTED['workspace.restart'](sup, p, who(conn))) as Results['workspace.restart'],
+      'workspace.stop': async (p, conn) => this.label((await ROUTED['workspace.stop'](sup, p, who(conn))) as WorkspaceView),
+      'workspace.destroy': async (p, conn) => this.label((await ROUTED['workspace.destroy'](sup, p, who(conn))) as WorkspaceView),
+      'workspace.get': async (p, conn) => this.label((await ROUTED['workspace.get'](sup, p, who(conn))) as WorkspaceView),
       'workspace.list': async (p) => {
         const limit = p.limit ?? DEFAULT_LIST_LIMIT;
         const items = await sup.list({ ...p, limit: limit + 1 });

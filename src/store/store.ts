@@ -55,6 +55,15 @@ export interface StoreOptions extends EngineOptions {
   fence?: (tx: SqlQueryable, workspaceIds: readonly string[]) => Promise<ReadonlyMap<string, Error> | null>;
 }
 
+/** A workspace's columns as `liveRows` reads them; `snapshot` is the stored JSON text. */
+export interface LiveRow {
+  id: string;
+  spec: Record<string, unknown>;
+  desired: Desired;
+  state: LifecycleState;
+  snapshot: string | null;
+}
+
 export interface LoadResult {
   workspaces: WorkspaceRecord[];
   /** Rows that exist but cannot be restored: report each, never skip silently. */
@@ -242,6 +251,34 @@ export class WorkspaceStore {
       [id, opts.beforeSeq ?? Number.MAX_SAFE_INTEGER, limit],
     );
     return rows.map(toEvent);
+  }
+
+  // --- Reads any cluster replica answers from the store (every owner commits before it answers) -----
+
+  /** Live workspaces' columns and snapshot text, in id order after `cursor`: a list without restoring actors. */
+  async liveRows(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): Promise<LiveRow[]> {
+    const params: unknown[] = [filter.cursor ?? '', Math.max(1, Math.min(filter.limit ?? 1000, 10_000))];
+    if (filter.state) params.push(filter.state);
+    const { rows } = await this.engine.query<LiveRow>(
+      `SELECT id, spec, desired, state, snapshot FROM workspaces WHERE destroyed_at IS NULL AND id > $1 ${filter.state ? 'AND state = $3' : ''} ORDER BY id LIMIT $2`,
+      params,
+    );
+    return rows;
+  }
+
+  /** Whether the workspace has a row (only a live one with `live`). */
+  async exists(id: string, opts: { live?: boolean } = {}): Promise<boolean> {
+    const { rows } = await this.engine.query(`SELECT 1 FROM workspaces WHERE id = $1 ${opts.live ? 'AND destroyed_at IS NULL' : ''}`, [id]);
+    return rows.length > 0;
+  }
+
+  /** The data of the first `request` event whose requester starts with `prefix`, or null. */
+  async firstRequest(id: string, prefix: string): Promise<Record<string, unknown> | null> {
+    const { rows } = await this.engine.query<{ data: Record<string, unknown> }>(
+      `SELECT data FROM workspace_events WHERE workspace_id = $1 AND kind = 'request' AND left(data->>'requester', length($2)) = $2 ORDER BY seq LIMIT 1`,
+      [id, prefix],
+    );
+    return rows[0]?.data ?? null;
   }
 
   /** Wait for commits in flight, then close the engine (if the store opened it). Idempotent. */

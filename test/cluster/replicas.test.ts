@@ -81,6 +81,46 @@ describeWith(postgresUrl(), 'cluster replicas on PostgreSQL', (url) => {
     rs.unsubscribe();
   }, 60_000);
 
+  it("runs a method a shard's services add on the shard's owner, forwarded from any replica", async () => {
+    await setup();
+    const withEcho = async (name: string) => {
+      const r = await Replica.start({
+        url,
+        schema,
+        replica: name,
+        provider: new DbFakeProvider(db, name, 5),
+        ttlMs: 2000,
+        pollMs: 200,
+        services: ({ shard, epoch }) => ({
+          methods: { 'test.echo': async (p, requester) => ({ id: p.id, ranOn: name, shard, epoch, requester }) },
+          close: async () => undefined,
+        }),
+      });
+      replicas.push(r);
+      return r;
+    };
+    const a = await withEcho('a');
+    const b = await withEcho('b');
+    await expect.poll(() => ({ a: a.owned().length, b: b.owned().length }), POLL).toEqual({ a: 32, b: 32 });
+    const ids = Array.from({ length: 20 }, (_, i) => `echo-${i}`);
+    const answers = (await Promise.all(ids.map((id) => a.call('test.echo', { id, requester: 'probe' })))) as { id: string; ranOn: string; shard: number; requester: string }[];
+    for (const [i, r] of answers.entries()) {
+      expect(r.id).toBe(ids[i]);
+      expect(r.shard).toBe(a.shardOf(ids[i]!));
+      expect(r.ranOn).toBe(b.owned().includes(r.shard) ? 'b' : 'a');
+      expect(r.requester).toMatch(/^probe~a\.\d+$/);
+    }
+    expect(new Set(answers.map((r) => r.ranOn))).toEqual(new Set(['a', 'b']));
+    // A method neither the table nor the services know is refused by name, wherever it runs.
+    const onB = ids.find((id) => b.owned().includes(a.shardOf(id)))!;
+    const refused = await a.call('test.nope', { id: onB }).then(
+      () => null,
+      (err: unknown) => err as { code: string; message: string },
+    );
+    expect(refused?.code).toBe('WSUP_INVALID_ARGUMENT');
+    expect(refused?.message).toContain('test.nope');
+  }, 60_000);
+
   it('a new replica takes its share; a leaving replica hands its shards over after in-flight cycles', async () => {
     await setup();
     const a = await start('a');
@@ -104,5 +144,10 @@ describeWith(postgresUrl(), 'cluster replicas on PostgreSQL', (url) => {
     expect(refused, 'a graceful handover leaves no call to the provider fence').toEqual([]);
     const { rows: states } = await db.query<{ state: string }>('SELECT state FROM workspaces WHERE id = ANY($1::text[])', [ids]);
     expect(states.every((s) => s.state === 'running')).toBe(true);
+    // Closing twice is one close: the same promise, and the replica says it is closed.
+    const closing = a.close();
+    expect(a.close()).toBe(closing);
+    await closing;
+    expect(a.closed).toBe(true);
   }, 60_000);
 });

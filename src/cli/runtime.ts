@@ -15,7 +15,7 @@ import { createProcessProvider, parseProcessRecord, type ProcessRecord, type Pro
 import type { Provider } from '../providers/types.ts';
 import type { Logger } from '../server/logger.ts';
 import { Subject } from 'rxjs';
-import type { ClusterClaims, ClusterMethod, ClusterParams, ClusterPools, Replica, Route } from '../cluster/index.ts';
+import type { ClusterClaims, ClusterParams, ClusterPools, Replica, RouteCall } from '../cluster/index.ts';
 import { QuotaLedger, type QuotaLimits } from '../supervisor/quota.ts';
 import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
@@ -194,7 +194,7 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
   // Services route through the replica while it starts (a pool pass may run in its first shard's gain).
   let replicaReady: (r: Replica) => void = () => undefined;
   const started = new Promise<Replica>((r) => (replicaReady = r));
-  const route = (async (method: string, params: Record<string, unknown>) => (await started).call(method as ClusterMethod, params as unknown as ClusterParams)) as Route;
+  const route = (async (method: string, params: Record<string, unknown>) => (await started).call(method, params as unknown as ClusterParams)) as RouteCall;
   const claims = await cluster.ClusterClaims.start({ url: databaseUrl, store, route, onError: (err, what) => onError(err, { what }) });
   const events = new Subject<SupervisorEvent>();
   const views = new cluster.ClusterViews(store, events.asObservable(), route);

@@ -13,7 +13,7 @@ import { WorkspaceNotFoundError } from '../errors.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import type { QuotaLedger } from '../supervisor/quota.ts';
 import type { ActivityResult, EnsureResult, RestartResult, SupervisorLifecycle, WorkspaceView } from '../supervisor/types.ts';
-import type { ClusterMethod, Replica } from './replica.ts';
+import type { Replica } from './replica.ts';
 
 export interface ClusterBackendOptions {
   /** Where prebuild labels are read for lists (views of single workspaces come labelled from their owner). */
@@ -50,7 +50,7 @@ export function clusterBackend(replica: Replica, opts: ClusterBackendOptions = {
     },
     // A restart with source `update` at the owner, onto the spec the server stored just before.
     update: async (id, o = {}) =>
-      (await replica.call('workspace.update' as ClusterMethod, {
+      (await replica.call('workspace.update', {
         id,
         ...(o.reason !== undefined ? { reason: o.reason } : {}),
         ...(o.requester !== undefined ? { requester: o.requester } : {}),

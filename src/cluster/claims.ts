@@ -19,19 +19,19 @@ import { SYSTEM_OWNER } from '../store/types.ts';
 import { decide, type AgentDecision, type ClaimResult } from '../supervisor/claims.ts';
 import type { WorkspaceView } from '../supervisor/types.ts';
 import { Listener } from './notify.ts';
-import type { RoutedMethod, RoutedParams } from './services.ts';
+import type { ShardMethod, ShardMethodParams } from './services.ts';
 
 /** Run a routed method on the owner of `params.id`'s shard. */
-export type Route = <M extends RoutedMethod | 'workspace.ensure' | 'workspace.destroy' | 'workspace.get'>(
+export type RouteCall = <M extends ShardMethod | 'workspace.ensure' | 'workspace.destroy' | 'workspace.get'>(
   method: M,
-  params: { id: string; requester?: string } & (M extends RoutedMethod ? RoutedParams[M] : object),
+  params: { id: string; requester?: string } & (M extends ShardMethod ? ShardMethodParams[M] : object),
 ) => Promise<unknown>;
 
 export interface ClusterClaimsOptions {
   /** PostgreSQL url, for the LISTEN connection. */
   url: string;
   store: WorkspaceStore;
-  route: Route;
+  route: RouteCall;
   /** Claim rounds (candidates re-read) before a pool claim gives up. Default 5. */
   rounds?: number;
   onError?: (err: unknown, what: string) => void;

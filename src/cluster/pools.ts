@@ -11,14 +11,14 @@
  * await pools.set({ pool: 'python', desired: 3, template: 'python' }, render);
  */
 import type { Observable } from 'rxjs';
-import { NO_POLICY, type LifecycleState, type PolicyTiming, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import { WsupError } from '../errors.ts';
-import type { WorkspaceStore } from '../store/store.ts';
+import type { LiveRow, WorkspaceStore } from '../store/store.ts';
 import { checkPoolName, classify, definition, MAX_DESIRED, notFound, poolView, type PoolSetRequest, type RenderSpec } from '../supervisor/pool-rules.ts';
 import type { PoolService, PoolView, PoolWorkspaces } from '../supervisor/pools.ts';
 import type { SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
-import type { Route } from './claims.ts';
+import type { RouteCall } from './claims.ts';
 import { poolKey } from './services.ts';
+import { viewOfRow } from './views.ts';
 
 /** Every replica's workspaces for a pool reconciler: views read from the store, commands to each owner. */
 export class ClusterViews implements PoolWorkspaces {
@@ -27,7 +27,7 @@ export class ClusterViews implements PoolWorkspaces {
   constructor(
     private readonly store: WorkspaceStore,
     readonly events: Observable<SupervisorEvent>,
-    private readonly route: Route,
+    private readonly route: RouteCall,
   ) {}
 
   has(id: string): boolean {
@@ -51,7 +51,7 @@ export class ClusterViews implements PoolWorkspaces {
   /** Read the views of `ids` from the store: every owner commits there before it answers. */
   async refresh(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    const { rows } = await this.store.engine.query<StoredRow>('SELECT id, spec, desired, state, snapshot FROM workspaces WHERE id = ANY($1::text[])', [ids]);
+    const { rows } = await this.store.engine.query<LiveRow>('SELECT id, spec, desired, state, snapshot FROM workspaces WHERE id = ANY($1::text[])', [ids]);
     const seen = new Set<string>();
     for (const row of rows) {
       seen.add(row.id);
@@ -66,7 +66,7 @@ export class ClusterPools {
   constructor(
     private readonly store: WorkspaceStore,
     private readonly views: ClusterViews,
-    private readonly route: Route,
+    private readonly route: RouteCall,
     private readonly local: () => ReturnType<PoolService['gauges']>,
   ) {}
 
@@ -115,40 +115,4 @@ export class ClusterPools {
     await this.views.refresh(members.map((m) => m.id));
     return classify(members, this.views);
   }
-}
-
-interface StoredRow {
-  id: string;
-  spec: Record<string, unknown>;
-  desired: WorkspaceView['desired'];
-  state: LifecycleState;
-  /** JSON text. */
-  snapshot: string | null;
-}
-
-/** What a pool counts of a workspace, from its stored row (the snapshot's context carries the rest). */
-function viewOfRow(row: StoredRow): WorkspaceView {
-  type StoredContext = Partial<WorkspaceContext> & Partial<PolicyTiming>;
-  let ctx: StoredContext = {};
-  try {
-    ctx = (row.snapshot === null ? null : (JSON.parse(row.snapshot) as { context?: StoredContext } | null))?.context ?? {};
-  } catch {
-    // An unreadable snapshot: its owner reports it; count the row by its columns.
-  }
-  return {
-    id: row.id,
-    state: row.state,
-    desired: row.desired,
-    endpoint: ctx.endpoint ?? null,
-    cycle: ctx.cycleCount ?? 0,
-    pending: ctx.pending?.length ?? 0,
-    deferredUntil: ctx.deferred?.until ?? null,
-    backoffUntil: ctx.backoffUntil ?? null,
-    lastError: ctx.lastError ?? null,
-    spec: row.spec,
-    policy: ctx.policy ?? NO_POLICY,
-    lastActivityAt: (ctx.timing ?? ctx).lastActivity?.at ?? null,
-    dormant: ((ctx.timing ?? ctx).dormantSince ?? null) !== null,
-    next: null,
-  };
 }

@@ -11,6 +11,7 @@
  * const replica = await Replica.start({ url, provider, services: shards.build, supervisor: { ledger } });
  * shards.liveness({ workspaceId: 'ws-1', alive: false, detail: 'exited' }); // to ws-1's bus, if owned here
  */
+import { createHash } from 'node:crypto';
 import { BUS_DEFAULTS, createBus, type Bus, type LivenessEvent } from '../bus/index.ts';
 import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
 import { ClaimService } from '../supervisor/claims.ts';
@@ -28,7 +29,7 @@ type OnError = (err: unknown, context: { id?: string; what: string }) => void;
 export const poolKey = (pool: string): string => `pool:${pool}`;
 
 /** Methods the owner answers beyond the supervisor's, and what they take besides `id`. */
-export interface RoutedParams {
+export interface ShardMethodParams {
   'files.written': { paths: string[] };
   'workspace.claim': { userId: string };
   'prebuild.create': { spec: Record<string, unknown>; pool: string | null };
@@ -37,7 +38,7 @@ export interface RoutedParams {
   'pool.reconcile': { pool: string };
   'pool.delete': { pool: string };
 }
-export type RoutedMethod = keyof RoutedParams;
+export type ShardMethod = keyof ShardMethodParams;
 
 export interface ShardServiceSetOptions {
   shards: number;
@@ -152,21 +153,23 @@ export class ShardServiceSet {
       'workspace.destroy': async (p, requester) => label(await sup().destroy(p.id, { requester })),
       'workspace.setPolicy': async (p) => label(await sup().setPolicy(p.id, p.policy ?? {})),
       'files.written': async (p) => {
-        const paths = p.paths as RoutedParams['files.written']['paths'];
+        const paths = p.paths as ShardMethodParams['files.written']['paths'];
         if (!sup().accepts(p.id) || !h.bus) throw new WorkspaceNotFoundError(p.id);
         const at = Date.now();
         for (const path of paths) h.bus.fileWritten({ workspaceId: p.id, path, at });
         h.bus.activity({ workspaceId: p.id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per window
         return { id: p.id, accepted: paths.length };
       },
-      'workspace.claim': async (p) => h.claims.claim({ id: p.id, userId: p.userId as string }),
+      // The build id comes from the call's label (unique per call, the same wherever it runs): a claim whose
+      // owner died after committing it is answered, not refused, when the next owner runs it again.
+      'workspace.claim': async (p, requester) => h.claims.claim({ id: p.id, userId: p.userId as string, buildId: `cb-${createHash('sha256').update(requester).digest('hex').slice(0, 32)}` }),
       'prebuild.create': async (p) => h.claims.createPrebuild(p.id, (p.spec ?? {}), (p.pool as string | null) ?? null),
       'workspace.update': async (p, requester) => {
         const r = await sup().update(p.id, { requester, ...(typeof p.reason === 'string' ? { reason: p.reason } : {}) });
         return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
       },
       'pool.set': async (p) => {
-        const q = p as unknown as RoutedParams['pool.set'];
+        const q = p as unknown as ShardMethodParams['pool.set'];
         const req: PoolSetRequest = {
           pool: q.pool,
           desired: q.desired,

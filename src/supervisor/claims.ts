@@ -144,11 +144,16 @@ export class ClaimService {
   }
 
   /** Claim one prebuild (by id, or the oldest unclaimed one of a pool) for `userId`, and start its claim build. */
-  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string }): Promise<ClaimResult> {
+  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string; buildId?: string }): Promise<ClaimResult> {
     if ((req.id === undefined) === (req.pool === undefined)) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim: pass exactly one of id and pool');
     if (req.userId === SYSTEM_OWNER) throw new WsupError('WSUP_INVALID_ARGUMENT', `claim: ${SYSTEM_OWNER} owns unclaimed prebuilds and cannot claim one`);
     const claims = this.opts.store.claims;
-    const buildId = this.newBuildId();
+    if (req.buildId !== undefined && req.id !== undefined) {
+      // The same claim again (a routed command re-run by a new owner after the old one committed it): its answer.
+      const done = await claims.get(req.id);
+      if (done?.claimBuildId === req.buildId) return { id: req.id, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
+    }
+    const buildId = req.buildId ?? this.newBuildId();
     let claim: Claim;
     if (req.id !== undefined) {
       const r = await claims.claim({ workspaceId: req.id, ownerId: req.userId, claimBuildId: buildId });

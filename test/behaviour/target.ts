@@ -100,6 +100,11 @@ export class Target {
     return t;
   }
 
+  /** The PostgreSQL schema the target runs in (null: PGlite). */
+  get schemaName(): string | null {
+    return this.schema;
+  }
+
   get size(): number {
     return this.servers.length;
   }

@@ -16,6 +16,7 @@ export type WsupErrorCode =
   | 'WSUP_CLAIM_CONFLICT'
   | 'WSUP_NOT_PREBUILD'
   | 'WSUP_FENCED'
+  | 'WSUP_OUTCOME_UNKNOWN'
   | 'WSUP_POLICY'
   | 'WSUP_SUBSCRIPTION_LIMIT'
   | 'WSUP_QUOTA';
@@ -74,6 +75,16 @@ export class CycleFailedError extends WsupError {
 export class ProviderTimeoutError extends WsupError {
   constructor(id: string, op: string, ms: number) {
     super('WSUP_PROVIDER_TIMEOUT', `provider ${op} for workspace ${id} timed out after ${ms} ms`, { workspaceId: id });
+  }
+}
+
+/**
+ * A command whose outcome nobody can tell: it was accepted, and it may have taken effect, or may still.
+ * The one failure a cluster lets a caller see for a shard move; every other move is carried to the owner.
+ */
+export class OutcomeUnknownError extends WsupError {
+  constructor(message: string, workspaceId?: string) {
+    super('WSUP_OUTCOME_UNKNOWN', `${message}: read the workspace to see whether it took effect`, workspaceId === undefined ? {} : { workspaceId });
   }
 }
 

@@ -14,13 +14,14 @@ import { FakeProvider } from '../providers/fake.ts';
 import { createProcessProvider, parseProcessRecord, type ProcessRecord, type ProcessRecords } from '../providers/process.ts';
 import type { Provider } from '../providers/types.ts';
 import type { Logger } from '../server/logger.ts';
-import type { Replica } from '../cluster/index.ts';
+import { Subject } from 'rxjs';
+import type { ClusterClaims, ClusterParams, ClusterPools, Replica, RouteCall } from '../cluster/index.ts';
+import { QuotaLedger, type QuotaLimits } from '../supervisor/quota.ts';
 import type { ServerBackend } from '../server/backend.ts';
 import { ProviderCallTap } from '../server/metrics.ts';
 import type { FilesWrittenHook, HistoryFn } from '../server/handlers.ts';
 import type { WorkspaceStore } from '../store/index.ts';
-import type { QuotaLimits } from '../supervisor/quota.ts';
-import type { PolicyPatch } from '../supervisor/types.ts';
+import type { PolicyPatch, SupervisorEvent } from '../supervisor/types.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
 import { ClaimService } from '../supervisor/claims.ts';
@@ -161,13 +162,21 @@ export interface ClusterRuntime {
   backend: ServerBackend;
   replica: Replica;
   providerCalls: ProviderCallTap;
+  /** `files.written` goes to the workspace's owner, through its shard's bus: one restart per burst. */
+  filesWritten: FilesWrittenHook;
+  history: HistoryFn;
+  /** Claims and the `/agent` channel's state across replicas. */
+  claims: ClusterClaims;
+  pools: ClusterPools;
   wiring: { provider: string; store: string };
   close(): Promise<void>;
 }
 
 /**
  * `wsup serve --cluster`: this process is one replica of a cluster on PostgreSQL. Commands for workspaces
- * it does not own are forwarded to their owner; leaving hands its shards over gracefully.
+ * it does not own are forwarded to their owner; leaving hands its shards over gracefully. Each shard's
+ * owner also runs its claims, its file-write coalescing and the pools that hash to it (ShardServiceSet),
+ * so the server gets the same pieces as one node does.
  */
 export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: string }): Promise<ClusterRuntime> {
   const { logger } = opts;
@@ -175,25 +184,69 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
   if (opts.provider === 'process') {
     throw new WsupError('WSUP_INVALID_ARGUMENT', '--cluster cannot use --provider process (local processes live on one host): use docker, ec2 or fake');
   }
+  const databaseUrl = opts.databaseUrl;
   const provider = await makeProvider(opts, null);
-  const { clusterBackend, Replica } = await import('../cluster/index.ts');
+  const cluster = await import('../cluster/index.ts');
   const providerCalls = new ProviderCallTap();
-  const replica = await Replica.start({
-    url: opts.databaseUrl,
+  const onError = (err: unknown, ctx: { id?: string; what: string }) => logger.error({ err: errorMessage(err), ...(ctx.id ? { workspaceId: ctx.id } : {}) }, ctx.what);
+  // Reads and claim/pool rows that any replica may touch; workspace writes go through the replica's fenced store.
+  const store = await openStore({ dataDir: opts.dataDir, databaseUrl });
+  // Services route through the replica while it starts (a pool pass may run in its first shard's gain).
+  let replicaReady: (r: Replica) => void = () => undefined;
+  const started = new Promise<Replica>((r) => (replicaReady = r));
+  const route = (async (method: string, params: Record<string, unknown>) => (await started).call(method, params as unknown as ClusterParams)) as RouteCall;
+  const claims = await cluster.ClusterClaims.start({ url: databaseUrl, store, route, onError: (err, what) => onError(err, { what }) });
+  const events = new Subject<SupervisorEvent>();
+  const views = new cluster.ClusterViews(store, events.asObservable(), route);
+  const ledger = new QuotaLedger(opts.quota ?? (() => ({})));
+  const activityWindowMs = BUS_DEFAULTS.activityWindowMs;
+  const shards = new cluster.ShardServiceSet({
+    shards: cluster.DEFAULT_SHARDS,
+    ledger,
+    poolWorkspaces: views,
+    poolClaims: claims,
+    ...(opts.prepareSpec ? { prepareSpec: opts.prepareSpec } : {}),
+    onClaimChange: (id) => claims.changed(id),
+    onError,
+  });
+  const replica = await cluster.Replica.start({
+    url: databaseUrl,
     provider,
     ...(opts.replicaId ? { replica: opts.replicaId } : {}),
-    supervisor: { onProviderCall: providerCalls.record, ...(opts.policy ? { policy: opts.policy } : {}) },
+    supervisor: {
+      onProviderCall: providerCalls.record,
+      ledger,
+      // Activity reaches an actor up to one bus window late (it is coalesced there): the idle stop allows for it.
+      config: { activityGraceMs: activityWindowMs },
+      ...(opts.policy ? { policy: opts.policy } : {}),
+    },
+    services: shards.build,
     onError: (err, what) => logger.error({ err: errorMessage(err) }, what),
   });
+  replicaReady(replica);
+  const relay = replica.events.subscribe(events);
+  const quota = new cluster.QuotaFeed({ store, ledger, events: replica.events, resyncs: replica.resyncs, local: (id) => shards.has(replica.shardOf(id)), onError: (err, what) => onError(err, { what }) });
+  await quota.start();
+  const unwatch = provider.watch?.((ev) => shards.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail }));
+  const pools = new cluster.ClusterPools(store, views, route, () => shards.gauges());
   let closing: Promise<void> | null = null;
   return {
-    backend: clusterBackend(replica),
+    backend: cluster.clusterBackend(replica, { store, ledger }),
     replica,
     providerCalls,
+    filesWritten: async (id, paths) => void (await route('files.written', { id, paths })),
+    history: (id, limit) => eventHistory(store, id, limit),
+    claims,
+    pools,
     wiring: { provider: provider.kind, store: `postgres cluster, replica ${replica.id}` },
     close() {
       closing ??= (async () => {
-        await replica.leave(); // hand shards over: in-flight cycles finish first
+        unwatch?.();
+        quota.close();
+        await replica.leave(); // hand shards over: open bursts flush and in-flight cycles finish first
+        relay.unsubscribe();
+        await claims.close();
+        await store.close();
         await provider.close?.();
       })();
       return closing;

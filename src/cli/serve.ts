@@ -15,6 +15,7 @@ import { UsageError } from './context.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { serveDefaults, type ServeDefaultFlags } from './policy.ts';
 import type { ProviderKind } from './runtime.ts';
+import type { QuotaLimits } from '../supervisor/quota.ts';
 
 export interface ServeFlags extends ServeDefaultFlags {
   port: string;
@@ -111,7 +112,9 @@ export async function serve(f: ServeFlags): Promise<number> {
     const file = resolve(f.config);
     reloadOnHangup(() => templatesFor(f, readConfig(file)), templates, logger);
   }
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy);
+  // Read on every check: a SIGHUP reload of the templates' maxRunning applies at once.
+  const quota = (): QuotaLimits => ({ perOwner, perTemplate: templates.limits().perTemplate, defaultPerTemplate: perTemplate });
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy, quota);
   const store = opening ? await opening : undefined;
   const autoUpdate = new AutoUpdate(templates, {
     serverDefault: () => policy.autoUpdate ?? null,
@@ -127,8 +130,7 @@ export async function serve(f: ServeFlags): Promise<number> {
     orphans: f.orphans,
     prepareSpec: autoUpdate.prepareSpec,
     policy,
-    // Read on every check: a SIGHUP reload of the templates' maxRunning applies at once.
-    quota: () => ({ perOwner, perTemplate: templates.limits().perTemplate, defaultPerTemplate: perTemplate }),
+    quota,
     logger,
   });
   autoUpdate.attach(rt.supervisor);
@@ -152,21 +154,30 @@ const load = async () => {
 };
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet, policy: PolicyPatch): Promise<number> {
+async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet, policy: PolicyPatch, quota: () => QuotaLimits): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
     return 2;
   }
+  const autoUpdate = new AutoUpdate(templates, {
+    serverDefault: () => policy.autoUpdate ?? null,
+    onError: (err, ctx) => logger.warn({ workspaceId: ctx.id }, ctx.what),
+  });
   const rt = await m.buildClusterRuntime({
     provider: f.provider as ProviderKind,
     dataDir,
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.replicaId ? { replicaId: f.replicaId } : {}),
     ...specFlags(f),
+    prepareSpec: autoUpdate.prepareSpec,
     policy,
+    quota,
     logger,
   });
-  const server = (common: CommonServerOptions) => m.createServer({ ...common, supervisor: rt.backend, templates });
+  // The re-rendered spec is stored by the workspace's owner: the hook runs there, so this stays local.
+  autoUpdate.attach(rt.backend);
+  const server = (common: CommonServerOptions) =>
+    m.createServer({ ...common, supervisor: rt.backend, onFilesWritten: rt.filesWritten, history: rt.history, claims: rt.claims, pools: rt.pools, templates });
   // One set of API tokens for the whole cluster, in its database (not this replica's data dir).
   const tokens = await (await import('./cluster-tokens.ts')).clusterTokens({ url: f.databaseUrl!, dataDir, logger }).catch(async (err: unknown) => {
     await rt.close();

@@ -13,7 +13,7 @@
 import { resolve } from 'node:path';
 import { errorMessage, WsupError } from '../errors.ts';
 import { ROLES, type Role } from '../protocol/index.ts';
-import { ADMIN_LABEL, TokenFile, tokenIdOf } from '../server/auth.ts';
+import { ADMIN_LABEL, hashToken, TokenFile, tokenIdOf } from '../server/auth.ts';
 import type { SqlEngine } from '../store/index.ts';
 import { parseDuration } from './duration.ts';
 import { emit, table } from './output.ts';
@@ -128,7 +128,12 @@ async function inDatabase(url: string, dataDir: string, f: TokenFlags, issue: { 
       emit(f.json, { token: r.token, role: 'admin', rotated: true, path: r.path }, () => r.token);
       return 0;
     }
-    return printAdmin(f.json, TokenFile.in(dataDir));
+    const file = TokenFile.in(dataDir);
+    const local = file.readAdmin();
+    if (local !== null && !(await rows.live()).some((r) => r.hash === hashToken(local) && r.role === 'admin')) {
+      return fail(1, `the admin token in ${file.adminPath} no longer works in the cluster (rotated or revoked elsewhere): \`wsup token --cluster --rotate\` makes a new one here`);
+    }
+    return printAdmin(f.json, file);
   } finally {
     await engine.close();
   }

@@ -11,7 +11,7 @@
  * const inbox = new Inbox({ engine, store, host, channels, clock, run, report });
  * const answer = await inbox.forward(shard, 'workspace.restart', { id: 'ws-1', requester: 'rpc:alice~r1.7' });
  */
-import { errorMessage, WsupError } from '../errors.ts';
+import { errorMessage, OutcomeUnknownError, WsupError } from '../errors.ts';
 import type { SqlEngine } from '../store/engine.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import type { Clock } from '../supervisor/clock.ts';
@@ -30,12 +30,16 @@ export interface InboxOptions {
   clock: Clock;
   /** How long a forwarded command waits for its answer. */
   timeoutMs: number;
-  /** Run a command on the shard's runtime here (the owner). */
-  run: (rt: ShardRuntime, method: string, params: RoutedParams, requester: string) => Promise<unknown>;
-  /** Whether an error means the shard left this replica mid-command (the next owner runs it). */
-  handedOver: (err: unknown, rt: ShardRuntime) => boolean;
+  /**
+   * Run a command on the shard's runtime here (the owner): `done: false` when the shard left this replica
+   * mid-command (the row stays for the next owner, or the next drain).
+   */
+  run: (rt: ShardRuntime, method: string, params: RoutedParams, requester: string) => Promise<{ done: true; value: unknown } | { done: false }>;
   report: (err: unknown, what: string) => void;
 }
+
+/** Methods that record their request in the workspace's event log (a restart cycle), found there again. */
+const RESTARTS = new Set(['workspace.restart', 'workspace.update']);
 
 interface InboxRow {
   id: number;
@@ -67,7 +71,7 @@ export class Inbox {
     return new Promise((resolve, reject) => {
       const timer = clock.setTimeout(() => {
         this.waiting.delete(inboxId);
-        reject(new WsupError('WSUP_SHUTTING_DOWN', `no answer from the owner of shard ${shard} within ${timeoutMs} ms: inbox ${inboxId} stays queued and will run once the shard has an owner`, { workspaceId: params.id }));
+        reject(new OutcomeUnknownError(`no answer from the owner of shard ${shard} within ${timeoutMs} ms: inbox ${inboxId} stays queued and runs once the shard has an owner`, params.id));
       }, timeoutMs);
       this.waiting.set(inboxId, {
         resolve: (v) => (clock.clearTimeout(timer), resolve(v)),
@@ -142,7 +146,7 @@ export class Inbox {
   /** Stop draining; commands still waiting for an answer are told it may still come. */
   close(): void {
     this.closed = true;
-    for (const [, w] of this.waiting) w.reject(new WsupError('WSUP_SHUTTING_DOWN', `replica ${this.opts.replica} is closing: the forwarded command may still run`));
+    for (const [, w] of this.waiting) w.reject(new OutcomeUnknownError(`replica ${this.opts.replica} closed while a forwarded command waited for its answer: the command stays queued and runs once its shard has an owner`));
     this.waiting.clear();
   }
 
@@ -153,24 +157,38 @@ export class Inbox {
     let result: unknown = null;
     let error: { code: string; message: string } | null = null;
     try {
-      const done = row.method === 'workspace.restart' ? await this.recordedRestart(rt, row, requester) : null;
-      result = done ?? (await this.opts.run(rt, row.method, row.params, requester));
+      const recorded = RESTARTS.has(row.method) ? await this.recordedRestart(rt, row, requester) : null;
+      if (recorded !== null && recorded !== 'fenced') result = recorded;
+      else {
+        // A recorded restart whose cycle the fence refused did not take effect: it runs again, labelled apart.
+        const answer = await this.opts.run(rt, row.method, row.params, recorded === 'fenced' ? `${requester}.again` : requester);
+        if (!answer.done) return; // the shard left us: the next owner runs it
+        result = answer.value;
+      }
     } catch (err) {
-      if (this.opts.handedOver(err, rt)) return; // the shard left us: the next owner runs it
       error = { code: err instanceof WsupError ? err.code : 'WSUP_INTERNAL', message: errorMessage(err) };
     }
-    await this.opts.engine.query(
-      `WITH done AS (UPDATE cluster_inbox SET done_at = now(), result = $2::jsonb, error = $3::jsonb WHERE id = $1 AND done_at IS NULL RETURNING id)
-       SELECT pg_notify($4, id::text) FROM done`,
-      [row.id, JSON.stringify(result), error ? JSON.stringify(error) : null, this.opts.channels.reply],
-    );
+    try {
+      await this.opts.engine.query(
+        `WITH done AS (UPDATE cluster_inbox SET done_at = now(), result = $2::jsonb, error = $3::jsonb WHERE id = $1 AND done_at IS NULL RETURNING id)
+         SELECT pg_notify($4, id::text) FROM done`,
+        [row.id, JSON.stringify(result), error ? JSON.stringify(error) : null, this.opts.channels.reply],
+      );
+    } catch (err) {
+      // Unanswered, the row is run again by the shard's next drain (a restart is found in the log).
+      if (!this.closed) this.opts.report(err, `answering inbox ${row.id} failed`);
+    }
   }
 
-  /** A restart an earlier owner already committed (it died before answering): its recorded answer. */
+  /**
+   * A restart an earlier owner already committed (it died or lost the shard before answering): its
+   * recorded answer; `fenced` when the cycle it joined failed on the fence (nothing reached the provider).
+   */
   private async recordedRestart(rt: ShardRuntime, row: InboxRow, requester: string): Promise<unknown> {
     const first = (await this.opts.store.firstRequest(row.workspace_id, `${requester}#`)) as { outcome: string; cycle: number | null } | null;
     if (!first) return null;
     const view = rt.supervisor.get(row.workspace_id);
+    if (first.cycle !== null && view.lastError?.cycle === first.cycle && view.lastError.code === 'WSUP_FENCED') return 'fenced';
     return { id: row.workspace_id, outcome: first.outcome, cycle: first.cycle, state: view.state, replayed: true };
   }
 }

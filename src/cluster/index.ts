@@ -7,3 +7,7 @@ export { Fanout } from './fanout.ts';
 export { LeaseKeeper, FencedError, fenceCheck, type Lease, type LeaseKeeperOptions } from './leases.ts';
 export { Listener, type ListenerOptions } from './notify.ts';
 export { shardOf, DEFAULT_SHARDS } from './shards.ts';
+export { ShardServiceSet, poolKey, type ShardMethod, type ShardMethodParams, type ShardServiceSetOptions } from './services.ts';
+export { ClusterClaims, type ClusterClaimsOptions, type RouteCall } from './claims.ts';
+export { ClusterPools, ClusterViews } from './pools.ts';
+export { QuotaFeed, type QuotaFeedOptions } from './quota-feed.ts';

@@ -107,8 +107,7 @@ export class Replica {
       channels: chan,
       clock: this.clock,
       timeoutMs: opts.forwardTimeoutMs ?? 60_000,
-      run: execute,
-      handedOver: (err, rt) => isShutdown(err) || !host.valid(rt.lease),
+      run: (rt, method, p, requester) => runHere(host, rt, method, p, requester),
       report,
     });
     this.listener = new Listener({
@@ -204,13 +203,10 @@ export class Replica {
     // Unique per call (a connection's `rpc:c1` is not): `<requester>~<replica>.<n>`.
     const labelled = { ...params, requester: `${params.requester ?? 'call'}~${this.id}.${++this.seq}` };
     if (local) {
-      try {
-        return await execute(local, method, labelled, labelled.requester);
-      } catch (err) {
-        // The shard left us mid-command (its cycle may have failed on the fence): not acknowledged; the
-        // new owner runs it, or recognises it in the log.
-        if (!isShutdown(err) && this.host.valid(local.lease)) throw err;
-      }
+      const answer = await runHere(this.host, local, method, labelled, labelled.requester);
+      // Otherwise the shard left us mid-command (its cycle may have failed on the fence): not acknowledged;
+      // the new owner runs it, or recognises it in the log.
+      if (answer.done) return answer.value;
     }
     return this.inbox.forward(shard, method, labelled);
   }
@@ -266,6 +262,19 @@ export class Replica {
   }
 }
 
+/**
+ * A waited-for restart whose cycle the fence refused: the workspace converges again by itself (a retry
+ * cycle, begun after the request, which is what a restart asks for), so the restart waits for that one
+ * rather than asking for another; only a workspace that gave up (a crash loop) is asked again.
+ */
+async function retriedRestart(rt: ShardRuntime, p: RoutedParams, requester: string): Promise<unknown> {
+  const before = rt.supervisor.get(p.id);
+  if (before.desired !== 'running' || before.state === 'failed') return execute(rt, 'workspace.restart', p, requester);
+  await execute(rt, 'workspace.ensure', { id: p.id }, requester);
+  const after = rt.supervisor.get(p.id);
+  return { id: p.id, outcome: 'started', cycle: after.cycle, state: after.state };
+}
+
 /** A command on the shard's runtime: a method its services add, else the routed table on its supervisor. */
 function execute(rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<unknown> {
   const extra = rt.services?.methods?.[method];
@@ -273,4 +282,24 @@ function execute(rt: ShardRuntime, method: string, p: RoutedParams, requester: s
   return dispatchRouted(rt.supervisor, method, p, requester);
 }
 
-const isShutdown = (err: unknown) => err instanceof WsupError && (err.code === 'WSUP_SHUTTING_DOWN' || err.code === 'WSUP_FENCED');
+/** Attempts of a command the fence refused here while the lease still holds, before it goes to the inbox. */
+const FENCE_RETRIES = 3;
+
+/**
+ * Run a command on a shard owned here. A failure that is the shard moving is never the caller's: when the
+ * fence refused a provider call while the lease still holds (nothing reached the provider), the command
+ * runs again here under a fresh label (the refused cycle's request is in the log under the first);
+ * when the shard is gone, `done: false` hands the command on.
+ */
+async function runHere(host: ShardHost, rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<{ done: true; value: unknown } | { done: false }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (attempt > 0 && method === 'workspace.restart') return { done: true, value: await retriedRestart(rt, p, `${requester}.again${attempt}`) };
+      return { done: true, value: await execute(rt, method, p, attempt === 0 ? requester : `${requester}.again${attempt}`) };
+    } catch (err) {
+      const moved = host.moved(err, rt, p.id);
+      if (moved === 'no') throw err;
+      if (moved === 'lost' || attempt >= FENCE_RETRIES) return { done: false };
+    }
+  }
+}

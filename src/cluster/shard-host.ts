@@ -113,6 +113,32 @@ export class ShardHost {
     return this.keeper.valid(lease);
   }
 
+  /**
+   * Whether a command's failure on `rt` is the shard moving rather than the command failing:
+   * - `lost`: the lease is gone (or the shard's supervisor is shutting down for a handover): the next owner
+   *   runs the command, or recognises it in the event log;
+   * - `refused`: the fence refused a provider call while the lease still holds (a renewal came back after
+   *   the local expiry had passed, on a busy machine): no provider call was made, run it again here;
+   * - `no`: the command's own outcome, for the caller.
+   * A cycle failure carries the fence only in the workspace's last error, so that is read too.
+   */
+  moved(err: unknown, rt: ShardRuntime, id: string): 'no' | 'lost' | 'refused' {
+    if (!this.keeper.valid(rt.lease) || this.runtime(rt.lease.shard) !== rt) return 'lost';
+    if (causes(err).some((e) => e.code === 'WSUP_FENCED') || this.fencedCycle(err, rt, id)) return 'refused';
+    return isShutdown(err) ? 'lost' : 'no';
+  }
+
+  private fencedCycle(err: unknown, rt: ShardRuntime, id: string): boolean {
+    if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'WSUP_CYCLE_FAILED') return false;
+    let last: ReturnType<Supervisor['get']>['lastError'];
+    try {
+      last = rt.supervisor.get(id).lastError;
+    } catch {
+      return false;
+    }
+    return last !== null && last.code === 'WSUP_FENCED' && err.message.endsWith(last.message);
+  }
+
   /** Hand every shard over gracefully: in-flight cycles finish first. */
   leave(): Promise<void> {
     return this.keeper.leave();
@@ -215,6 +241,19 @@ export class ShardHost {
     return done;
   }
 }
+
+/** An error and its causes, outermost first (bounded: a cyclic chain ends). */
+function causes(err: unknown): { code?: unknown }[] {
+  const out: { code?: unknown }[] = [];
+  for (let e = err, n = 0; typeof e === 'object' && e !== null && n < 8; e = (e as { cause?: unknown }).cause, n++) out.push(e);
+  return out;
+}
+
+/**
+ * A shutdown error of a replica whose shard left it in the middle of a command: the command was not
+ * acknowledged, and is carried to the shard's next owner.
+ */
+export const isShutdown = (err: unknown): boolean => causes(err).some((e) => e.code === 'WSUP_SHUTTING_DOWN' || e.code === 'WSUP_FENCED');
 
 /**
  * The provider as seen from one shard: every call first checks that this replica still holds the lease,

@@ -14,6 +14,8 @@ type MaybeAsync<T> = T | Promise<T>;
 export interface ServerBackend {
   /** Every workspace event this server should publish (a cluster's: all replicas'). */
   readonly events: Observable<SupervisorEvent>;
+  /** Events may have been lost (a cluster's listener reconnected): subscribers start again from the state. */
+  readonly resyncs?: Observable<void>;
   readonly lifecycle: SupervisorLifecycle;
   /** Per-state counts for the gauge, when the backend keeps them. */
   readonly summary?: Summary;

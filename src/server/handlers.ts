@@ -29,6 +29,10 @@ export interface Caller extends EventSink {
 
 /** Where `files.written` goes once the bus is wired; without it the server restarts with source `file-write`. */
 export type FilesWrittenHook = (id: string, paths: string[]) => void | Promise<void>;
+/** What `workspace.claim` and prebuild creates need: the ClaimService, or a cluster's claims across replicas. */
+export type ClaimsApi = Pick<ClaimService, 'createPrebuild' | 'claim' | 'label'>;
+/** What `pool.*` needs: the PoolService, or a cluster's pools (each reconciled by one replica). */
+export type PoolsApi = Pick<PoolService, 'set' | 'get' | 'list' | 'delete' | 'gauges'>;
 /** Store-backed history; without it the server answers from its in-memory ring. */
 export type HistoryFn = (id: string, limit: number) => WorkspaceEvent[] | Promise<WorkspaceEvent[]>;
 
@@ -37,11 +41,11 @@ export interface HandlerDeps {
   hub: Hub;
   onFilesWritten?: FilesWrittenHook | undefined;
   history?: HistoryFn | undefined;
-  claims?: ClaimService | undefined;
+  claims?: ClaimsApi | undefined;
   /** What `workspace.create` may make; default: one `default` template, the provider's defaults. */
   templates?: TemplateSet | undefined;
   /** Prebuild pools that keep themselves full: enables `pool.*`. */
-  pools?: PoolService | undefined;
+  pools?: PoolsApi | undefined;
 }
 
 type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
@@ -162,13 +166,13 @@ export class Handlers {
   }
 }
 
-function claimsOf(deps: HandlerDeps): ClaimService {
+function claimsOf(deps: HandlerDeps): ClaimsApi {
   if (!deps.claims) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuilds and claims need the store: run wsup serve without --memory');
   return deps.claims;
 }
 
-function poolsOf(deps: HandlerDeps): PoolService {
-  if (!deps.pools) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuild pools need the store: run wsup serve without --memory (and without --cluster)');
+function poolsOf(deps: HandlerDeps): PoolsApi {
+  if (!deps.pools) throw new WsupError('WSUP_INVALID_ARGUMENT', 'prebuild pools need the store: run wsup serve without --memory');
   return deps.pools;
 }
 

@@ -40,7 +40,7 @@ export interface ServerMetrics {
   close(): void;
 }
 
-export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, pools?: PoolService): ServerMetrics {
+export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, pools?: Pick<PoolService, 'gauges'>): ServerMetrics {
   const registry = new Registry();
   const cycles = new Counter({
     name: 'wsup_requests_total',
@@ -113,7 +113,7 @@ export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, 
 }
 
 /** Per pool: what it keeps, and its unclaimed prebuilds by how they are doing (read from the actors at scrape time). */
-function poolGauges(registry: Registry, pools: PoolService): void {
+function poolGauges(registry: Registry, pools: Pick<PoolService, 'gauges'>): void {
   const gauge = (name: string, help: string, pick: (v: ReturnType<PoolService['gauges']>[number]) => number) =>
     new Gauge({
       name,

@@ -18,14 +18,12 @@ import type { Registry } from 'prom-client';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_PATH } from '../protocol/index.ts';
-import type { ClaimService } from '../supervisor/claims.ts';
-import type { PoolService } from '../supervisor/pools.ts';
 import type { TemplateSet } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
-import { createAgentChannel, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
+import { createAgentChannel, type AgentBackend, type AgentChannel, type AgentChannelOptions } from './agent-channel.ts';
 import { hashToken, principalName, type Principal, type TokenVerifier } from './auth.ts';
 import { Connection, Outbound } from './connection.ts';
-import { Handlers, type FilesWrittenHook, type HistoryFn } from './handlers.ts';
+import { Handlers, type ClaimsApi, type FilesWrittenHook, type HistoryFn, type PoolsApi } from './handlers.ts';
 import { Hub } from './hub.ts';
 import { DEFAULT_LIMITS, startHeartbeat, systemServerClock, type Limits, type ServerClock } from './limits.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -65,11 +63,11 @@ export interface ServerOptions {
   /** Events kept per workspace for `events.history` when no `history` is given. Default 100. */
   historySize?: number;
   /** Prebuild claims: enables `workspace.claim`, `workspace.create {prebuild}` and the `/agent` channel. */
-  claims?: ClaimService;
+  claims?: ClaimsApi & AgentBackend;
   /** What `workspace.create` may make (`wsup serve --config`); default: the provider's defaults only. */
   templates?: TemplateSet;
   /** Prebuild pools: enables `pool.*` and the per-pool gauges on `/metrics`. */
-  pools?: PoolService;
+  pools?: PoolsApi;
   /** Test seam of the `/agent` channel: runs just before a reinit is written. */
   beforeAgentDeliver?: AgentChannelOptions['beforeDeliver'];
   /** HTML for `GET /` instead of the built visualizer. */
@@ -115,6 +113,10 @@ export function createServer(opts: ServerOptions): WsupServer {
   const agents: AgentChannel | null = opts.claims
     ? createAgentChannel({ backend: opts.claims, workspaces: opts.supervisor, now: () => clock.now(), logger, ...(opts.beforeAgentDeliver ? { beforeDeliver: opts.beforeAgentDeliver } : {}) })
     : null;
+  // Events may have been lost (a cluster's listener blinked): every subscriber starts again from the state.
+  const resyncing = opts.supervisor.resyncs?.subscribe(() => {
+    for (const c of conns.values()) for (const sub of c.subscriptions) handlers.resync(c, sub, 0).catch(() => undefined);
+  });
   const site = createVisualizerSite(opts.visualizerDir);
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, clientTracking: false });
   const conns = new Map<WebSocket, Connection>();
@@ -311,6 +313,7 @@ export function createServer(opts: ServerOptions): WsupServer {
     }));
     await Promise.all([...closed, agents?.close()]);
     wss.close();
+    resyncing?.unsubscribe();
     hub.close();
     metrics.close();
     for (const s of attached) s.removeListener('upgrade', attachedUpgrade);

@@ -59,6 +59,10 @@ export interface ClaimServiceOptions {
   onError?: (err: unknown, context: { id?: string; what: string }) => void;
   /** Test seam: runs right after a claim committed, before anything else learns of it. */
   afterCommit?: (claim: Claim) => void | Promise<void>;
+  /** The workspaces this service looks after (a cluster shard's); default: every one in the store. */
+  select?: (id: string) => boolean;
+  /** After every durable claim change of a workspace (claimed, build completed, acked): a cluster tells its other replicas. */
+  onChange?: (id: string) => void;
 }
 
 const CLAIM_LABEL = 'claim:';
@@ -81,8 +85,9 @@ export class ClaimService {
 
   /** Read unfinished claims from the store. Call before `attach`, so recovery's completions are matched. */
   async load(): Promise<void> {
-    for (const c of await this.opts.store.claims.unfinished()) this.awaiting.set(c.workspaceId, { buildId: c.claimBuildId, cycle: c.claimCycle });
-    for (const l of await this.opts.store.claims.prebuildLabels()) this.labels.set(l.id, { owner: l.owner, pool: l.pool });
+    const mine = this.opts.select ?? (() => true);
+    for (const c of await this.opts.store.claims.unfinished()) if (mine(c.workspaceId)) this.awaiting.set(c.workspaceId, { buildId: c.claimBuildId, cycle: c.claimCycle });
+    for (const l of await this.opts.store.claims.prebuildLabels()) if (mine(l.id)) this.labels.set(l.id, { owner: l.owner, pool: l.pool });
   }
 
   /** Follow the supervisor's cycles (synchronously: pass it as `beforeRecovery`). */
@@ -139,11 +144,16 @@ export class ClaimService {
   }
 
   /** Claim one prebuild (by id, or the oldest unclaimed one of a pool) for `userId`, and start its claim build. */
-  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string }): Promise<ClaimResult> {
+  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string; buildId?: string }): Promise<ClaimResult> {
     if ((req.id === undefined) === (req.pool === undefined)) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim: pass exactly one of id and pool');
     if (req.userId === SYSTEM_OWNER) throw new WsupError('WSUP_INVALID_ARGUMENT', `claim: ${SYSTEM_OWNER} owns unclaimed prebuilds and cannot claim one`);
     const claims = this.opts.store.claims;
-    const buildId = this.newBuildId();
+    if (req.buildId !== undefined && req.id !== undefined) {
+      // The same claim again (a routed command re-run by a new owner after the old one committed it): its answer.
+      const done = await claims.get(req.id);
+      if (done?.claimBuildId === req.buildId) return { id: req.id, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
+    }
+    const buildId = req.buildId ?? this.newBuildId();
     let claim: Claim;
     if (req.id !== undefined) {
       const r = await claims.claim({ workspaceId: req.id, ownerId: req.userId, claimBuildId: buildId });
@@ -273,6 +283,11 @@ export class ClaimService {
 
   private notify(id: string): void {
     for (const fn of [...(this.watchers.get(id) ?? [])]) fn();
+    try {
+      this.opts.onChange?.(id);
+    } catch (err) {
+      this.report(err, id, 'telling others of a claim change failed');
+    }
   }
 
   private sup(): Supervisor {

@@ -15,7 +15,7 @@
  * pools.get('node');                                            // { ready, starting, failing, ... }
  */
 import { randomBytes } from 'node:crypto';
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import { errorMessage, WsupError } from '../errors.ts';
 import type { PoolView } from '../protocol/model.ts';
 import { RETIRED_OWNER, SYSTEM_OWNER, type PoolMember, type PoolRecord, type WorkspaceStore } from '../store/index.ts';
@@ -31,10 +31,24 @@ export { MAX_DESIRED, MAX_POOLS, type PoolSetRequest, type RenderSpec } from './
 /** New prebuilds created at once in one pass (their creates commit together). */
 const CREATE_BATCH = 32;
 
+/**
+ * What the reconciler asks of the workspaces: the local Supervisor as is; in a cluster, a view of every
+ * replica's workspaces (prebuild ids hash to any shard) whose commands go to each one's owner.
+ */
+export interface PoolWorkspaces extends Pick<Supervisor, 'has' | 'get'> {
+  readonly events: Observable<SupervisorEvent>;
+  ensure(id: string, opts: { requester: string }): Promise<unknown>;
+  destroy(id: string, opts: { requester: string }): Promise<unknown>;
+  /** Bring the views of `ids` up to date before they are counted (a cluster reads them from the store). */
+  refresh?(ids: readonly string[]): Promise<void>;
+}
+
 export interface PoolServiceOptions {
   store: WorkspaceStore;
-  claims: ClaimService;
-  supervisor: Supervisor;
+  claims: Pick<ClaimService, 'createPrebuild'>;
+  supervisor: PoolWorkspaces;
+  /** The pools this service reconciles (a cluster shard's); default: every pool in the store. */
+  owns?: (pool: string) => boolean;
   clock?: Clock;
   /** Every pool gets a pass this often, whatever happened. Default 30 s. */
   sweepMs?: number;
@@ -116,12 +130,19 @@ export class PoolService {
   async get(pool: string): Promise<PoolView> {
     const row = await this.opts.store.pools.get(pool);
     if (row === null) throw notFound(pool);
-    return poolView(row, classify(await this.opts.store.pools.members(pool), this.opts.supervisor));
+    return poolView(row, classify(await this.members(pool), this.opts.supervisor));
   }
 
   async list(): Promise<PoolView[]> {
     const rows = await this.opts.store.pools.list();
-    return Promise.all(rows.map(async (row) => poolView(row, classify(await this.opts.store.pools.members(row.pool), this.opts.supervisor))));
+    return Promise.all(rows.map(async (row) => poolView(row, classify(await this.members(row.pool), this.opts.supervisor))));
+  }
+
+  /** Run a pass of `pool` now (a cluster routes a change made on another replica here) and answer its view. */
+  async reconcile(pool: string): Promise<PoolView> {
+    this.assertOpen();
+    await this.trigger(pool);
+    return this.get(pool);
   }
 
   /** Stop keeping the pool: destroy its unclaimed prebuilds (claimed ones are never touched) and drop the row. */
@@ -131,7 +152,7 @@ export class PoolService {
     // In the pool's turn, so no pass fills it meanwhile.
     const done = r.chain.then(async () => {
       if (!(await this.opts.store.pools.delete(pool))) throw notFound(pool);
-      const c = classify(await this.opts.store.pools.members(pool), this.opts.supervisor);
+      const c = classify(await this.members(pool), this.opts.supervisor);
       const destroyed = await this.retireAndDestroy(pool, [...c.failing, ...c.stopped, ...c.starting, ...c.ready].map((v) => v.id));
       for (const v of c.retired) this.destroy(pool, v.id);
       this.forget(pool);
@@ -187,7 +208,7 @@ export class PoolService {
     if (this.closed) return;
     let row = await this.opts.store.pools.get(pool);
     if (row === null) return this.forget(pool);
-    r.members = await this.opts.store.pools.members(pool);
+    r.members = await this.members(pool);
     for (const m of r.members) this.memberOf.set(m.id, pool);
     row = await this.applyPending(row, r);
     this.rows.set(pool, row);
@@ -288,14 +309,15 @@ export class PoolService {
     const r = this.reconciler(pool);
     switch (ev.type) {
       case 'cycle.failed':
-        r.pending.failed.set(ev.id, { message: ev.error.message, at: ev.at });
+        // An event relayed from another replica may come without its details (too large to relay whole).
+        r.pending.failed.set(ev.id, { message: ev.error?.message ?? 'start failed', at: ev.at });
         break;
       case 'cycle.completed':
         r.pending.completed.add(ev.id);
         break;
       case 'request':
         // A claim's restart: the pool is one prebuild short now, refill at once.
-        if (!ev.requester.startsWith('claim:')) return;
+        if (!ev.requester?.startsWith('claim:')) return;
         break;
       case 'transition':
         if (ev.to !== 'destroyed') return;
@@ -311,7 +333,7 @@ export class PoolService {
     this.sweepTimer = null;
     if (this.closed) return;
     try {
-      const rows = await this.opts.store.pools.list();
+      const rows = (await this.opts.store.pools.list()).filter((row) => this.owns(row.pool));
       for (const row of rows) this.rows.set(row.pool, row);
       await Promise.all(rows.map((row) => this.trigger(row.pool)));
     } catch (err) {
@@ -335,6 +357,17 @@ export class PoolService {
     const base = this.opts.backoffBaseMs ?? 1_000;
     const cap = this.opts.backoffCapMs ?? 300_000;
     return Math.min(cap, base * 2 ** Math.min(failures - 1, 30));
+  }
+
+  /** The pool's live prebuilds, their views brought up to date. */
+  private async members(pool: string): Promise<PoolMember[]> {
+    const members = await this.opts.store.pools.members(pool);
+    await this.opts.supervisor.refresh?.(members.map((m) => m.id));
+    return members;
+  }
+
+  private owns(pool: string): boolean {
+    return this.opts.owns?.(pool) ?? true;
   }
 
   private createdAt(r: Reconciler, id: string): number {

@@ -6,6 +6,11 @@
  * is a map lookup, done in the same synchronous step as the send that starts the workspace: two
  * concurrent starts can never both pass the last slot.
  *
+ * In a cluster one ledger serves every shard's supervisor on a replica (`track`), and also counts what the
+ * other replicas run (`trackRemote`, fed by their transitions through the event fan-out). A check counts
+ * both; what another replica started in the last few milliseconds (before its event arrived) is not
+ * counted yet, so two starts on two replicas inside that window can both take the last slot.
+ *
  * @example
  * const ledger = new QuotaLedger({ perOwner: 3 });
  * ledger.track('ws-a', { owner: 'alice', template: 'python', holding: true });
@@ -79,15 +84,13 @@ export function validateQuota(limits: QuotaLimits): QuotaLimits {
 const SHOWN_HOLDERS = 10;
 const DETAIL_HOLDERS = 100;
 
-export class QuotaLedger {
-  private readonly owners = new Map<string, Set<string>>();
-  private readonly templates = new Map<string, Set<string>>();
-  private readonly tracked = new Map<string, QuotaKeys>();
+/** Who holds slots, by owner and by template. */
+class Holders {
+  readonly owners = new Map<string, Set<string>>();
+  readonly templates = new Map<string, Set<string>>();
+  readonly tracked = new Map<string, QuotaKeys>();
 
-  constructor(private readonly limits: () => QuotaLimits) {}
-
-  /** Record what `id` holds now: call on every snapshot (cheap when nothing changed). */
-  track(id: string, keys: QuotaKeys & { holding: boolean }): void {
+  set(id: string, keys: QuotaKeys & { holding: boolean }): void {
     const was = this.tracked.get(id);
     if (keys.holding && was && was.owner === keys.owner && was.template === keys.template) return;
     if (!keys.holding && !was) return;
@@ -101,29 +104,73 @@ export class QuotaLedger {
     add(this.templates, keys.template, id);
     this.tracked.set(id, { owner: keys.owner, template: keys.template });
   }
+}
+
+export class QuotaLedger {
+  private readonly local = new Holders();
+  /** Workspaces another replica runs (a cluster): counted, never changed by this process's supervisors. */
+  private readonly remote = new Holders();
+
+  constructor(private readonly limits: () => QuotaLimits) {}
+
+  /** Record what `id` holds now: call on every snapshot (cheap when nothing changed). */
+  track(id: string, keys: QuotaKeys & { holding: boolean }): void {
+    this.remote.set(id, { owner: null, template: null, holding: false }); // run here now: this process knows best
+    this.local.set(id, keys);
+  }
+
+  /** What a workspace another replica runs holds now (its transition reached this replica). */
+  trackRemote(id: string, keys: QuotaKeys & { holding: boolean }): void {
+    this.local.set(id, { owner: null, template: null, holding: false });
+    this.remote.set(id, keys);
+  }
+
+  /** Workspaces of a shard that moved to another replica: still held, but no longer tracked from here. */
+  handOver(select: (id: string) => boolean): void {
+    for (const [id, keys] of [...this.local.tracked]) {
+      if (!select(id)) continue;
+      this.local.set(id, { owner: null, template: null, holding: false });
+      this.remote.set(id, { ...keys, holding: true });
+    }
+  }
+
+  /** Forget every remote holder (before reading them again from the store). */
+  clearRemote(): void {
+    for (const id of [...this.remote.tracked.keys()]) this.remote.set(id, { owner: null, template: null, holding: false });
+  }
 
   /** Why `id` may not start now, or null. Never counts `id` itself. */
   refusal(id: string, keys: QuotaKeys): WsupError | null {
     const limits = this.limits();
     if (keys.owner !== null && limits.perOwner != null) {
-      const err = this.over(id, 'per-owner', `owner ${keys.owner}`, this.owners.get(keys.owner), limits.perOwner, '--max-running-per-owner');
+      const err = this.over(id, 'per-owner', `owner ${keys.owner}`, this.holders('owners', keys.owner), limits.perOwner, '--max-running-per-owner');
       if (err) return err;
     }
     const limit = keys.template === null ? null : templateLimit(limits, keys.template);
     if (keys.template !== null && limit !== null) {
-      return this.over(id, 'per-template', `template ${keys.template}`, this.templates.get(keys.template), limit, "--max-running-per-template or the template's maxRunning");
+      return this.over(id, 'per-template', `template ${keys.template}`, this.holders('templates', keys.template), limit, "--max-running-per-template or the template's maxRunning");
     }
     return null;
   }
 
   usage(): QuotaUsage {
     const limits = this.limits();
-    const counts = (m: Map<string, Set<string>>, limit: (name: string) => number | null): QuotaCount[] =>
-      [...m].map(([name, ids]) => ({ name, running: ids.size, limit: limit(name) })).sort((a, b) => a.name.localeCompare(b.name));
-    return {
-      perOwner: counts(this.owners, () => limits.perOwner ?? null),
-      perTemplate: counts(this.templates, (name) => templateLimit(limits, name)),
+    const counts = (kind: 'owners' | 'templates', limit: (name: string) => number | null): QuotaCount[] => {
+      const names = new Set([...this.local[kind].keys(), ...this.remote[kind].keys()]);
+      return [...names].map((name) => ({ name, running: this.holders(kind, name).size, limit: limit(name) })).sort((a, b) => a.name.localeCompare(b.name));
     };
+    return {
+      perOwner: counts('owners', () => limits.perOwner ?? null),
+      perTemplate: counts('templates', (name) => templateLimit(limits, name)),
+    };
+  }
+
+  private holders(kind: 'owners' | 'templates', name: string): Set<string> {
+    const here = this.local[kind].get(name);
+    const there = this.remote[kind].get(name);
+    if (!there) return here ?? new Set();
+    if (!here) return there;
+    return new Set([...here, ...there]);
   }
 
   private over(id: string, quota: string, who: string, ids: Set<string> | undefined, limit: number, raise: string): WsupError | null {

@@ -82,6 +82,8 @@ export interface SupervisorOptions {
   quota?: QuotaLimits | (() => QuotaLimits);
   /** The owner a quota counts a workspace against when it is not `wsupOwner` in spec (a claimed prebuild's owner). */
   ownerOf?: (id: string) => string | null | undefined;
+  /** One ledger for several supervisors (a cluster replica's shards); its limits replace `quota`. */
+  ledger?: QuotaLedger;
 }
 
 interface Entry extends DeadlineSlot {
@@ -125,7 +127,7 @@ export class Supervisor {
     this.serverPolicy = compactPolicy(validatePolicy(opts.policy ?? {}, { where: 'server default' }));
     const quota = opts.quota;
     if (typeof quota === 'object') validateQuota(quota);
-    this.ledger = new QuotaLedger(typeof quota === 'function' ? quota : () => quota ?? {});
+    this.ledger = opts.ledger ?? new QuotaLedger(typeof quota === 'function' ? quota : () => quota ?? {});
     this.machine = workspaceMachine.provide({
       guards: {
         // A scheduled start obeys the same quota as a requested one.

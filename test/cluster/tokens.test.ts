@@ -145,12 +145,18 @@ describeWith(postgresUrl(), 'cluster API tokens', (url) => {
         ['v-1', false],
         ['o-1', false],
       ]);
+      // The old admin token, where it was minted, is still live: `wsup token` there prints it.
+      expect(JSON.parse((await tokenCli(dbUrl, adminDir)).stdout)).toMatchObject({ token: admin });
       const rotated = await tokenCli(dbUrl, noAdmin, '--rotate');
       expect(rotated.code, rotated.stderr).toBe(0);
       const next = (JSON.parse(rotated.stdout) as { token: string }).token;
       expect(readFileSync(join(noAdmin, 'admin.token'), 'utf8').trim()).toBe(next);
       await expect.poll(() => upgradeStatus(ws(again), bearer(admin)), { timeout: 10_000, interval: 50 }).toBe(401);
       expect(await upgradeStatus(ws(again), bearer(next))).toBe(101);
+      // Where the old one was minted, `wsup token` says it was rotated instead of printing a dead token.
+      const stale = await tokenCli(dbUrl, adminDir);
+      expect(stale.code).toBe(1);
+      expect(stale.stderr).toContain('no longer works in the cluster');
       await again.stop();
     }, 120_000);
   });
@@ -168,6 +174,16 @@ describeWith(postgresUrl(), 'cluster API tokens', (url) => {
     expect(await upgradeStatus(ws(s), bearer(ci))).toBe(101);
     const { rows } = await db.query<{ label: string }>(`SELECT label FROM ${schema}.api_tokens ORDER BY id`);
     expect(rows.map((r) => r.label)).toEqual(['default-admin', 'ci']); // imported, nothing minted
+    // Another node's file, later and by hand: its tokens join; its default admin does not replace ours.
+    const d2 = dir();
+    const other = TokenFile.in(d2);
+    other.ensureAdmin();
+    const late = other.add('viewer', { label: 'late' });
+    const imported = await runCli(['token', '--cluster', '--import', other.path, '--data-dir', d, '--json'], { DATABASE_URL: schemaUrl(schema) });
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ imported: 1, skipped: 1 });
+    await expect.poll(() => upgradeStatus(ws(s), bearer(late)), { timeout: 10_000, interval: 50 }).toBe(101);
+    expect(await upgradeStatus(ws(s), bearer(admin))).toBe(101);
     await s.stop();
   }, 120_000);
 

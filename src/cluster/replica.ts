@@ -160,6 +160,7 @@ export class Replica {
       replica: this.id,
       shards: this.nShards,
       ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}),
+      renewal: { url: opts.url, ...(opts.schema !== undefined ? { schema: opts.schema } : {}) },
       onGain: (lease) => this.gain(lease),
       onRelease: (shard) => this.release(shard),
       onLose: (shard) => this.lose(shard),
@@ -289,6 +290,7 @@ export class Replica {
     await this.store.close().catch(() => undefined);
     for (const [, w] of this.waiting) w.reject(new WsupError('WSUP_SHUTTING_DOWN', `replica ${this.id} is closing: the forwarded command may still run`));
     this.waiting.clear();
+    await this.keeper.close();
     await this.engine.close();
     await this.leaseEngine.close();
   }

@@ -146,6 +146,7 @@ export class Replica {
       replica: id,
       shards: opts.shards ?? DEFAULT_SHARDS,
       ttlMs: opts.ttlMs,
+      renewal: { url: opts.url, schema: opts.schema },
       provider: opts.provider,
       store: () => store,
       handoverMs: opts.handoverMs,
@@ -238,6 +239,7 @@ export class Replica {
       if (this.poll !== null) this.clock.clearTimeout(this.poll);
       this.poll = null;
       this.host.stop();
+      await this.host.close();
       this.fanout.close();
       this.inbox.close();
       await this.listener.close();

@@ -54,6 +54,8 @@ export interface ShardHostOptions {
   replica: string;
   shards: number;
   ttlMs?: number | undefined;
+  /** Where the lease worker thread renews from (its own connection): renewals never wait on this thread. */
+  renewal?: { url: string; schema?: string | undefined } | undefined;
   provider: Provider;
   /** The replica's one store (opened with `fence` as its fence). */
   store: () => WorkspaceStore;
@@ -80,6 +82,7 @@ export class ShardHost {
       replica: opts.replica,
       shards: opts.shards,
       ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}),
+      ...(opts.renewal ? { renewal: { url: opts.renewal.url, ...(opts.renewal.schema !== undefined ? { schema: opts.renewal.schema } : {}) } } : {}),
       onGain: (lease) => this.gain(lease),
       onRelease: (shard) => this.release(shard),
       onLose: (shard) => this.lose(shard),
@@ -148,6 +151,11 @@ export class ShardHost {
   stop(): void {
     this.keeper.stop();
     for (const shard of [...this.shards.keys()]) this.lose(shard);
+  }
+
+  /** After `stop`: end the lease worker thread. */
+  close(): Promise<void> {
+    return this.keeper.close();
   }
 
   /** Refuse the writes of shards whose lease is gone; the other shards' writes in the batch commit. */

@@ -5,8 +5,11 @@
  *   flight for one workspace anywhere (the database-shared fake provider records it); every acknowledged
  *   restart took effect exactly once (one request event under its label); every workspace settles.
  * - A replica paused (SIGSTOP) past its lease and resumed performs no provider call after the pause.
+ * Both run with a CPU hog on every core for the whole file (`WSUP_CLUSTER_HOG=0` turns it off, to compare):
+ * leases must hold on a busy machine, not only on an idle one.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { CpuHog } from '../helpers/cpu-hog.ts';
 import { describeWith, postgresUrl } from '../helpers/require.ts';
 import { ClusterRig, type CallOutcome } from './harness.ts';
 const KILLS = process.env.WSUP_SOAK ? 100 : 20;
@@ -25,6 +28,13 @@ const sum = (owners: Map<string, number>) => [...owners.values()].reduce((a, b) 
 
 describeWith(postgresUrl(), 'cluster on PostgreSQL (replicas as processes)', (url) => {
   let rig: ClusterRig | null = null;
+  let hog: CpuHog | null = null;
+  beforeAll(async () => {
+    if (process.env.WSUP_CLUSTER_HOG !== '0') hog = await CpuHog.start();
+  });
+  afterAll(async () => {
+    await hog?.dispose();
+  });
   afterEach(async () => {
     await rig?.dispose();
     rig = null;
@@ -121,7 +131,7 @@ describeWith(postgresUrl(), 'cluster on PostgreSQL (replicas as processes)', (ur
     };
     await expect.poll(notRunning, { ...poll(60_000), message: 'touched workspaces not running' }).toEqual([]);
     const { rows: refused } = await cluster.db.query<{ n: number }>('SELECT count(*)::int AS n FROM fake_refused');
-    console.log(`cluster: ${refused[0]!.n} calls refused by the provider's fence (stale lease); ${KILLS} kills, ${ops} commands (${acked.size} acked restarts, ${failures} failed at a killed replica), ${touched.size} workspaces, 0 violations; failures by code ${JSON.stringify(Object.fromEntries(failed))}`);
+    console.log(`cluster: ${refused[0]!.n} calls refused by the provider's fence (stale lease); ${KILLS} kills, ${ops} commands (${acked.size} acked restarts, ${failures} failed at a killed replica), ${touched.size} workspaces, 0 violations; failures by code ${JSON.stringify(Object.fromEntries(failed))}; cpu hog ${hog ? `${hog.children.length} children, ${hog.cpuMs()} ms CPU` : 'off'}`);
     // The load really ran through the kills (a fixed floor: with a kill every ~1.5 s, most client calls die
     // with the replica they were sent to, so acknowledged restarts do not grow with the number of kills).
     expect(acked.size, 'restarts acknowledged during the kills').toBeGreaterThanOrEqual(40);

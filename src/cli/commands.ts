@@ -1,17 +1,17 @@
 /**
  * Client commands of `wsup`: each opens one connection, makes its call(s), prints, and returns an exit code.
  */
-import type { WsupClient, WorkspaceEvent } from '../client/index.ts';
+import type { WorkspaceEvent } from '../client/index.ts';
 import { RESTART_SOURCES, type RestartSource, type Result } from '../protocol/index.ts';
-import { connect, UsageError, type ClientFlags } from './context.ts';
+import { connect, UsageError, type ClientFlags, type CommandClient } from './context.ts';
 import { emit, fail, table } from './output.ts';
 import { checkPolicyFlags, clockTime, describeIdleDeadline, describeNext, describePolicy, ownLayer, policyPatch, type PolicyFlags } from './policy.ts';
 
-type Run = (client: WsupClient, flags: ClientFlags) => Promise<void>;
+type Run = (client: CommandClient, flags: ClientFlags) => Promise<void>;
 
 /** Connect, run, close; map every failure to an exit code. */
 export async function withClient(flags: ClientFlags, run: Run): Promise<number> {
-  let client: WsupClient | null = null;
+  let client: CommandClient | null = null;
   try {
     client = connect(flags);
     await run(client, flags);
@@ -112,7 +112,7 @@ export const list = (f: ClientFlags & { state?: string; limit?: string }) =>
  * Workspaces page by page, following `nextCursor` (the server cuts a page short when it would not fit one
  * frame): all of them, or the first `limit`. `nextCursor` is set when `limit` stopped the listing early.
  */
-async function listPages(c: WsupClient, filter: { state?: 'running' }, limit: number | undefined): Promise<Result<'workspace.list'>> {
+async function listPages(c: CommandClient, filter: { state?: 'running' }, limit: number | undefined): Promise<Result<'workspace.list'>> {
   const items: Result<'workspace.list'>['items'] = [];
   let cursor: string | null = null;
   do {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { WsupClient } from '../client/index.ts';
+import { ClusterClient, WsupClient } from '../client/index.ts';
 
 export interface ClientFlags {
   url?: string;
@@ -31,12 +31,18 @@ export function resolveToken(flags: ClientFlags): string | undefined {
   }
 }
 
-export function connect(flags: ClientFlags): WsupClient {
+/** What a command calls: one server's client, or a cluster's that sends each command to its owner. */
+export type CommandClient = Pick<WsupClient, 'call' | 'subscribe' | 'close'>;
+
+export function connect(flags: ClientFlags): CommandClient {
   const url = flags.url ?? process.env.WSUP_URL ?? DEFAULT_URL;
   const token = resolveToken(flags);
   if (!token) throw new UsageError(`no token: pass --token, set WSUP_TOKEN, or run where ${join(flags.dataDir ?? defaultDataDir(), 'admin.token')} exists`);
   const timeout = flags.timeout === undefined ? 0 : Number(flags.timeout);
   if (!Number.isFinite(timeout) || timeout < 0) throw new UsageError(`--timeout must be a number of milliseconds, got ${flags.timeout}`);
   // One-shot commands fail fast instead of retrying; `watch` turns reconnects back on.
-  return new WsupClient({ url, token, WebSocket, reconnect: false, requestTimeoutMs: timeout });
+  const common = { token, WebSocket, reconnect: false, requestTimeoutMs: timeout } as const;
+  // Several replicas (`--url a,b` or `--url a --url b`): each command goes to its workspace's owner.
+  if (url.includes(',')) return new ClusterClient({ urls: url, ...common });
+  return new WsupClient({ url, ...common });
 }

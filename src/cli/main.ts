@@ -23,10 +23,13 @@ const program = new Command('wsup')
 /** A repeatable option's values, in order. */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
+/** A repeated --url adds to the list (a comma list, as one --url may also give). */
+const joinUrls = (value: string, previous: string | undefined): string => (previous === undefined ? value : `${previous},${value}`);
+
 /** The options every client command takes. */
 function client(c: Command): Command {
   return c
-    .addOption(new Option('--url <url>', 'server URL (default http://127.0.0.1:7070)').env('WSUP_URL'))
+    .addOption(new Option('--url <url>', 'server URL (default http://127.0.0.1:7070); a cluster\'s replicas: a comma list or repeated, each command goes to its workspace\'s owner').env('WSUP_URL').argParser(joinUrls))
     .addOption(new Option('--token <token>', 'API token (default: <data-dir>/admin.token)').env('WSUP_TOKEN'))
     .option('--data-dir <dir>', 'local data dir to find the admin token in', defaultDataDir())
     .option('--timeout <ms>', 'per-call timeout in ms (0: none)')
@@ -60,6 +63,7 @@ program
   .option('--memory', 'keep no state (nothing survives a restart); for demos and benchmarks')
   .option('--cluster', 'run as one replica of a cluster on PostgreSQL (needs --database-url / DATABASE_URL)')
   .option('--replica-id <id>', 'this replica\'s name in the cluster (default: random)')
+  .option('--advertise-url <url>', 'cluster: the URL clients reach this replica on (default: the one it listens on)')
   .option('--shutdown-grace <ms>', 'longest shutdown after SIGTERM/SIGINT; a second signal exits at once (default 10000)')
   .option('--idle-timeout <duration>', 'default policy: stop a running workspace this long after its last activity (30m; off)')
   .option('--max-lifetime <duration>', 'default policy: stop a running workspace this long after it started (8h; off)')

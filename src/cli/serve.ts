@@ -38,6 +38,8 @@ export interface ServeFlags extends ServeDefaultFlags {
   memory?: boolean;
   cluster?: boolean;
   replicaId?: string;
+  /** Where clients reach this replica (cluster.members); default the URL it listens on. */
+  advertiseUrl?: string;
   config?: string;
   shutdownGrace?: string;
   maxRunningPerOwner?: string;
@@ -183,7 +185,9 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
     await rt.close();
     throw err;
   });
-  return run(m, { f, port, dataDir, logger, started, rt, server, tokens, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
+  // Routing clients read where each replica serves them: this one's URL once it listens.
+  const listening = (url: string) => rt.replica.advertise(f.advertiseUrl ?? url);
+  return run(m, { f, port, dataDir, logger, started, rt, server, tokens, listening, graceMs: Number(f.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE_MS), closing: 'leaving the cluster: handing shards over' });
 }
 
 type CommonServerOptions = Pick<ServerOptions, 'tokens' | 'host' | 'port' | 'providerCalls' | 'logger' | 'originAllowList' | 'limits' | 'metricsToken' | 'edge'>;
@@ -199,6 +203,8 @@ async function run(m: Loaded, o: {
   server: (common: CommonServerOptions) => WsupServer;
   /** The cluster's tokens; default: the data dir's token files. */
   tokens?: ServeTokens;
+  /** Called with the server's URL once it listens (a cluster replica advertises it). */
+  listening?: (url: string) => Promise<void>;
   graceMs: number;
   closing: string;
 }): Promise<number> {
@@ -215,6 +221,7 @@ async function run(m: Loaded, o: {
     ...edgeOptions(f),
   });
   const { url } = await server.listen();
+  await o.listening?.(url);
   const ms = Math.round(performance.now() - o.started);
   process.stdout.write(
     [

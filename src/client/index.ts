@@ -11,3 +11,4 @@ export { WsupClient, type ClientOptions, type ClientState, type ReconnectOptions
 export { WsupRpcError, WsupTimeoutError, WsupConnectionError } from './errors.ts';
 export type { SocketConstructor, SocketLike } from './socket.ts';
 export * from '../protocol/index.ts';
+export { ClusterClient, type ClusterClientOptions, type RoutingStats } from './cluster.ts';

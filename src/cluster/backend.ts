@@ -62,6 +62,7 @@ export function clusterBackend(replica: Replica, opts: ClusterBackendOptions = {
     },
     has: (id) => replica.has(id),
     accepts: (id) => replica.accepts(id),
+    members: () => replica.members(),
   };
 }
 

@@ -24,9 +24,11 @@ import { WorkspaceStore } from '../store/store.ts';
 import { systemClock, type Clock } from '../supervisor/clock.ts';
 import type { SupervisorOptions } from '../supervisor/supervisor.ts';
 import type { SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
+import type { ClusterMembers } from '../protocol/methods.ts';
 import { dispatchRouted, type RoutedMethod, type RoutedParams } from '../server/dispatch.ts';
 import { Fanout } from './fanout.ts';
 import { Inbox } from './inbox.ts';
+import { advertise, readMembers } from './members.ts';
 import { Listener } from './notify.ts';
 import { ShardHost, type ShardContext, type ShardRuntime, type ShardServices } from './shard-host.ts';
 import { DEFAULT_SHARDS, shardOf } from './shards.ts';
@@ -225,6 +227,16 @@ export class Replica {
   /** Whether commands for it can be taken: it exists and is not destroyed. */
   accepts(id: string): Promise<boolean> {
     return this.store.exists(id, { live: true });
+  }
+
+  /** Tell routing clients where this replica serves them (its server's URL, once it listens). */
+  advertise(url: string): Promise<void> {
+    return advertise(this.engine, this.id, url);
+  }
+
+  /** The cluster's routing table: members, their URLs, each shard's owner and a version that grows on every move. */
+  members(): Promise<ClusterMembers> {
+    return readMembers(this.engine, { replica: this.id, shards: this.nShards, ttlMs: this.opts.ttlMs ?? 2000 });
   }
 
   /** Hand every shard over gracefully (in-flight cycles finish first), then close. */

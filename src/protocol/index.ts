@@ -8,3 +8,4 @@ export * from './jsonrpc.ts';
 export * from './model.ts';
 export * from './methods.ts';
 export * from './agent.ts';
+export * from './shards.ts';

@@ -106,9 +106,25 @@ export const paramsSchemas = {
   'events.unsubscribe': z.strictObject({ subscription: z.string().max(64) }),
   'events.history': z.strictObject({ id: workspaceIdSchema, limit: z.number().int().min(1).max(10_000).optional() }),
   'machine.definition': z.strictObject({}),
+  /** Where each shard of a cluster lives, for clients that send each command to its owner. */
+  'cluster.members': z.strictObject({}),
 } as const;
 
 export type MethodName = keyof typeof paramsSchemas;
+
+/**
+ * A cluster's routing table: its replicas with the URL each serves clients on, and each shard's owner
+ * (`owners[shard]`, null while a shard is between owners). `version` grows whenever a shard changes owner
+ * (it is the sum of the shards' fencing epochs): a client that saw a smaller one routes from stale data.
+ */
+export interface ClusterMembers {
+  /** The replica that answered. */
+  replica: string;
+  shards: number;
+  version: number;
+  members: Array<{ replica: string; url: string | null; leaving: boolean; shards: number }>;
+  owners: Array<string | null>;
+}
 export type Params<M extends MethodName> = z.input<(typeof paramsSchemas)[M]>;
 
 export interface Results {
@@ -134,6 +150,7 @@ export interface Results {
   /** `truncated`: older events were left out so the reply fits one frame; ask with a smaller `limit` for fewer. */
   'events.history': { id: string; events: WorkspaceEvent[]; truncated?: boolean };
   'machine.definition': { definition: unknown };
+  'cluster.members': ClusterMembers;
 }
 export type Result<M extends MethodName> = Results[M];
 
@@ -160,6 +177,7 @@ export const METHOD_ROLE: Record<MethodName, Role> = {
   'events.unsubscribe': 'viewer',
   'events.history': 'viewer',
   'machine.definition': 'viewer',
+  'cluster.members': 'viewer',
 };
 
 /**

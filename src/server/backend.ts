@@ -5,6 +5,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { LifecycleState } from '../../machines/workspace.types.ts';
+import type { ClusterMembers } from '../protocol/methods.ts';
 import type { QuotaUsage } from '../supervisor/quota.ts';
 import type { Summary } from '../supervisor/summary.ts';
 import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, UpdateOptions, WorkspaceView } from '../supervisor/types.ts';
@@ -37,4 +38,6 @@ export interface ServerBackend {
   has(id: string): MaybeAsync<boolean>;
   /** Whether commands for `id` can be taken (exists, not destroyed). */
   accepts(id: string): MaybeAsync<boolean>;
+  /** A cluster's routing table (members, their URLs, each shard's owner); absent on one node. */
+  members?(): Promise<ClusterMembers>;
 }

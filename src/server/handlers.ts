@@ -122,6 +122,10 @@ export class Handlers {
         if (events.length === 0 && !(await sup.has(p.id))) throw new WorkspaceNotFoundError(p.id);
         return { id: p.id, events };
       },
+      'cluster.members': async () => {
+        if (!sup.members) throw new WsupError('WSUP_INVALID_ARGUMENT', 'cluster.members: this server is a single node, not a cluster replica: send every command to it');
+        return sup.members();
+      },
       'machine.definition': async () => {
         // toJSON walks the whole machine; compute it once per server.
         this.definition ??= JSON.parse(JSON.stringify(workspaceMachine.toJSON())) as unknown;

@@ -212,6 +212,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX api_tokens_default_admin_idx ON api_tokens (label) WHERE label = 'default-admin' AND revoked_at IS NULL;
     `,
   },
+  {
+    version: 10,
+    name: 'cluster members: the URL each replica serves clients on',
+    sql: `
+      -- Where a routing client reaches the replica (wsup serve --advertise-url, default from --host/--port);
+      -- null until the replica's server listens. cluster.members reads it with the shards' owners.
+      ALTER TABLE cluster_members ADD COLUMN url text;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -36,6 +36,7 @@ const PARAMS: Record<MethodName, Record<string, unknown>> = {
   'events.unsubscribe': { subscription: 's0' },
   'events.history': { id: 'auth-1' },
   'machine.definition': {},
+  'cluster.members': {},
 };
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 

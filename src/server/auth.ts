@@ -4,7 +4,8 @@
  * The token file (`<dataDir>/tokens.json`, mode 0600) stores sha256 hashes only. The embedded default also
  * keeps the admin token in plain text in `<dataDir>/admin.token` (0600) so the local CLI can find it, the
  * way `~/.docker/config.json` or a kubeconfig does. The file is re-read when its mtime changes, so
- * `wsup token --rotate` takes effect on a running server without a restart.
+ * `wsup token --rotate` takes effect on a running server without a restart. A cluster's replicas verify
+ * against the database instead (db-tokens.ts).
  *
  * @example
  * const tokens = TokenFile.in('.wsup');

@@ -1,6 +1,6 @@
 /**
  * API tokens in the database: one set for every replica of a cluster. Rows hold the sha256 hash, never the
- * token; the caller hashes (src/server/auth.ts). Every write NOTIFYs `wsup_<schema>_tokens` in its own
+ * token; the caller hashes (src/server/auth.ts). Every write NOTIFYs the schema's tokens channel in its own
  * transaction, so each replica's cache reloads as the write commits; `fingerprint()` is what a replica polls
  * to catch a notification it missed.
  *
@@ -51,7 +51,9 @@ interface Raw {
 }
 
 const COLUMNS = 'id, hash, role, label, created_at, expires_at, revoked_at';
-const NOTIFY = `SELECT pg_notify('wsup_' || current_schema() || '_tokens', '')`;
+/** Per schema, and short whatever the schema's name (a channel name has at most 63 bytes). */
+const CHANNEL = `'wsup_tokens_' || left(md5(current_schema()), 16)`;
+const NOTIFY = `SELECT pg_notify(${CHANNEL}, '')`;
 
 const rowOf = (r: Raw): ApiTokenRow => ({
   id: Number(r.id),
@@ -70,8 +72,8 @@ export class ApiTokenRows {
 
   /** The channel this schema's token writes are announced on (LISTEN on it to hear them). */
   async channel(): Promise<string> {
-    const { rows } = await this.engine.query<{ schema: string }>('SELECT current_schema() AS schema');
-    return `wsup_${rows[0]?.schema ?? 'public'}_tokens`;
+    const { rows } = await this.engine.query<{ channel: string }>(`SELECT ${CHANNEL} AS channel`);
+    return rows[0]!.channel;
   }
 
   /** Tokens that may still verify (not revoked; expiry is the verifier's to judge, per call). */

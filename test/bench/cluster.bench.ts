@@ -1,9 +1,13 @@
 /**
  * Cluster figures on a real PostgreSQL (`DATABASE_URL`), replicas as processes (test/cluster/harness.ts):
- * - commands/s through 1 replica vs 3 (restarts of 1,000 workspaces, closed loop, 24 clients, random replica);
+ * - commands/s and p99 through 1 replica vs 3 (restarts of 1,000 workspaces, closed loop, 24 clients), through
+ *   3 without routing (round robin: two thirds forwarded through the inbox) and with owner routing (each
+ *   command sent to its shard's owner, as ClusterClient does), the forwarded share (new inbox rows per
+ *   command) and the CPU the replica processes used per command (utime + stime from /proc/<pid>/stat);
  * - failover: kill -9 the owner of a workspace, time until a command for it is served through another
  *   replica (target ≤ 3 s), over several kills, with the duplicate-start check of the shared provider.
  */
+import { readFileSync } from 'node:fs';
 import { shardOf } from '../../src/cluster/shards.ts';
 import { isPostgresUrl } from '../../src/store/engine.ts';
 import { ClusterRig, type ReplicaProcess } from '../cluster/harness.ts';
@@ -18,7 +22,10 @@ async function until(probe: () => Promise<boolean>, timeoutMs = 30_000): Promise
   }
 }
 
-async function throughput(rig: ClusterRig, via: ReplicaProcess[], seconds: number): Promise<{ calls: number; perSecond: number; p99: number }> {
+/** Picks the replica a command goes to: round robin, or its shard's owner. */
+type Pick = (id: string, n: number) => ReplicaProcess;
+
+async function throughput(pick: Pick, seconds: number): Promise<{ calls: number; perSecond: number; p99: number }> {
   let calls = 0;
   const lat: number[] = [];
   const end = performance.now() + seconds * 1000;
@@ -26,9 +33,10 @@ async function throughput(rig: ClusterRig, via: ReplicaProcess[], seconds: numbe
   await Promise.all(
     Array.from({ length: 24 }, async () => {
       while (performance.now() < end) {
-        const r = via[n++ % via.length]!;
+        const k = n++;
+        const id = `tp-${k % 1000}`;
         const t = performance.now();
-        const out = await r.call('workspace.restart', { id: `tp-${n % 1000}`, reason: 'bench' });
+        const out = await pick(id, k).call('workspace.restart', { id, reason: 'bench' });
         if (!out.ok) throw new Error(`cluster bench: ${out.code} ${out.message}`);
         lat.push(performance.now() - t);
         calls++;
@@ -36,8 +44,28 @@ async function throughput(rig: ClusterRig, via: ReplicaProcess[], seconds: numbe
     }),
   );
   lat.sort((a, b) => a - b);
-  void rig;
   return { calls, perSecond: Math.round(calls / seconds), p99: Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0) };
+}
+
+/** CPU time (user + system) a process used so far, in ms, from /proc/<pid>/stat (clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14 and 15 of the line)
+}
+
+async function inboxRows(rig: ClusterRig): Promise<number> {
+  const { rows } = await rig.db.query<{ n: number }>('SELECT count(*)::int AS n FROM cluster_inbox');
+  return rows[0]!.n;
+}
+
+/** Each shard's owner, as a routing client reads it from cluster.members. */
+async function ownerPick(rig: ClusterRig, procs: ReplicaProcess[]): Promise<Pick> {
+  const { rows } = await rig.db.query<{ shard: number; owner: string }>('SELECT shard, owner FROM shard_leases WHERE expires_at > now()');
+  const byName = new Map(procs.map((p) => [p.name, p]));
+  const owner = new Map(rows.map((r) => [r.shard, byName.get(r.owner)]));
+  return (id, n) => owner.get(shardOf(id, 64)) ?? procs[n % procs.length]!;
 }
 
 export async function benchCluster(): Promise<object[]> {
@@ -45,16 +73,31 @@ export async function benchCluster(): Promise<object[]> {
   if (!isPostgresUrl(url)) return [{ skipped: 'DATABASE_URL is not a postgres:// url: the cluster needs PostgreSQL' }];
   const rows: object[] = [];
 
-  // 1 vs 3 replicas.
+  // 1 vs 3 replicas; through 3, without and with owner routing.
   for (const replicas of [1, 3]) {
     const rig = await ClusterRig.create(url, { latencyMs: 1, ttlMs: TTL_MS });
     try {
       const procs = await Promise.all(Array.from({ length: replicas }, () => rig.spawn()));
       await until(async () => (await rig.owners()).size === replicas && [...(await rig.owners()).values()].reduce((a, b) => a + b, 0) === 64);
       await Promise.all(Array.from({ length: 1000 }, (_, i) => procs[i % replicas]!.call('workspace.ensure', { id: `tp-${i}` })));
-      await throughput(rig, procs, 2); // warm-up
-      const r = await throughput(rig, procs, 8);
-      rows.push({ figure: `commands/s through ${replicas} replica${replicas > 1 ? 's' : ''}`, value: r.perSecond, p99Ms: r.p99, target: replicas === 3 ? 'more than 1 replica' : '', baseline: '' });
+      const modes: Array<['round robin' | 'owner routing', Pick]> = [['round robin', (_id, n) => procs[n % replicas]!]];
+      if (replicas > 1) modes.push(['owner routing', await ownerPick(rig, procs)]);
+      for (const [mode, pick] of modes) {
+        await throughput(pick, 2); // warm-up
+        const inbox0 = await inboxRows(rig);
+        const cpu0 = procs.map((p) => cpuMs(p.proc.pid));
+        const r = await throughput(pick, 8);
+        const forwarded = (await inboxRows(rig)) - inbox0;
+        const cpu = procs.map((p, i) => cpuMs(p.proc.pid) - cpu0[i]!);
+        const total = cpu.reduce((a, b) => a + b, 0);
+        rows.push({
+          figure: `commands/s through ${replicas} replica${replicas > 1 ? 's' : ''}${replicas > 1 ? `, ${mode}` : ''}`,
+          value: r.perSecond,
+          p99Ms: r.p99,
+          target: replicas === 3 ? 'owner routing: forwarded ~0' : '',
+          baseline: `forwarded ${((100 * forwarded) / Math.max(1, r.calls)).toFixed(1)} %; replica CPU ${(total / r.calls).toFixed(2)} ms/command (per replica ${cpu.map((c) => (c / r.calls).toFixed(2)).join(' / ')})`,
+        });
+      }
     } finally {
       await rig.dispose();
     }

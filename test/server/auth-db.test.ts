@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Listener } from '../../src/cluster/notify.ts';
 import { FakeProvider } from '../../src/providers/fake.ts';
 import { DbTokens, issueDbToken, rotateDbAdmin } from '../../src/server/db-tokens.ts';
 import { hashToken, TokenFile } from '../../src/server/auth.ts';
@@ -115,6 +116,28 @@ describeWith(postgresUrl(), 'API tokens in PostgreSQL', (url) => {
     expect(tokens.verify(token)).toBeNull();
     tokens.close();
     expect(clock.armed).toBe(0);
+  });
+
+  it('hears writes through LISTEN on its channel, in a schema with the longest name PostgreSQL allows', async () => {
+    const schema = `${base}_${'x'.repeat(63 - base.length - 1)}`;
+    expect(schema).toHaveLength(63);
+    schemas.push(schema);
+    const here = await openPostgres({ url, schema, max: 2 });
+    const other = await openPostgres({ url, schema, max: 2 });
+    engines.push(here, other);
+    await migrate(here);
+    const tokens = await DbTokens.open({ engine: here, clock: manualClock() }); // no poll: only NOTIFY reloads
+    const listener = new Listener({ url: `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`, channels: [await tokens.channel()], onNotify: () => void tokens.refresh(), onResync: () => void tokens.refresh() });
+    await listener.start();
+    try {
+      const { token } = await issueDbToken(other, 'operator', { label: 'heard' });
+      await expect.poll(() => tokens.verify(token)?.label, { timeout: 10_000, interval: 10 }).toBe('heard');
+      await new ApiTokenRows(other).revoke('heard');
+      await expect.poll(() => tokens.verify(token), { timeout: 10_000, interval: 10 }).toBeNull();
+    } finally {
+      await listener.close();
+      tokens.close();
+    }
   });
 
   it('refuses an expired token by its expiry, without a reload', async () => {

@@ -143,6 +143,25 @@ export class Inbox {
     return this.draining;
   }
 
+  /**
+   * Delete answered rows older than `keepMs` (their forwarder stopped waiting long ago): the table holds
+   * what is queued plus a short tail, not every command the cluster ever forwarded. Open rows stay.
+   */
+  async prune(keepMs: number): Promise<number> {
+    if (this.closed) return 0;
+    try {
+      const { rows } = await this.opts.engine.query<{ n: number }>(
+        `WITH gone AS (DELETE FROM cluster_inbox WHERE done_at < now() - make_interval(secs => $1::float8 / 1000) RETURNING 1)
+         SELECT count(*)::int AS n FROM gone`,
+        [keepMs],
+      );
+      return rows[0]?.n ?? 0;
+    } catch (err) {
+      if (!this.closed) this.opts.report(err, 'pruning answered inbox rows failed');
+      return 0;
+    }
+  }
+
   /** Stop draining; commands still waiting for an answer are told it may still come. */
   close(): void {
     this.closed = true;

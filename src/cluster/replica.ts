@@ -78,6 +78,7 @@ export class Replica {
   private readonly nShards: number;
   private readonly clock: Clock;
   private poll: unknown = null;
+  private polls = 0;
   private closing: Promise<void> | null = null;
   private seq = 0;
 
@@ -261,12 +262,19 @@ export class Replica {
     })());
   }
 
+  /** Delete answered inbox rows older than `keepMs` now (the poll does it about once a minute); how many went. */
+  pruneInbox(keepMs: number): Promise<number> {
+    return this.inbox.prune(keepMs);
+  }
+
   /** The inbox poll: the safety net under NOTIFY (drain rows of owned shards, collect lost answers). */
   private schedulePoll(): void {
     this.poll = this.clock.setTimeout(() => {
       if (this.closing) return;
       void this.inbox.drain();
       void this.inbox.collect();
+      // Now and then, answered rows go: far longer after their answer than any forwarder waits for one.
+      if (++this.polls % PRUNE_EVERY_POLLS === 0) void this.inbox.prune(Math.max(INBOX_KEEP_MS, 10 * (this.opts.forwardTimeoutMs ?? 60_000)));
       this.schedulePoll();
     }, this.opts.pollMs ?? 250);
   }
@@ -298,6 +306,10 @@ function execute(rt: ShardRuntime, method: string, p: RoutedParams, requester: s
 
 /** Attempts of a command the fence refused here while the lease still holds, before it goes to the inbox. */
 const FENCE_RETRIES = 3;
+/** Answered inbox rows are pruned about once a minute (at the default 250 ms poll)... */
+const PRUNE_EVERY_POLLS = 240;
+/** ...once ten minutes (at least) past their answer. */
+const INBOX_KEEP_MS = 10 * 60_000;
 
 /**
  * Run a command on a shard owned here. A failure that is the shard moving is never the caller's: when the

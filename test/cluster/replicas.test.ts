@@ -150,4 +150,22 @@ describeWith(postgresUrl(), 'cluster replicas on PostgreSQL', (url) => {
     await closing;
     expect(a.closed).toBe(true);
   }, 60_000);
+
+  it('prunes answered inbox rows past their keep time, never a queued one', async () => {
+    await setup();
+    const a = await start('a');
+    const b = await start('b');
+    await expect.poll(async () => ({ a: a.owned().length, b: b.owned().length }), POLL).toEqual({ a: 32, b: 32 });
+    const onB = Array.from({ length: 40 }, (_, i) => `pr-${i}`).filter((id) => b.owned().includes(a.shardOf(id)));
+    await Promise.all(onB.map((id) => a.call('workspace.ensure', { id })));
+    const count = async (where: string) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM cluster_inbox WHERE ${where}`)).rows[0]!.n;
+    const answered = await count('done_at IS NOT NULL');
+    expect(answered).toBeGreaterThanOrEqual(onB.length);
+    // Half of them answered an hour ago; one more row queued for a shard nobody drains (no such workspace owner runs it).
+    await db.query(`UPDATE cluster_inbox SET done_at = now() - interval '1 hour' WHERE id IN (SELECT id FROM cluster_inbox WHERE done_at IS NOT NULL ORDER BY id LIMIT $1)`, [Math.floor(answered / 2)]);
+    await db.query(`INSERT INTO cluster_inbox (shard, workspace_id, method, params, origin, created_at) VALUES (9999, 'nobody', 'workspace.get', '{"id":"nobody"}', 'test', now() - interval '2 hours')`);
+    expect(await a.pruneInbox(10 * 60_000)).toBe(Math.floor(answered / 2));
+    expect(await count('done_at IS NOT NULL')).toBe(answered - Math.floor(answered / 2));
+    expect(await count('done_at IS NULL')).toBe(1);
+  }, 60_000);
 });

@@ -2,7 +2,8 @@
  * Clients go to the owner: three `wsup serve --cluster` processes on one PostgreSQL advertise their URLs
  * in `cluster.members`; the ClusterClient (and the CLI given a comma list of URLs) sends each command to
  * its workspace's owner, so next to nothing goes through the forwarding inbox, with the same results as a
- * client that does not route. A replica leaving moves its shards; the routing client follows.
+ * client that does not route. A replica leaving moves its shards, and one killed (-9) loses them; the
+ * routing client follows both without a failed call.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -83,7 +84,8 @@ describeWith(postgresUrl(), 'clients go to the owner (3 replica processes)', (ur
     await expect
       .poll(async () => {
         const t: ClusterMembers = await plain.call('cluster.members', {});
-        return t.members.length === 3 && t.members.every((m) => m.shards > 0 && m.url !== null) && t.owners.every((o) => o !== null);
+        const share = Math.ceil(t.shards / 3);
+        return t.members.length === 3 && t.members.every((m) => m.shards > 0 && m.shards <= share) && t.members.every((m) => m.url !== null) && t.owners.every((o) => o !== null);
       }, { timeout: 60_000, interval: 200 })
       .toBe(true);
     const table = await plain.call('cluster.members', {});
@@ -130,6 +132,17 @@ describeWith(postgresUrl(), 'clients go to the owner (3 replica processes)', (ur
     const again = await Promise.all(ids.map((id) => follow.call('workspace.ensure', { id })));
     expect(again.every((r) => r.state === 'running')).toBe(true);
     expect((await forwarded()) - afterLeave).toBeLessThanOrEqual(1);
+
+    // b is killed (-9) with the client's table naming it: commands for its shards go to a replica that can
+    // be reached and wait there for the takeover; every one is answered, none fails.
+    const killed = procs[1]!;
+    killed.kill('SIGKILL');
+    await new Promise((r) => killed.once('exit', r));
+    const afterKill = await Promise.all(ids.map((id) => follow.call('workspace.restart', { id, reason: 'after kill', wait: true })));
+    // Answered by a cycle: its own, or the one the new owner began restoring the workspace (joined).
+    expect(afterKill.map((r) => `${r.id} ${r.outcome === 'joined' ? 'started' : r.outcome} ${r.state}`)).toEqual(ids.map((id) => `${id} started running`));
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM shard_leases WHERE owner = 'a' AND expires_at > now()");
+    expect(Number(rows[0]!.n)).toBe(table.shards);
     for (const c of [plain, routed, follow]) c.close();
   }, 240_000);
 });

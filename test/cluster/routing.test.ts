@@ -16,7 +16,7 @@ import { ClusterClient, WsupClient, type ClusterMembers } from '../../src/client
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { describeWith, postgresUrl } from '../helpers/require.ts';
-import { startRig } from '../server/rig.ts';
+import { startRig, TOKENS } from '../server/rig.ts';
 
 function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
   const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
@@ -35,7 +35,7 @@ function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProce
 }
 
 describe('cluster.members on a single node', () => {
-  it('is a clear error a viewer gets, and takes no params', async () => {
+  it('is a clear error a viewer gets, takes no params, and a ClusterClient falls back to the node', async () => {
     const rig = await startRig();
     try {
       const viewer = rig.client('viewer');
@@ -44,6 +44,16 @@ describe('cluster.members on a single node', () => {
       expect((err as Error).message).toContain('single node');
       const bad = await viewer.call('cluster.members', { replica: 'x' } as never).catch((e: unknown) => e);
       expect(bad).toMatchObject({ code: -32602 });
+      // A ClusterClient given a single node (and a dead URL first) sends everything to the node that answers.
+      const c = new ClusterClient({ urls: ['http://127.0.0.1:1', rig.url], token: TOKENS.operator, WebSocket, reconnect: false });
+      try {
+        expect(await c.call('workspace.ensure', { id: 'single-1' })).toMatchObject({ id: 'single-1', state: 'running' });
+        expect(await c.call('workspace.get', { id: 'single-1' })).toMatchObject({ id: 'single-1' });
+        expect(c.stats).toMatchObject({ owner: 0, any: 2 });
+        expect(c.members).toBeNull();
+      } finally {
+        c.close();
+      }
     } finally {
       await rig.close();
     }

@@ -2,7 +2,8 @@
  * Clients go to the owner: three `wsup serve --cluster` processes on one PostgreSQL advertise their URLs
  * in `cluster.members`; the ClusterClient (and the CLI given a comma list of URLs) sends each command to
  * its workspace's owner, so next to nothing goes through the forwarding inbox, with the same results as a
- * client that does not route. A replica leaving moves its shards; the routing client follows.
+ * client that does not route. A replica leaving moves its shards, and one killed (-9) loses them; the
+ * routing client follows both without a failed call.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { ClusterClient, WsupClient, type ClusterMembers } from '../../src/client
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { describeWith, postgresUrl } from '../helpers/require.ts';
-import { startRig } from '../server/rig.ts';
+import { startRig, TOKENS } from '../server/rig.ts';
 
 function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
   const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
@@ -34,7 +35,7 @@ function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProce
 }
 
 describe('cluster.members on a single node', () => {
-  it('is a clear error a viewer gets, and takes no params', async () => {
+  it('is a clear error a viewer gets, takes no params, and a ClusterClient falls back to the node', async () => {
     const rig = await startRig();
     try {
       const viewer = rig.client('viewer');
@@ -43,6 +44,16 @@ describe('cluster.members on a single node', () => {
       expect((err as Error).message).toContain('single node');
       const bad = await viewer.call('cluster.members', { replica: 'x' } as never).catch((e: unknown) => e);
       expect(bad).toMatchObject({ code: -32602 });
+      // A ClusterClient given a single node (and a dead URL first) sends everything to the node that answers.
+      const c = new ClusterClient({ urls: ['http://127.0.0.1:1', rig.url], token: TOKENS.operator, WebSocket, reconnect: false });
+      try {
+        expect(await c.call('workspace.ensure', { id: 'single-1' })).toMatchObject({ id: 'single-1', state: 'running' });
+        expect(await c.call('workspace.get', { id: 'single-1' })).toMatchObject({ id: 'single-1' });
+        expect(c.stats).toMatchObject({ owner: 0, any: 2 });
+        expect(c.members).toBeNull();
+      } finally {
+        c.close();
+      }
     } finally {
       await rig.close();
     }
@@ -83,7 +94,8 @@ describeWith(postgresUrl(), 'clients go to the owner (3 replica processes)', (ur
     await expect
       .poll(async () => {
         const t: ClusterMembers = await plain.call('cluster.members', {});
-        return t.members.length === 3 && t.members.every((m) => m.shards > 0 && m.url !== null) && t.owners.every((o) => o !== null);
+        const share = Math.ceil(t.shards / 3);
+        return t.members.length === 3 && t.members.every((m) => m.shards > 0 && m.shards <= share) && t.members.every((m) => m.url !== null) && t.owners.every((o) => o !== null);
       }, { timeout: 60_000, interval: 200 })
       .toBe(true);
     const table = await plain.call('cluster.members', {});
@@ -130,6 +142,17 @@ describeWith(postgresUrl(), 'clients go to the owner (3 replica processes)', (ur
     const again = await Promise.all(ids.map((id) => follow.call('workspace.ensure', { id })));
     expect(again.every((r) => r.state === 'running')).toBe(true);
     expect((await forwarded()) - afterLeave).toBeLessThanOrEqual(1);
+
+    // b is killed (-9) with the client's table naming it: commands for its shards go to a replica that can
+    // be reached and wait there for the takeover; every one is answered, none fails.
+    const killed = procs[1]!;
+    killed.kill('SIGKILL');
+    await new Promise((r) => killed.once('exit', r));
+    const afterKill = await Promise.all(ids.map((id) => follow.call('workspace.restart', { id, reason: 'after kill', wait: true })));
+    // Answered by a cycle: its own, or the one the new owner began restoring the workspace (joined).
+    expect(afterKill.map((r) => `${r.id} ${r.outcome === 'joined' ? 'started' : r.outcome} ${r.state}`)).toEqual(ids.map((id) => `${id} started running`));
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM shard_leases WHERE owner = 'a' AND expires_at > now()");
+    expect(Number(rows[0]!.n)).toBe(table.shards);
     for (const c of [plain, routed, follow]) c.close();
   }, 240_000);
 });

@@ -200,7 +200,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 9,
+    version: 8,
     name: 'api tokens: one set per cluster, with labels and revocation',
     sql: `
       -- API tokens live here when the server runs as a cluster (wsup serve --cluster): every replica
@@ -213,7 +213,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 10,
+    version: 9,
     name: 'cluster members: the URL each replica serves clients on',
     sql: `
       -- Where a routing client reaches the replica (wsup serve --advertise-url, default from --host/--port);

@@ -160,30 +160,38 @@ function add(into: Map<string, PreparedWorkspace>, row: PreparedWorkspace): void
 }
 
 /**
- * The parameters of one workspace statement: `$1`..`$8` are column arrays (null elements where a write
- * leaves a field out), then `slots` (≥ rows) json parameters, one per row for its snapshot and null for
- * the unused rest. See `workspaceRows` in store.ts.
+ * The workspace columns in the order a workspace statement unnests them: the name each has in the batch
+ * rows `x`, the array type it travels as, and how a prepared row gives it (null where a write leaves the
+ * field out). `set_pool` says whether the write sets `pool` at all (a null pool is a value). Both
+ * `workspaceParams` and the statements in store.ts are built from this table.
+ */
+export const WORKSPACE_WRITE_COLUMNS: ReadonlyArray<readonly [name: string, type: string, get: (r: PreparedWorkspace) => ArrayElement]> = [
+  ['id', 'text', (r) => r.id],
+  ['desired', 'text', (r) => r.desired],
+  ['state', 'text', (r) => r.state],
+  ['spec', 'jsonb', (r) => r.spec ?? null],
+  ['owner', 'text', (r) => r.owner ?? null],
+  ['prebuild', 'boolean', (r) => r.prebuild ?? null],
+  ['pool', 'text', (r) => r.pool ?? null],
+  ['set_pool', 'boolean', (r) => r.pool !== undefined],
+];
+
+/**
+ * The parameters of one workspace statement: one array literal per `WORKSPACE_WRITE_COLUMNS` entry, then `slots`
+ * (≥ rows) text parameters, one per row for its snapshot and null for the unused rest. See
+ * `workspaceRows` in store.ts.
  */
 export function workspaceParams(rows: readonly PreparedWorkspace[], slots = rows.length): unknown[] {
   const n = rows.length;
-  const ids = new Array<string>(n), desired = new Array<string>(n), states = new Array<string>(n);
-  const specs = new Array<string | null>(n), owners = new Array<string | null>(n), prebuild = new Array<boolean | null>(n);
-  const pools = new Array<string | null>(n), setPool = new Array<boolean>(n);
-  const params: unknown[] = [ids, desired, states, specs, owners, prebuild, pools, setPool];
-  for (let i = 0; i < n; i++) {
-    const r = rows[i]!;
-    ids[i] = r.id;
-    desired[i] = r.desired;
-    states[i] = r.state;
-    specs[i] = r.spec ?? null;
-    owners[i] = r.owner ?? null;
-    prebuild[i] = r.prebuild ?? null;
-    pools[i] = r.pool ?? null;
-    setPool[i] = r.pool !== undefined;
-    params.push(r.snapshot);
+  const columns = WORKSPACE_WRITE_COLUMNS.map(() => new Array<ArrayElement>(n));
+  for (let c = 0; c < columns.length; c++) {
+    const get = WORKSPACE_WRITE_COLUMNS[c]![2];
+    const column = columns[c]!;
+    for (let i = 0; i < n; i++) column[i] = get(rows[i]!);
   }
-  for (let i = n; i < slots; i++) params.push(null);
-  for (let i = 0; i < 8; i++) params[i] = arrayLiteral(params[i] as ArrayElement[]);
+  const params: unknown[] = columns.map(arrayLiteral);
+  for (const r of rows) params.push(r.snapshot);
+  for (let i = rows.length; i < slots; i++) params.push(null);
   return params;
 }
 

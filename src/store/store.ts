@@ -19,7 +19,7 @@ import { openEngine } from './open.ts';
 import { GroupCommitter, type BatchOutcome, type GroupCommitStats } from './group-commit.ts';
 import { checkIntegrity } from './integrity.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
-import { EVENT_COLUMNS, eventParams, merge, prepare, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
+import { EVENT_COLUMNS, eventParams, merge, prepare, WORKSPACE_WRITE_COLUMNS, workspaceParams, type MergedBatch, type PreparedCommit, type PreparedWorkspace } from './prepare.ts';
 import { PoolStore } from './pools.ts';
 import { ProcessRecordStore, TokenStore } from './records.ts';
 import {
@@ -295,17 +295,21 @@ const WORKSPACES_PER_STATEMENT = 2048;
 
 /**
  * The rows of one workspace statement, for up to `slots` workspaces (parameters from `workspaceParams`):
- * small columns as arrays ($1..$8), each snapshot as its own text parameter (from `$first`). Text, not
+ * small columns as arrays (`WORKSPACE_WRITE_COLUMNS`, $1..$8), each snapshot as its own text parameter (from `$first`). Text, not
  * json or jsonb: only wsup reads the snapshot, whole, and JSON.stringify made it, so the server stores it
  * as it comes instead of lexing ~1 KB per transition (json_in was a tenth of the server's CPU per batch);
  * `readRow` parses it on load. Unused slots are NULL, and unnest pads the arrays with NULL rows (id NULL),
  * which match nothing and are never inserted.
  */
-function workspaceRows(slots: number, first = 9): string {
+function workspaceRows(slots: number, first = W + 1): string {
+  const columns = WORKSPACE_WRITE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(', ');
   const snapshots = Array.from({ length: slots }, (_, i) => `$${i + first}::text`).join(',');
-  return `unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::boolean[], $7::text[], $8::boolean[],
-    ARRAY[${snapshots}]::text[]) AS x(id, desired, state, spec, owner, prebuild, pool, set_pool, snapshot)`;
+  return `unnest(${columns},
+    ARRAY[${snapshots}]::text[]) AS x(${WORKSPACE_WRITE_COLUMNS.map(([name]) => name).join(', ')}, snapshot)`;
 }
+
+/** How many column arrays a workspace statement takes before its snapshots. */
+const W = WORKSPACE_WRITE_COLUMNS.length;
 
 /**
  * Statement texts depend on the number of snapshot slots, so slots come in powers of two: a dozen texts,
@@ -342,7 +346,7 @@ const insertFrom = (rows: string, owner: string, andWhere = ''): string => `
   RETURNING id`;
 
 const updateWorkspaces = (slots: number): string => updateFrom(workspaceRows(slots));
-const insertWorkspaces = (slots: number): string => insertFrom(workspaceRows(slots), `$${slots + 9}`);
+const insertWorkspaces = (slots: number): string => insertFrom(workspaceRows(slots), `$${W + slots + 1}`);
 
 const statements = new Map<string, string>();
 /** The text of a named statement, built once per process. */
@@ -351,6 +355,11 @@ const statement = (name: string, build: () => string): string => {
   if (text === undefined) statements.set(name, (text = build()));
   return text;
 };
+
+/** The texts of the store's commit statements for `slots` workspaces, for review (a snapshot test holds them). */
+export function commitStatements(slots: number): { update: string; insert: string; commit: string; events: string } {
+  return { update: updateWorkspaces(slots), insert: insertWorkspaces(slots), commit: commitStatement(slots), events: INSERT_EVENTS };
+}
 
 async function writeInto(tx: SqlQueryable, batch: MergedBatch): Promise<void> {
   const sorted = sortedWorkspaces(batch);
@@ -385,23 +394,23 @@ const UPSERT_RACED = 'WS001';
 
 /**
  * A whole batch in ONE statement: update the workspaces that exist, insert the ones that do not, append
- * the events. Parameters: $1..$8 workspace columns, $9 how many workspaces, $10 the default owner,
- * $11..$23 event columns, then the snapshots. Data-modifying CTEs share one snapshot, so a workspace another
+ * the events. Parameters: the `WORKSPACE_WRITE_COLUMNS` arrays ($1..$W), how many workspaces ($W+1), the default
+ * owner ($W+2), the `EVENT_COLUMNS` arrays, then the snapshots. Data-modifying CTEs share one snapshot, so a workspace another
  * writer inserted meanwhile is neither updated nor inserted (ON CONFLICT DO NOTHING): the count check then
  * fails the statement, nothing of it is written, and the store retries the batch the long way (`writeInto`).
  */
 const commitStatement = (slots: number): string => `
-  WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, 11 + EVENT_COLUMNS.length)}),
+  WITH x AS MATERIALIZED (SELECT * FROM ${workspaceRows(slots, W + 3 + EVENT_COLUMNS.length)}),
   u AS (${updateFrom('x')}),
-  i AS (${insertFrom('x', '$10::text', ' AND x.id NOT IN (SELECT id FROM u)')}),
-  e AS (${insertEvents(11)})
-  SELECT wsup_commit_check($9::int, ((SELECT count(*) FROM u) + (SELECT count(*) FROM i))::int) AS written`;
+  i AS (${insertFrom('x', `$${W + 2}::text`, ' AND x.id NOT IN (SELECT id FROM u)')}),
+  e AS (${insertEvents(W + 3)})
+  SELECT wsup_commit_check($${W + 1}::int, ((SELECT count(*) FROM u) + (SELECT count(*) FROM i))::int) AS written`;
 
 async function commitInOneStatement(db: SqlQueryable, batch: MergedBatch): Promise<void> {
   const rows = sortedWorkspaces(batch);
   const slots = slotsFor(rows.length);
   const ws = workspaceParams(rows, slots);
-  const params = [...ws.slice(0, 8), rows.length, SYSTEM_OWNER, ...eventParams(batch.events), ...ws.slice(8)];
+  const params = [...ws.slice(0, W), rows.length, SYSTEM_OWNER, ...eventParams(batch.events), ...ws.slice(W)];
   const name = `wsup_commit_${slots}`;
   await db.query(statement(name, () => commitStatement(slots)), params, { name });
 }

@@ -31,7 +31,7 @@ export interface ShardContext {
 
 export interface ShardServices {
   /** Extra options for the shard's durable supervisor (prepareSpec, beforeRecovery, ownerOf, ...). */
-  supervisor?: Partial<Omit<DurableOptions, 'provider' | 'store' | 'select' | 'persist'>>;
+  supervisor?: Partial<Omit<DurableOptions, 'provider' | 'store' | 'shards' | 'persist'>>;
   /** The shard's workspaces are restored: reconcile what recovery may have left (claims, pools). */
   ready?(supervisor: Supervisor): Promise<void>;
   /** Methods beyond the supervisor's that the owner of the shard answers, routed by `params.id`. */
@@ -194,7 +194,7 @@ export class ShardHost {
       provider: fencedProvider(this.opts.provider, check, lease.signal, { shard, epoch }, calls),
       store,
       orphans: 'ignore',
-      select: (id) => shardOf(id, this.opts.shards) === shard,
+      shards: { count: this.opts.shards, of: [shard] },
       onError: (err, ctx) => this.opts.report(err, `${ctx.what}${ctx.id ? ` (${ctx.id})` : ''}`),
     });
     if (!this.keeper.valid(lease)) {

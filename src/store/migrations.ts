@@ -221,6 +221,46 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE cluster_members ADD COLUMN url text;
     `,
   },
+  {
+    version: 10,
+    name: 'workspaces: the hash that places each in a shard, indexed for the default shard count',
+    sql: `
+      -- shardOf (src/protocol/shards.ts) before its modulo: FNV-1a (32 bit) over the id's UTF-16 code units
+      -- (a code point above U+FFFF counts as its two surrogates, as in JavaScript). The shard of a workspace
+      -- in a cluster of n shards is shard_hash % n; a replica loads its shards by it instead of reading every
+      -- workspace id. Stored as the hash, not the shard, so a cluster with another shard count reads it too.
+      CREATE FUNCTION wsup_id_hash(id text) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+      DECLARE
+        h bigint := 2166136261;
+        c text;
+        u bigint;
+      BEGIN
+        FOREACH c IN ARRAY string_to_array(id, NULL) LOOP
+          u := ascii(c);
+          IF u > 65535 THEN
+            h := ((h # (55296 + ((u - 65536) >> 10))) * 16777619) & 4294967295;
+            h := ((h # (56320 + ((u - 65536) & 1023))) * 16777619) & 4294967295;
+          ELSE
+            h := ((h # u) * 16777619) & 4294967295;
+          END IF;
+        END LOOP;
+        RETURN h;
+      END $$;
+      ALTER TABLE workspaces ADD COLUMN shard_hash bigint;
+      UPDATE workspaces SET shard_hash = wsup_id_hash(id);
+      -- Every writer's new row gets its hash (the store's commits, a prebuild's registration, a hand-written
+      -- INSERT): a row without one would be loaded by no owner.
+      CREATE FUNCTION wsup_fill_shard_hash() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.shard_hash := wsup_id_hash(NEW.id);
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER workspaces_shard_hash BEFORE INSERT ON workspaces FOR EACH ROW EXECUTE FUNCTION wsup_fill_shard_hash();
+      ALTER TABLE workspaces ALTER COLUMN shard_hash SET NOT NULL;
+      -- The default 64 shards: a shard's load is an index range scan, in id order (its keyset pages).
+      CREATE INDEX workspaces_shard64_idx ON workspaces ((shard_hash % 64), id);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

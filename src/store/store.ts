@@ -210,16 +210,28 @@ export class WorkspaceStore {
     return rows.map((r) => r.id);
   }
 
-  /** Every workspace (live ones by default; only `ids` if given), split into readable rows and corrupt ones. */
-  async loadWorkspaces(opts: { includeDestroyed?: boolean; ids?: readonly string[] } = {}): Promise<LoadResult> {
+  /**
+   * Every workspace (live ones by default; only `ids`, or only those in `shards.of` of `shards.count`
+   * shards, if given), split into readable rows and corrupt ones. By shard it reads only those shards'
+   * rows (an index scan at the default 64 shards).
+   */
+  async loadWorkspaces(opts: { includeDestroyed?: boolean; ids?: readonly string[]; shards?: { count: number; of: readonly number[] } } = {}): Promise<LoadResult> {
     const result: LoadResult = { workspaces: [], corrupt: [] };
-    const live = `${opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL'}${opts.ids ? ' AND id = ANY($2::text[])' : ''}`;
+    const params: unknown[] = [''];
+    let live = opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL';
+    if (opts.ids) live += ` AND id = ANY($${params.push(opts.ids)}::text[])`;
+    if (opts.shards) {
+      const { count, of } = opts.shards;
+      if (!Number.isInteger(count) || count < 1 || count > 65_536) throw new WsupError('WSUP_INVALID_ARGUMENT', `loadWorkspaces: a shard count is an integer from 1 to 65536, not ${count}`);
+      const bad = of.find((s) => !Number.isInteger(s) || s < 0 || s >= count);
+      if (bad !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `loadWorkspaces: shard ${bad} is not one of ${count} shards (0..${count - 1})`);
+      // The count is written into the text (an integer, checked above) so the planner matches the index.
+      live += ` AND (shard_hash % ${count}) = ANY($${params.push(of)}::int[])`;
+    }
     // Keyset pages keep 100,000 snapshots from arriving as one result set.
     for (let after = ''; ; ) {
-      const { rows } = await this.engine.query<WorkspaceRow>(
-        `SELECT ${WORKSPACE_COLUMNS} FROM workspaces WHERE id > $1 ${live} ORDER BY id LIMIT ${LOAD_PAGE}`,
-        opts.ids ? [after, opts.ids] : [after],
-      );
+      params[0] = after;
+      const { rows } = await this.engine.query<WorkspaceRow>(`SELECT ${WORKSPACE_COLUMNS} FROM workspaces WHERE id > $1 ${live} ORDER BY id LIMIT ${LOAD_PAGE}`, params);
       for (const row of rows) {
         const problem = readRow(row);
         if (problem === null) result.workspaces.push(toRecord(row));

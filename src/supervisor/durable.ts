@@ -5,6 +5,7 @@
  */
 import type { Snapshot } from 'xstate';
 import { errorMessage, WsupError } from '../errors.ts';
+import { shardOf } from '../protocol/shards.ts';
 import type { Provider, ProviderResource } from '../providers/types.ts';
 import type { EventWrite } from '../store/types.ts';
 import type { WorkspaceStore } from '../store/store.ts';
@@ -32,16 +33,16 @@ export interface DurableOptions extends Omit<SupervisorOptions, 'persist'> {
   orphans?: OrphanPolicy;
   /** Called with the supervisor before any workspace is restored: subscribe here to miss no event of recovery. */
   beforeRecovery?: (supervisor: Supervisor) => void;
-  /** Restore only these stored workspaces (a cluster replica's shard); default all. */
-  select?: (id: string) => boolean;
+  /** Restore only the workspaces of these shards (a cluster replica's), read by shard from the store; default all. */
+  shards?: { count: number; of: readonly number[] };
 }
 
 /** Build a supervisor whose acknowledgements are durable, restore it from the store, and reconcile. */
 export async function openDurableSupervisor(opts: DurableOptions): Promise<{ supervisor: Supervisor; recovery: RecoveryReport }> {
-  const { store, orphans = 'report', beforeRecovery, select, ...rest } = opts;
+  const { store, orphans = 'report', beforeRecovery, shards, ...rest } = opts;
   const supervisor = new Supervisor({ ...rest, persist: (w) => store.commit(toCommit(w)) });
   beforeRecovery?.(supervisor);
-  const recovery = await recover(supervisor, store, opts.provider, orphans, select);
+  const recovery = await recover(supervisor, store, opts.provider, orphans, shards);
   return { supervisor, recovery };
 }
 
@@ -84,11 +85,11 @@ async function recover(
   store: WorkspaceStore,
   provider: Provider,
   policy: OrphanPolicy,
-  select: ((id: string) => boolean) | undefined,
+  shards: { count: number; of: readonly number[] } | undefined,
 ): Promise<RecoveryReport> {
+  const select = shards ? (id: string) => shards.of.includes(shardOf(id, shards.count)) : undefined;
   const report: RecoveryReport = { restored: [], corrupt: [], adopted: [], vanished: [], orphans: [] };
-  const ids = select ? (await store.workspaceIds({ includeDestroyed: true })).filter(select) : undefined;
-  const loaded = await store.loadWorkspaces({ includeDestroyed: true, ...(ids ? { ids } : {}) });
+  const loaded = await store.loadWorkspaces({ includeDestroyed: true, ...(shards ? { shards } : {}) });
   const corrupt = loaded.corrupt;
   const workspaces = loaded.workspaces.filter((w) => w.destroyedAt === null && w.state !== 'destroyed');
   for (const w of loaded.workspaces) if (!workspaces.includes(w)) sup.rememberDestroyed(w.id);

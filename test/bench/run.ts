@@ -10,6 +10,7 @@ import { benchCluster } from './cluster.bench.ts';
 import { benchPolicy } from './policy.bench.ts';
 import { benchRestartStorm, measureIdleHeap } from './restart-storm.ts';
 import { benchServer } from './server.bench.ts';
+import { benchShardLoad } from './shard-load.bench.ts';
 import { benchStore } from './store.bench.ts';
 
 type Bench = { name: string; title: string; run: () => Promise<object[]> };
@@ -35,6 +36,11 @@ const benches: Bench[] = [
     name: 'cluster',
     title: 'cluster on PostgreSQL: commands/s through 1 vs 3 replicas, failover kill -9 → first command served (target ≤ 3 s, 0 duplicate starts)',
     run: benchCluster,
+  },
+  {
+    name: 'shards',
+    title: "shard load with 100,000 workspaces on PostgreSQL: what a replica reads when it gains a shard (baseline: every id listed, then the shard's by id)",
+    run: benchShardLoad,
   },
   {
     name: 'policy',

@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WsupError } from '../../src/errors.ts';
+import { shardOf } from '../../src/protocol/shards.ts';
 import { migrate, LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/store/migrations.ts';
 import { WorkspaceStore, type StoreOptions } from '../../src/store/store.ts';
 import type { WorkspaceWrite } from '../../src/store/types.ts';
@@ -52,7 +53,7 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
 
       it('apply each migration exactly once when several processes open at the same moment', async () => {
         const opened = await Promise.all([open(), open(), open()]);
-        expect(opened.flatMap((s) => s.migration.applied).sort()).toEqual(MIGRATIONS.map((m) => m.version));
+        expect(opened.flatMap((s) => s.migration.applied).sort((a, b) => a - b)).toEqual(MIGRATIONS.map((m) => m.version));
         const { rows } = await opened[0].engine.query('SELECT version FROM schema_migrations');
         expect(rows).toHaveLength(MIGRATIONS.length);
       });
@@ -79,6 +80,22 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
         expect(a).toMatchObject({ version: 2, state: 'starting', spec: { image: 'x' }, prebuild: true, pool: 'p1', destroyedAt: null });
         expect(a!.snapshot).toEqual(snapshotOf('a', 'starting'));
         expect(await store.getWorkspace('missing')).toBeNull();
+      });
+
+      it('load one shard by the stored hash: the same shards as shardOf, for any shard count', async () => {
+        const store = await open();
+        // ASCII, BMP beyond Latin-1, an astral code point (two UTF-16 units) and quotes.
+        const ids = [...Array.from({ length: 150 }, (_, i) => `ws-${i}`), 'wörk-ß', '工作区-1', 'emoji-\u{1F680}-x', 'q"uote\'s'];
+        await store.commit({ workspaces: ids.map((id) => ws(id)) });
+        for (const count of [64, 7, 1]) {
+          const sql = await store.engine.query<{ id: string; h: string }>('SELECT id, shard_hash::text AS h FROM workspaces');
+          for (const r of sql.rows) expect(Number(r.h) % count, `${r.id} in ${count} shards`).toBe(shardOf(r.id, count));
+          const of = count === 1 ? [0] : [0, 3];
+          const loaded = (await store.loadWorkspaces({ shards: { count, of } })).workspaces.map((w) => w.id);
+          expect([...loaded].sort()).toEqual(ids.filter((id) => of.includes(shardOf(id, count))).sort());
+        }
+        await expect(store.loadWorkspaces({ shards: { count: 64, of: [64] } })).rejects.toMatchObject({ code: 'WSUP_INVALID_ARGUMENT' });
+        await expect(store.loadWorkspaces({ shards: { count: 0, of: [] } })).rejects.toMatchObject({ code: 'WSUP_INVALID_ARGUMENT' });
       });
 
       it('stamp destroyed workspaces and leave them out of a default load', async () => {

@@ -16,7 +16,7 @@ import { randomInt } from 'node:crypto';
 import { ClaimConflictError, errorMessage, WsupError } from '../errors.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import { SYSTEM_OWNER } from '../store/types.ts';
-import { decide, type AgentDecision, type ClaimResult } from '../supervisor/claims.ts';
+import { ClaimWatchers, decide, type AgentDecision, type ClaimResult } from '../supervisor/claims.ts';
 import type { WorkspaceView } from '../supervisor/types.ts';
 import { Listener } from './notify.ts';
 import type { ShardMethod, ShardMethodParams } from './services.ts';
@@ -41,20 +41,21 @@ export interface ClusterClaimsOptions {
 const CANDIDATES = 16;
 
 export class ClusterClaims {
-  private readonly watchers = new Map<string, Set<() => void>>();
+  private readonly watchers: ClaimWatchers;
   private readonly listener: Listener;
 
   private constructor(
     private readonly opts: ClusterClaimsOptions,
     private readonly channel: string,
   ) {
+    this.watchers = new ClaimWatchers((err, id) => opts.onError?.(err, `an agent watcher of ${id} failed: ${errorMessage(err)}`));
     this.listener = new Listener({
       url: opts.url,
       channels: [channel],
-      onNotify: (_ch, id) => this.wake(id),
+      onNotify: (_ch, id) => this.watchers.wake(id),
       // Wake-ups may have been lost while the connection was down: every watcher reads again.
       onResync: () => {
-        for (const id of [...this.watchers.keys()]) this.wake(id);
+        for (const id of this.watchers.ids()) this.watchers.wake(id);
       },
       onError: (err) => opts.onError?.(err, 'claim listener connection failed'),
     });
@@ -70,7 +71,7 @@ export class ClusterClaims {
 
   /** A claim of `id` changed durably (on this replica's shard): wake every replica's watchers of it. */
   changed(id: string): void {
-    this.wake(id);
+    this.watchers.wake(id);
     this.opts.store.engine.query('SELECT pg_notify($1, $2)', [this.channel, id]).catch((err: unknown) => this.opts.onError?.(err, `announcing a claim change of ${id} failed`));
   }
 
@@ -138,27 +139,13 @@ export class ClusterClaims {
   }
 
   watch(id: string, fn: () => void): () => void {
-    let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
-    set.add(fn);
-    return () => {
-      set.delete(fn);
-      if (set.size === 0 && this.watchers.get(id) === set) this.watchers.delete(id);
-    };
+    return this.watchers.add(id, fn);
   }
+
 
   async close(): Promise<void> {
     this.watchers.clear();
     await this.listener.close();
   }
 
-  private wake(id: string): void {
-    for (const fn of [...(this.watchers.get(id) ?? [])]) {
-      try {
-        fn();
-      } catch (err) {
-        this.opts.onError?.(err, `an agent watcher of ${id} failed: ${errorMessage(err)}`);
-      }
-    }
-  }
 }

@@ -69,10 +69,54 @@ const CLAIM_LABEL = 'claim:';
 const claimRequester = (buildId: string) => `${CLAIM_LABEL}${buildId}`;
 const isClaimRequest = (requester: string, buildId: string) => requester.startsWith(`${claimRequester(buildId)}#`);
 
+/**
+ * Callbacks per workspace, woken after each durable claim change of it (the `/agent` channel re-reads
+ * its decision then). With `onError`, a throwing callback is reported and the others still run; without,
+ * it throws to the waker.
+ */
+export class ClaimWatchers {
+  private readonly byId = new Map<string, Set<() => void>>();
+
+  constructor(private readonly onError?: (err: unknown, id: string) => void) {}
+
+  /** Watch `id`; the returned function stops watching. */
+  add(id: string, fn: () => void): () => void {
+    let set = this.byId.get(id);
+    if (!set) this.byId.set(id, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.byId.get(id) === set) this.byId.delete(id);
+    };
+  }
+
+  /** Workspaces someone watches. */
+  ids(): string[] {
+    return [...this.byId.keys()];
+  }
+
+  wake(id: string): void {
+    for (const fn of [...(this.byId.get(id) ?? [])]) {
+      if (!this.onError) fn();
+      else {
+        try {
+          fn();
+        } catch (err) {
+          this.onError(err, id);
+        }
+      }
+    }
+  }
+
+  clear(): void {
+    this.byId.clear();
+  }
+}
+
 export class ClaimService {
   /** Claims whose build has not completed, by workspace: at most one each (claims are keyed by workspace). */
   private readonly awaiting = new Map<string, { buildId: string; cycle: number | null }>();
-  private readonly watchers = new Map<string, Set<() => void>>();
+  private readonly watchers = new ClaimWatchers();
   /** Owner and pool of every live prebuild, for labelling views (operators filter by them). */
   private readonly labels = new Map<string, { owner: string; pool: string | null }>();
   private supervisor: Supervisor | null = null;
@@ -187,14 +231,9 @@ export class ClaimService {
 
   /** Be called after every durable claim change of `id` (claimed, build completed, acked). */
   watch(id: string, fn: () => void): () => void {
-    let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
-    set.add(fn);
-    return () => {
-      set.delete(fn);
-      if (set.size === 0 && this.watchers.get(id) === set) this.watchers.delete(id);
-    };
+    return this.watchers.add(id, fn);
   }
+
 
   /** The workspace an agent token belongs to, or null. */
   agentWorkspace(token: string): Promise<string | null> {
@@ -282,7 +321,7 @@ export class ClaimService {
   }
 
   private notify(id: string): void {
-    for (const fn of [...(this.watchers.get(id) ?? [])]) fn();
+    this.watchers.wake(id);
     try {
       this.opts.onChange?.(id);
     } catch (err) {

@@ -131,3 +131,20 @@ export class ClusterRig {
     }
   }
 }
+
+/** `wsup serve --cluster --provider fake` as its own process, as a user starts a replica; `url` once it is ready. */
+export function serveReplica(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
+  const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env: { ...process.env, DATABASE_URL: dbUrl, WSUP_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const ready = new Promise<string>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).on('line', (l) => {
+      const m = /^wsup ready on (\S+)/.exec(l);
+      if (m) resolve(m[1]!);
+    });
+    proc.once('exit', (code) => reject(new Error(`wsup serve --cluster exited with ${code} before it was ready`)));
+  });
+  return { proc, url: ready };
+}

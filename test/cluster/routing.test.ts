@@ -5,34 +5,18 @@
  * client that does not route. A replica leaving moves its shards, and one killed (-9) loses them; the
  * routing client follows both without a failed call.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient, WsupClient, type ClusterMembers } from '../../src/client/index.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { describeWith, postgresUrl } from '../helpers/require.ts';
+import { serveReplica } from './harness.ts';
 import { startRig, TOKENS } from '../server/rig.ts';
-
-function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
-  const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
-    cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, DATABASE_URL: dbUrl, WSUP_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const ready = new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).on('line', (l) => {
-      const m = /^wsup ready on (\S+)/.exec(l);
-      if (m) resolve(m[1]!);
-    });
-    proc.once('exit', (code) => reject(new Error(`wsup serve --cluster exited with ${code} before it was ready`)));
-  });
-  return { proc, url: ready };
-}
 
 describe('cluster.members on a single node', () => {
   it('is a clear error a viewer gets, takes no params, and a ClusterClient falls back to the node', async () => {
@@ -71,11 +55,11 @@ describeWith(postgresUrl(), 'clients go to the owner (3 replica processes)', (ur
 
   beforeAll(async () => {
     db = await openPostgres({ url, schema, max: 1 }); // creates the schema
-    const a = serve(dir, dbUrl, 'a');
+    const a = serveReplica(dir, dbUrl, 'a');
     procs.push(a.proc);
     urls.push(await a.url); // a writes the admin token all use (same data dir)
     for (const name of ['b', 'c']) {
-      const r = serve(dir, dbUrl, name);
+      const r = serveReplica(dir, dbUrl, name);
       procs.push(r.proc);
       urls.push(await r.url);
     }

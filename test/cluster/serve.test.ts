@@ -3,31 +3,15 @@
  * its own through the URL's search_path), driven with the `wsup` CLI through either replica; one leaves
  * (SIGTERM) and the other serves everything.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { describeWith, postgresUrl } from '../helpers/require.ts';
-
-function serve(dataDir: string, dbUrl: string, name: string): { proc: ChildProcess; url: Promise<string> } {
-  const proc = spawn(process.execPath, ['scripts/wsup-dev.js', 'serve', '--cluster', '--replica-id', name, '--provider', 'fake', '--port', '0', '--data-dir', dataDir], {
-    cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, DATABASE_URL: dbUrl, WSUP_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const ready = new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).on('line', (l) => {
-      const m = /^wsup ready on (\S+)/.exec(l);
-      if (m) resolve(m[1]!);
-    });
-    proc.once('exit', (code) => reject(new Error(`wsup serve --cluster exited with ${code} before it was ready`)));
-  });
-  return { proc, url: ready };
-}
+import { serveReplica } from './harness.ts';
 
 describe('wsup serve --cluster without PostgreSQL', () => {
   it('refuses to start, with a clear message', async () => {
@@ -61,10 +45,10 @@ describeWith(postgresUrl(), 'wsup serve --cluster', (url) => {
   });
 
   it('serves any workspace through any replica, and keeps serving when one leaves', async () => {
-    const a = serve(dir, dbUrl, 'a');
+    const a = serveReplica(dir, dbUrl, 'a');
     procs.push(a.proc);
     const aUrl = await a.url; // a writes the admin token both use (same data dir)
-    const b = serve(dir, dbUrl, 'b');
+    const b = serveReplica(dir, dbUrl, 'b');
     procs.push(b.proc);
     const bUrl = await b.url;
     const via = (u: string) => ['--url', u, '--data-dir', dir, '--json'];

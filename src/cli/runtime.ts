@@ -40,6 +40,8 @@ export interface RuntimeOptions {
   memory?: boolean;
   /** A store already opened (by `openStore`); the runtime owns it from here and closes it. */
   store?: WorkspaceStore;
+  /** A provider already built (an embedding program's own): used instead of making one of kind `provider`. */
+  providerInstance?: Provider;
   /** FakeProvider latency, for `--provider fake`. */
   fakeLatencyMs?: number;
   /** Default workspace spec for docker (`image`, `cmd`) and ec2 (`ami`, `instanceType`). */
@@ -256,6 +258,7 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
 
 /** Docker's and AWS's SDKs load only when chosen: together they are most of a cold boot's module loading. */
 async function makeProvider(opts: RuntimeOptions, store: WorkspaceStore | null): Promise<Provider> {
+  if (opts.providerInstance) return opts.providerInstance;
   switch (opts.provider) {
     case 'fake':
       return new FakeProvider({ latencyMs: opts.fakeLatencyMs ?? 50 });

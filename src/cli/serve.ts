@@ -15,6 +15,7 @@ import { UsageError } from './context.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { serveDefaults, type ServeDefaultFlags } from './policy.ts';
 import type { ProviderKind } from './runtime.ts';
+import type { Provider } from '../providers/types.ts';
 import type { QuotaLimits } from '../supervisor/quota.ts';
 
 export interface ServeFlags extends ServeDefaultFlags {
@@ -46,12 +47,18 @@ export interface ServeFlags extends ServeDefaultFlags {
   maxRunningPerTemplate?: string;
 }
 
+/** What a program embedding `serve` brings of its own. */
+export interface ServeHooks {
+  /** The provider to use (its `kind` is what the banner shows); `--provider` then only checks the flag. */
+  provider?: Provider;
+}
+
 /** A repeat of the same signal this soon is a wrapper relaying one keypress (npm start), not a second request. */
 const RELAY_WINDOW_MS = 250;
 
 const PROVIDERS: ProviderKind[] = ['process', 'docker', 'ec2', 'fake'];
 
-export async function serve(f: ServeFlags): Promise<number> {
+export async function serve(f: ServeFlags, hooks: ServeHooks = {}): Promise<number> {
   const port = Number(f.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     process.stderr.write(`wsup: --port must be 0-65535, got ${f.port}\n`);
@@ -116,7 +123,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   }
   // Read on every check: a SIGHUP reload of the templates' maxRunning applies at once.
   const quota = (): QuotaLimits => ({ perOwner, perTemplate: templates.limits().perTemplate, defaultPerTemplate: perTemplate });
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy, quota);
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy, quota, hooks);
   const store = opening ? await opening : undefined;
   const autoUpdate = new AutoUpdate(templates, {
     serverDefault: () => policy.autoUpdate ?? null,
@@ -125,6 +132,7 @@ export async function serve(f: ServeFlags): Promise<number> {
   const rt = await m.buildRuntime({
     ...(store ? { store } : {}),
     provider: f.provider as ProviderKind,
+    ...(hooks.provider ? { providerInstance: hooks.provider } : {}),
     dataDir,
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.memory ? { memory: true } : {}),
@@ -156,7 +164,18 @@ const load = async () => {
 };
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logger, dataDir: string, started: number, templates: TemplateSet, policy: PolicyPatch, quota: () => QuotaLimits): Promise<number> {
+async function serveCluster(
+  m: Loaded,
+  f: ServeFlags,
+  port: number,
+  logger: Logger,
+  dataDir: string,
+  started: number,
+  templates: TemplateSet,
+  policy: PolicyPatch,
+  quota: () => QuotaLimits,
+  hooks: ServeHooks,
+): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
     return 2;
@@ -167,6 +186,7 @@ async function serveCluster(m: Loaded, f: ServeFlags, port: number, logger: Logg
   });
   const rt = await m.buildClusterRuntime({
     provider: f.provider as ProviderKind,
+    ...(hooks.provider ? { providerInstance: hooks.provider } : {}),
     dataDir,
     ...(f.databaseUrl ? { databaseUrl: f.databaseUrl } : {}),
     ...(f.replicaId ? { replicaId: f.replicaId } : {}),

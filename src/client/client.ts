@@ -52,6 +52,8 @@ export interface ClientOptions {
    * workspace: 21.7 vs 48.4 ms). `false`: one notification per frame.
    */
   batch?: boolean;
+  /** Notifications this client does not handle itself (a cluster's `cluster.route`). */
+  onNotification?: (method: string, params: unknown) => void;
 }
 
 export interface SubscribeHandlers {
@@ -258,7 +260,7 @@ export class WsupClient {
     } else if (method === 'lagged') {
       const p = params as Notifications['lagged'];
       this.byKey.get(p.subscription)?.handlers.onResync?.({ reason: 'lagged', dropped: p.dropped, workspaces: p.workspaces, complete: p.complete !== false });
-    }
+    } else this.opts.onNotification?.(method, params);
   }
 
   private settle(id: number, err: Error | null, result?: unknown): void {

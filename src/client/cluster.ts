@@ -15,30 +15,26 @@
  * await c.call('workspace.ensure', { id: 'ws-1' }); // on ws-1's owner
  * c.close();
  */
-import { shardOf, type ClusterMembers, type MethodName, type Params, type Results, type WorkspaceEvent } from '../protocol/index.ts';
+import { OWNER_METHODS, shardOf, type ClusterMembers, type ClusterRoute, type MethodName, type Params, type Results, type WorkspaceEvent } from '../protocol/index.ts';
 import { WsupClient, type ClientOptions, type SubscribeHandlers } from './client.ts';
 import { WsupConnectionError, WsupRpcError } from './errors.ts';
 
-/** Methods a workspace's owner answers: sent to it when the params name the workspace. */
-const OWNER_METHODS: ReadonlySet<string> = new Set([
-  'workspace.create',
-  'workspace.claim',
-  'workspace.ensure',
-  'workspace.restart',
-  'workspace.stop',
-  'workspace.destroy',
-  'workspace.get',
-  'workspace.setPolicy',
-  'workspace.activity',
-  'workspace.update',
-  'files.written',
-]);
+/** Owner methods that change something: each call carries a request id, the same on every re-send. */
+const COMMANDS: ReadonlySet<string> = new Set([...OWNER_METHODS].filter((m) => m !== 'workspace.get'));
+/** Re-sends of one command, from 100 ms apart up to 1 s apart. */
+const RESEND_MIN_MS = 100;
+const RESEND_MAX_MS = 1_000;
 
 export interface ClusterClientOptions extends Omit<ClientOptions, 'url'> {
   /** Any replicas of the cluster (one is enough): the first that answers gives the routing table. */
   urls: string | readonly string[];
   /** Read the routing table again at most this long after the last read, before a routed call. Default 5 s. */
   refreshMs?: number;
+  /**
+   * How long a command whose answer was lost (its replica went away, the outcome is unknown, the shard was
+   * moving) is sent again, under the same request id, so the owner runs it once. Default 30 s; 0: never.
+   */
+  resendMs?: number;
 }
 
 /** Where calls went: to their owner, or to any replica (not routable, or the owner unknown). */
@@ -46,6 +42,10 @@ export interface RoutingStats {
   owner: number;
   any: number;
   refreshes: number;
+  /** Commands sent again after their answer was lost. */
+  resent: number;
+  /** Route hints a replica sent after forwarding one of our commands. */
+  hints: number;
 }
 
 export class ClusterClient {
@@ -59,7 +59,7 @@ export class ClusterClient {
   private readAt = -Infinity;
   private reading: Promise<void> | null = null;
   private closed = false;
-  private readonly counts: RoutingStats = { owner: 0, any: 0, refreshes: 0 };
+  private readonly counts: RoutingStats = { owner: 0, any: 0, refreshes: 0, resent: 0, hints: 0 };
 
   constructor(private readonly opts: ClusterClientOptions) {
     this.urls = (typeof opts.urls === 'string' ? opts.urls.split(',') : [...opts.urls]).map((u) => u.trim()).filter((u) => u !== '');
@@ -82,8 +82,29 @@ export class ClusterClient {
     return this.viaSeed((c) => c.connect());
   }
 
-  /** Call a method: on the workspace's owner when it names one, else on any replica. */
+  /**
+   * Call a method: on the workspace's owner when it names one, else on any replica. A command (an owner
+   * method that changes something) carries a request id; when its answer is lost with a replica, or
+   * the reply says the outcome is unknown, it is sent again under that id, and the owner runs it once.
+   */
   async call<M extends MethodName>(method: M, params: Params<M>): Promise<Results[M]> {
+    const budget = this.opts.resendMs ?? 30_000;
+    if (!COMMANDS.has(method) || budget <= 0) return this.callOnce(method, params);
+    const sent = { ...params, requestId: (params as { requestId?: string }).requestId ?? globalThis.crypto.randomUUID() } as Params<M>;
+    const until = performance.now() + budget;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.callOnce(method, sent);
+      } catch (err) {
+        if (this.closed || !resendable(err) || performance.now() >= until) throw err;
+        this.readAt = -Infinity; // the owner may have changed: read the table before the re-send
+        this.counts.resent++;
+        await new Promise((r) => setTimeout(r, Math.min(RESEND_MAX_MS, RESEND_MIN_MS * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async callOnce<M extends MethodName>(method: M, params: Params<M>): Promise<Results[M]> {
     const id = (params as { id?: unknown }).id;
     if (!this.closed && this.routing && OWNER_METHODS.has(method) && typeof id === 'string') {
       const owner = await this.ownerOf(id);
@@ -186,9 +207,34 @@ export class ClusterClient {
   }
 
   private client(url: string, reconnect: ClientOptions['reconnect']): WsupClient {
-    const { urls: _urls, refreshMs: _refresh, ...rest } = this.opts;
-    return new WsupClient({ ...rest, url, ...(reconnect !== undefined ? { reconnect } : {}) });
+    const { urls: _urls, refreshMs: _refresh, resendMs: _resend, onNotification, ...rest } = this.opts;
+    return new WsupClient({
+      ...rest,
+      url,
+      ...(reconnect !== undefined ? { reconnect } : {}),
+      onNotification: (method, p) => {
+        if (method === 'cluster.route') this.routed(p as ClusterRoute);
+        else onNotification?.(method, p);
+      },
+    });
   }
+
+  /** A replica forwarded one of our commands and said where its shard lives: the next one goes there. */
+  private routed(r: ClusterRoute): void {
+    const t = this.table;
+    this.counts.hints++;
+    if (!t || !this.routing || r.shard < 0 || r.shard >= t.shards || r.version < t.version) return;
+    const owners = [...t.owners];
+    owners[r.shard] = r.replica;
+    const members = t.members.some((m) => m.replica === r.replica) ? t.members : [...t.members, { replica: r.replica, url: r.url, leaving: false, shards: 0 }];
+    this.table = { ...t, owners, members, version: r.version };
+  }
+}
+
+/** The command's answer was lost or says nothing of its outcome: sent again under its request id. */
+function resendable(err: unknown): boolean {
+  if (err instanceof WsupConnectionError) return true;
+  return err instanceof WsupRpcError && (err.wsupCode === 'WSUP_OUTCOME_UNKNOWN' || err.wsupCode === 'WSUP_SHUTTING_DOWN' || err.wsupCode === 'WSUP_FENCED');
 }
 
 /** The call failed because its owner went away or no longer owns the shard: read the table again. */

@@ -8,7 +8,7 @@
  * const replica = await Replica.start({ url, provider });
  * const server = createServer({ supervisor: clusterBackend(replica, { store, ledger }), tokens });
  */
-import type { ServerBackend } from '../server/backend.ts';
+import type { CommandOptions, ServerBackend } from '../server/backend.ts';
 import { WorkspaceNotFoundError } from '../errors.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import type { QuotaLedger } from '../supervisor/quota.ts';
@@ -31,17 +31,17 @@ export function clusterBackend(replica: Replica, opts: ClusterBackendOptions = {
       return replica.closed ? 'stopped' : 'ready';
     },
     create: async (id, spec) => (await replica.call('workspace.create', { id, spec: spec ?? {} })) as WorkspaceView,
-    ensure: async (id, opts) => (await replica.call('workspace.ensure', { id, ...(opts?.requester ? { requester: opts.requester } : {}) })) as EnsureResult,
+    ensure: async (id, opts) => (await replica.call('workspace.ensure', { id, ...who(opts) })) as EnsureResult,
     restart: async (id, opts = {}) =>
       (await replica.call('workspace.restart', {
         id,
         ...(opts.source !== undefined ? { source: opts.source } : {}),
         ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
         ...(opts.wait !== undefined ? { wait: opts.wait } : {}),
-        ...(opts.requester !== undefined ? { requester: opts.requester } : {}),
+        ...who(opts),
       })) as RestartResult,
-    stop: async (id, opts) => (await replica.call('workspace.stop', { id, ...(opts?.requester ? { requester: opts.requester } : {}) })) as WorkspaceView,
-    destroy: async (id, opts) => (await replica.call('workspace.destroy', { id, ...(opts?.requester ? { requester: opts.requester } : {}) })) as WorkspaceView,
+    stop: async (id, opts) => (await replica.call('workspace.stop', { id, ...who(opts) })) as WorkspaceView,
+    destroy: async (id, opts) => (await replica.call('workspace.destroy', { id, ...who(opts) })) as WorkspaceView,
     setPolicy: async (id, policy) => (await replica.call('workspace.setPolicy', { id, policy })) as WorkspaceView,
     activity: async (id, source) => (await replica.call('workspace.activity', { id, ...(source !== undefined ? { activitySource: source } : {}) })) as ActivityResult,
     get: async (id) => {
@@ -53,7 +53,7 @@ export function clusterBackend(replica: Replica, opts: ClusterBackendOptions = {
       (await replica.call('workspace.update', {
         id,
         ...(o.reason !== undefined ? { reason: o.reason } : {}),
-        ...(o.requester !== undefined ? { requester: o.requester } : {}),
+        ...who(o),
       })) as RestartResult,
     ...(ledger ? { quotaUsage: () => ledger.usage() } : {}),
     list: async (filter) => {
@@ -63,6 +63,15 @@ export function clusterBackend(replica: Replica, opts: ClusterBackendOptions = {
     has: (id) => replica.has(id),
     accepts: (id) => replica.accepts(id),
     members: () => replica.members(),
+    routeOf: (id) => replica.routeOf(id),
+  };
+}
+
+/** The command's label and request id, as the owner needs them (a re-send is recognised by both). */
+function who(opts: CommandOptions | undefined): CommandOptions {
+  return {
+    ...(opts?.requester !== undefined ? { requester: opts.requester } : {}),
+    ...(opts?.requestId !== undefined ? { requestId: opts.requestId } : {}),
   };
 }
 

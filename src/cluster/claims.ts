@@ -16,7 +16,7 @@ import { randomInt } from 'node:crypto';
 import { ClaimConflictError, errorMessage, WsupError } from '../errors.ts';
 import type { WorkspaceStore } from '../store/store.ts';
 import { SYSTEM_OWNER } from '../store/types.ts';
-import { ClaimWatchers, decide, type AgentDecision, type ClaimResult } from '../supervisor/claims.ts';
+import { claimBuildIdFor, ClaimWatchers, decide, type AgentDecision, type ClaimRequest, type ClaimResult } from '../supervisor/claims.ts';
 import type { WorkspaceView } from '../supervisor/types.ts';
 import { Listener } from './notify.ts';
 import type { ShardMethod, ShardMethodParams } from './services.ts';
@@ -24,7 +24,7 @@ import type { ShardMethod, ShardMethodParams } from './services.ts';
 /** Run a routed method on the owner of `params.id`'s shard. */
 export type RouteCall = <M extends ShardMethod | 'workspace.ensure' | 'workspace.destroy' | 'workspace.get'>(
   method: M,
-  params: { id: string; requester?: string } & (M extends ShardMethod ? ShardMethodParams[M] : object),
+  params: { id: string; requester?: string; requestId?: string } & (M extends ShardMethod ? ShardMethodParams[M] : object),
 ) => Promise<unknown>;
 
 export interface ClusterClaimsOptions {
@@ -84,10 +84,17 @@ export class ClusterClaims {
     return view;
   }
 
-  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string }): Promise<ClaimResult> {
+  async claim(req: ClaimRequest): Promise<ClaimResult> {
     if ((req.id === undefined) === (req.pool === undefined)) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim: pass exactly one of id and pool');
     if (req.userId === SYSTEM_OWNER) throw new WsupError('WSUP_INVALID_ARGUMENT', `claim: ${SYSTEM_OWNER} owns unclaimed prebuilds and cannot claim one`);
-    if (req.id !== undefined) return (await this.opts.route('workspace.claim', { id: req.id, userId: req.userId })) as ClaimResult;
+    // Under a request id the label is the same on every re-send, and so is the build id the owner gives the claim.
+    const who = req.requestId !== undefined && req.requester !== undefined ? { requester: req.requester, requestId: req.requestId } : {};
+    if (req.id !== undefined) return (await this.opts.route('workspace.claim', { id: req.id, userId: req.userId, ...who })) as ClaimResult;
+    if (who.requester !== undefined) {
+      // Sent again after the first made its claim (the answer was lost with a replica): that claim, not another.
+      const done = await this.opts.store.claims.byBuildId(claimBuildIdFor(who.requester));
+      if (done) return { id: done.workspaceId, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
+    }
     const pool = req.pool!;
     const rounds = this.opts.rounds ?? 5;
     for (let round = 0; round < rounds; round++) {
@@ -95,7 +102,7 @@ export class ClusterClaims {
       if (candidates.length === 0) break;
       for (const id of candidates) {
         try {
-          return (await this.opts.route('workspace.claim', { id, userId: req.userId })) as ClaimResult;
+          return (await this.opts.route('workspace.claim', { id, userId: req.userId, ...who })) as ClaimResult;
         } catch (err) {
           // Another claimer (or the pool retiring it) took this one first: try the next.
           if (!(err instanceof WsupError) || err.code !== 'WSUP_CLAIM_CONFLICT') throw err;

@@ -39,7 +39,7 @@ export interface InboxOptions {
 }
 
 /** Methods that record their request in the workspace's event log (a restart cycle), found there again. */
-const RESTARTS = new Set(['workspace.restart', 'workspace.update']);
+export const RESTARTS: ReadonlySet<string> = new Set(['workspace.restart', 'workspace.update']);
 
 interface InboxRow {
   id: number;
@@ -176,7 +176,8 @@ export class Inbox {
     let result: unknown = null;
     let error: { code: string; message: string } | null = null;
     try {
-      const recorded = RESTARTS.has(row.method) ? await this.recordedRestart(rt, row, requester) : null;
+      // Under a request id, `run` looks the log up itself (only while the shard is newly taken over).
+      const recorded = RESTARTS.has(row.method) && row.params.requestId === undefined ? await recordedRestart(this.opts.store, rt, row.workspace_id, requester) : null;
       if (recorded !== null && recorded !== 'fenced') result = recorded;
       else {
         // A recorded restart whose cycle the fence refused did not take effect: it runs again, labelled apart.
@@ -199,15 +200,17 @@ export class Inbox {
     }
   }
 
-  /**
-   * A restart an earlier owner already committed (it died or lost the shard before answering): its
-   * recorded answer; `fenced` when the cycle it joined failed on the fence (nothing reached the provider).
-   */
-  private async recordedRestart(rt: ShardRuntime, row: InboxRow, requester: string): Promise<unknown> {
-    const first = (await this.opts.store.firstRequest(row.workspace_id, `${requester}#`)) as { outcome: string; cycle: number | null } | null;
-    if (!first) return null;
-    const view = rt.supervisor.get(row.workspace_id);
-    if (first.cycle !== null && view.lastError?.cycle === first.cycle && view.lastError.code === 'WSUP_FENCED') return 'fenced';
-    return { id: row.workspace_id, outcome: first.outcome, cycle: first.cycle, state: view.state, replayed: true };
-  }
+}
+
+/**
+ * A restart an earlier owner already committed under `requester` (it died or lost the shard before
+ * answering): its recorded answer; `fenced` when the cycle it joined failed on the fence (nothing reached
+ * the provider); null when the log has no such request.
+ */
+export async function recordedRestart(store: WorkspaceStore, rt: ShardRuntime, id: string, requester: string): Promise<Record<string, unknown> | 'fenced' | null> {
+  const first = (await store.firstRequest(id, `${requester}#`)) as { outcome: string; cycle: number | null } | null;
+  if (!first) return null;
+  const view = rt.supervisor.get(id);
+  if (first.cycle !== null && view.lastError?.cycle === first.cycle && view.lastError.code === 'WSUP_FENCED') return 'fenced';
+  return { id, outcome: first.outcome, cycle: first.cycle, state: view.state, replayed: true };
 }

@@ -24,10 +24,11 @@ import { WorkspaceStore } from '../store/store.ts';
 import { systemClock, type Clock } from '../supervisor/clock.ts';
 import type { SupervisorOptions } from '../supervisor/supervisor.ts';
 import type { SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
-import type { ClusterMembers } from '../protocol/methods.ts';
+import type { ClusterMembers, ClusterRoute } from '../protocol/methods.ts';
 import { dispatchRouted, type RoutedMethod, type RoutedParams } from '../server/dispatch.ts';
+import { labelOf, RecentRequests, REQUEST_TTL_MS, requestKey } from '../server/requests.ts';
 import { Fanout } from './fanout.ts';
-import { Inbox } from './inbox.ts';
+import { Inbox, recordedRestart, RESTARTS } from './inbox.ts';
 import { advertise, readMembers } from './members.ts';
 import { Listener } from './notify.ts';
 import { ShardHost, type ShardContext, type ShardRuntime, type ShardServices } from './shard-host.ts';
@@ -81,6 +82,10 @@ export class Replica {
   private polls = 0;
   private closing: Promise<void> | null = null;
   private seq = 0;
+  /** The routing table `routeOf` answers from. */
+  private readonly routes: { table: ClusterMembers | null; at: number; reading: boolean } = { table: null, at: -Infinity, reading: false };
+  /** Commands under a request id run on the shards here lately: a re-send gets the first one's answer. */
+  private readonly recent: RecentRequests;
 
   private constructor(
     private readonly opts: ReplicaOptions,
@@ -97,6 +102,7 @@ export class Replica {
     this.host = host;
     this.nShards = opts.shards ?? DEFAULT_SHARDS;
     this.clock = opts.clock ?? systemClock;
+    this.recent = new RecentRequests({ clock: this.clock });
     const prefix = `wsup_${schema}`;
     const chan = { inbox: `${prefix}_inbox`, reply: `${prefix}_reply`, events: `${prefix}_events` };
     const report = (err: unknown, what: string) => this.report(err, what);
@@ -110,7 +116,7 @@ export class Replica {
       channels: chan,
       clock: this.clock,
       timeoutMs: opts.forwardTimeoutMs ?? 60_000,
-      run: (rt, method, p, requester) => runHere(host, rt, method, p, requester),
+      run: (rt, method, p, requester) => this.runOwned(rt, method, p, requester),
       report,
     });
     this.listener = new Listener({
@@ -157,6 +163,7 @@ export class Replica {
       services: opts.services,
       publish: (ev) => self?.fanout.publish(ev),
       onLoaded: () => void self?.inbox.drain(),
+      clock: opts.clock,
       onShard: opts.onShard,
       report: (err, what) => opts.onError?.(err, what),
     });
@@ -204,10 +211,12 @@ export class Replica {
     const local = this.host.runtime(shard);
     // One label for the command wherever it runs: a restart that committed here before the shard left is
     // found under it in the event log by the next owner, and not run twice.
-    // Unique per call (a connection's `rpc:c1` is not): `<requester>~<replica>.<n>`.
-    const labelled = { ...params, requester: `${params.requester ?? 'call'}~${this.id}.${++this.seq}` };
+    // Unique per call (a connection's `rpc:c1` is not): `<requester>~<replica>.<n>`; under a request id the
+    // caller's label already names it (`<requester>~req:<id>`), the same on every re-send.
+    const requester = params.requestId !== undefined ? (params.requester ?? labelOf('call', params.requestId)) : `${params.requester ?? 'call'}~${this.id}.${++this.seq}`;
+    const labelled = { ...params, requester };
     if (local) {
-      const answer = await runHere(this.host, local, method, labelled, labelled.requester);
+      const answer = await this.runOwned(local, method, labelled, requester);
       // Otherwise the shard left us mid-command (its cycle may have failed on the fence): not acknowledged;
       // the new owner runs it, or recognises it in the log.
       if (answer.done) return answer.value;
@@ -240,6 +249,25 @@ export class Replica {
     return readMembers(this.engine, { replica: this.id, shards: this.nShards, ttlMs: this.opts.ttlMs ?? 2000 });
   }
 
+  /**
+   * Where `id`'s shard lives when it is not here, from a routing table at most a second old (read again in
+   * the background when older); null when the shard is here or the table is not read yet.
+   */
+  routeOf(id: string): ClusterRoute | null {
+    const shard = shardOf(id, this.nShards);
+    if (this.host.runtime(shard)) return null;
+    if (this.clock.now() - this.routes.at > ROUTES_MAX_AGE_MS && !this.routes.reading && !this.closing) {
+      this.routes.reading = true;
+      void this.members()
+        .then((t) => (this.routes.table = t), (err: unknown) => this.report(err, 'reading the routing table failed'))
+        .finally(() => ((this.routes.at = this.clock.now()), (this.routes.reading = false)));
+    }
+    const t = this.routes.table;
+    const owner = t?.owners[shard];
+    if (!t || !owner || owner === this.id) return null;
+    return { shard, replica: owner, url: t.members.find((m) => m.replica === owner && !m.leaving)?.url ?? null, version: t.version };
+  }
+
   /** Hand every shard over gracefully (in-flight cycles finish first), then close. */
   async leave(): Promise<void> {
     if (!this.closing) await this.host.leave();
@@ -265,6 +293,28 @@ export class Replica {
   /** Delete answered inbox rows older than `keepMs` now (the poll does it about once a minute); how many went. */
   pruneInbox(keepMs: number): Promise<number> {
     return this.inbox.prune(keepMs);
+  }
+
+  /**
+   * Run a command on a shard owned here. Under a request id it runs once per label: a re-send joins the
+   * first (here, or from the inbox) or gets its answer; and while the shard is newly taken over (an
+   * earlier owner may have committed the request and died before answering), a restart already in the
+   * log is answered from there.
+   */
+  private runOwned(rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<Ran> {
+    if (p.requestId === undefined) return runHere(this.host, rt, method, p, requester);
+    const key = requestKey(requester, p.id, method);
+    const ran = this.recent.run(key, async (): Promise<Ran> => {
+      if (RESTARTS.has(method) && rt.lease.epoch > 1 && this.clock.now() - rt.gainedAt < REQUEST_TTL_MS) {
+        const recorded = await recordedRestart(this.store, rt, p.id, requester);
+        if (recorded === 'fenced') return runHere(this.host, rt, method, p, `${requester}.again`);
+        if (recorded !== null) return { done: true, value: recorded };
+      }
+      return runHere(this.host, rt, method, p, requester);
+    });
+    // Not run here after all (the shard left): the next owner answers it.
+    void ran.then((r) => r.done || this.recent.forget(key, ran), () => undefined);
+    return ran;
   }
 
   /** The inbox poll: the safety net under NOTIFY (drain rows of owned shards, collect lost answers). */
@@ -304,6 +354,8 @@ function execute(rt: ShardRuntime, method: string, p: RoutedParams, requester: s
   return dispatchRouted(rt.supervisor, method, p, requester);
 }
 
+/** How old the table behind a route hint may be before it is read again. */
+const ROUTES_MAX_AGE_MS = 1000;
 /** Attempts of a command the fence refused here while the lease still holds, before it goes to the inbox. */
 const FENCE_RETRIES = 3;
 /** Answered inbox rows are pruned about once a minute (at the default 250 ms poll)... */
@@ -317,7 +369,9 @@ const INBOX_KEEP_MS = 10 * 60_000;
  * runs again here under a fresh label (the refused cycle's request is in the log under the first);
  * when the shard is gone, `done: false` hands the command on.
  */
-async function runHere(host: ShardHost, rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<{ done: true; value: unknown } | { done: false }> {
+type Ran = { done: true; value: unknown } | { done: false };
+
+async function runHere(host: ShardHost, rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<Ran> {
   for (let attempt = 0; ; attempt++) {
     try {
       if (attempt > 0 && method === 'workspace.restart') return { done: true, value: await retriedRestart(rt, p, `${requester}.again${attempt}`) };

@@ -11,10 +11,9 @@
  * const replica = await Replica.start({ url, provider, services: shards.build, supervisor: { ledger } });
  * shards.liveness({ workspaceId: 'ws-1', alive: false, detail: 'exited' }); // to ws-1's bus, if owned here
  */
-import { createHash } from 'node:crypto';
 import { BUS_DEFAULTS, createBus, type Bus, type LivenessEvent } from '../bus/index.ts';
 import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
-import { ClaimService } from '../supervisor/claims.ts';
+import { ClaimService, claimBuildIdFor } from '../supervisor/claims.ts';
 import { PoolService, type PoolSetRequest, type PoolWorkspaces } from '../supervisor/pools.ts';
 import type { QuotaLedger } from '../supervisor/quota.ts';
 import type { Supervisor, SupervisorOptions } from '../supervisor/supervisor.ts';
@@ -162,7 +161,7 @@ export class ShardServiceSet {
       },
       // The build id comes from the call's label (unique per call, the same wherever it runs): a claim whose
       // owner died after committing it is answered, not refused, when the next owner runs it again.
-      'workspace.claim': async (p, requester) => h.claims.claim({ id: p.id, userId: p.userId as string, buildId: `cb-${createHash('sha256').update(requester).digest('hex').slice(0, 32)}` }),
+      'workspace.claim': async (p, requester) => h.claims.claim({ id: p.id, userId: p.userId as string, buildId: claimBuildIdFor(requester) }),
       'prebuild.create': async (p) => h.claims.createPrebuild(p.id, (p.spec ?? {}), (p.pool as string | null) ?? null),
       'workspace.update': async (p, requester) => {
         const r = await sup().update(p.id, { requester, ...(typeof p.reason === 'string' ? { reason: p.reason } : {}) });

@@ -12,6 +12,7 @@
  * await host.start();
  * const rt = host.runtime(shardOf('ws-1', 64)); // the shard's supervisor, if it is owned here
  */
+import { systemClock, type Clock } from '../supervisor/clock.ts';
 import type { DurableOptions } from '../supervisor/durable.ts';
 import { openDurableSupervisor } from '../supervisor/durable.ts';
 import type { Provider, ProviderFence } from '../providers/types.ts';
@@ -46,6 +47,8 @@ export interface ShardRuntime {
   services: ShardServices | null;
   /** Provider calls of this shard not yet settled (an aborted call may still be winding down). */
   calls: Set<Promise<unknown>>;
+  /** When this replica gained the shard (the host's clock, ms). */
+  gainedAt: number;
 }
 
 export interface ShardHostOptions {
@@ -68,6 +71,8 @@ export interface ShardHostOptions {
   onLoaded: (shard: number) => void;
   onShard?: ((e: { shard: number; epoch: number; what: 'gained' | 'released' | 'lost' }) => void) | undefined;
   report: (err: unknown, what: string) => void;
+  /** The replica's clock (`gainedAt`); default the system's. */
+  clock?: Clock | undefined;
 }
 
 export class ShardHost {
@@ -205,7 +210,7 @@ export class ShardHost {
       throw new FencedError(shard, 'lease lapsed while its workspaces were loading');
     }
     const events = supervisor.events.subscribe((ev) => this.opts.publish(ev));
-    this.shards.set(shard, { lease, supervisor, services, calls, stop: () => events.unsubscribe() });
+    this.shards.set(shard, { lease, supervisor, services, calls, gainedAt: (this.opts.clock ?? systemClock).now(), stop: () => events.unsubscribe() });
     await services?.ready?.(supervisor);
     this.opts.onShard?.({ shard, epoch, what: 'gained' });
     queueMicrotask(() => this.opts.onLoaded(shard));

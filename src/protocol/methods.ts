@@ -19,7 +19,15 @@ import {
   type WorkspaceView,
 } from './model.ts';
 
+/**
+ * A caller's id for one request, the same on every re-send of it: the workspace's owner runs the request
+ * once and answers re-sends with that answer (for ten minutes). Letters, digits and `_.:-` (a UUID fits).
+ */
+export const requestIdSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'a request id is 1-128 letters, digits or _.:-');
+const requestId = requestIdSchema.optional();
 const idParams = z.strictObject({ id: workspaceIdSchema });
+/** A command about one workspace that changes it: it may carry a request id. */
+const commandParams = z.strictObject({ id: workspaceIdSchema, requestId });
 const poolSchema = z.string().min(1).max(128);
 /** Durations in ms: whole, positive, at most a year. */
 const durationSchema = z.number().int().min(1_000).max(366 * 24 * 3_600_000).nullable();
@@ -55,13 +63,14 @@ export const paramsSchemas = {
     pool: poolSchema.optional(),
     /** The workspace's own policy, over the template's and the server's defaults. */
     policy: policySchema.optional(),
+    requestId,
   }),
   /** Replace the workspace's own policy (fields absent inherit the defaults). Never starts or stops anything by itself. */
-  'workspace.setPolicy': z.strictObject({ id: workspaceIdSchema, policy: policySchema }),
+  'workspace.setPolicy': z.strictObject({ id: workspaceIdSchema, policy: policySchema, requestId }),
   /** Activity on the workspace: pushes its idle deadline out. `source` names it in the idle stop's reason. */
-  'workspace.activity': z.strictObject({ id: workspaceIdSchema, source: z.string().min(1).max(128).optional() }),
+  'workspace.activity': z.strictObject({ id: workspaceIdSchema, source: z.string().min(1).max(128).optional(), requestId }),
   /** Restart the workspace onto its template's current version: one more request through the statechart. */
-  'workspace.update': idParams,
+  'workspace.update': commandParams,
   /** Create or change a prebuild pool that keeps `desired` prebuilds started and unclaimed. */
   'pool.set': z
     .strictObject({
@@ -80,24 +89,25 @@ export const paramsSchemas = {
   /** Stop keeping the pool: its unclaimed prebuilds are destroyed; claimed ones are never touched. */
   'pool.delete': z.strictObject({ pool: poolSchema }),
   'workspace.claim': z
-    .strictObject({ id: workspaceIdSchema.optional(), pool: poolSchema.optional(), userId: z.string().min(1).max(256) })
+    .strictObject({ id: workspaceIdSchema.optional(), pool: poolSchema.optional(), userId: z.string().min(1).max(256), requestId })
     .refine((p) => (p.id === undefined) !== (p.pool === undefined), { message: 'pass exactly one of id and pool' }),
-  'workspace.ensure': idParams,
+  'workspace.ensure': commandParams,
   'workspace.restart': z.strictObject({
     id: workspaceIdSchema,
     source: z.enum(RESTART_SOURCES).optional(),
     reason: z.string().max(1024).optional(),
     wait: z.boolean().optional(),
+    requestId,
   }),
-  'workspace.stop': idParams,
-  'workspace.destroy': idParams,
+  'workspace.stop': commandParams,
+  'workspace.destroy': commandParams,
   'workspace.get': idParams,
   'workspace.list': z.strictObject({
     state: z.enum(LIFECYCLE_STATES).optional(),
     limit: z.number().int().min(1).max(10_000).optional(),
     cursor: z.string().max(64).optional(),
   }),
-  'files.written': z.strictObject({ id: workspaceIdSchema, paths: z.array(z.string().min(1).max(4096)).min(1).max(10_000) }),
+  'files.written': z.strictObject({ id: workspaceIdSchema, paths: z.array(z.string().min(1).max(4096)).min(1).max(10_000), requestId }),
   'events.subscribe': z.strictObject({
     ids: z.array(workspaceIdSchema).max(10_000).optional(),
     /** Receive this subscription's notifications as JSON-RPC batches (arrays), several per frame. Default: one object per frame. */
@@ -111,6 +121,24 @@ export const paramsSchemas = {
 } as const;
 
 export type MethodName = keyof typeof paramsSchemas;
+
+/**
+ * Methods about one workspace that its owner answers: a cluster replica forwards them to the owner of the
+ * workspace's shard, and a routing client sends them there itself.
+ */
+export const OWNER_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
+  'workspace.create',
+  'workspace.claim',
+  'workspace.ensure',
+  'workspace.restart',
+  'workspace.stop',
+  'workspace.destroy',
+  'workspace.get',
+  'workspace.setPolicy',
+  'workspace.activity',
+  'workspace.update',
+  'files.written',
+]);
 
 /**
  * A cluster's routing table: its replicas with the URL each serves clients on, and each shard's owner
@@ -214,4 +242,17 @@ export interface Notifications {
    * is the state to resync from. `complete: false`: the views were cut to fit one frame, list the rest.
    */
   lagged: { subscription: string; dropped: number; workspaces: WorkspaceView[]; complete?: false };
+  /**
+   * A cluster replica forwarded a command of this connection to the shard's owner: where the shard lives
+   * (as of routing table `version`), so a routing client sends the next one there. Once per shard and version.
+   */
+  'cluster.route': ClusterRoute;
+}
+
+/** Where one shard lives: its owner and the URL clients reach it on (null: not advertised). */
+export interface ClusterRoute {
+  shard: number;
+  replica: string;
+  url: string | null;
+  version: number;
 }

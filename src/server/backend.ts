@@ -5,12 +5,22 @@
  */
 import type { Observable } from 'rxjs';
 import type { LifecycleState } from '../../machines/workspace.types.ts';
-import type { ClusterMembers } from '../protocol/methods.ts';
+import type { ClusterMembers, ClusterRoute } from '../protocol/methods.ts';
 import type { QuotaUsage } from '../supervisor/quota.ts';
 import type { Summary } from '../supervisor/summary.ts';
 import type { ActivityResult, EnsureResult, PolicyPatch, RestartOptions, RestartResult, SupervisorEvent, SupervisorLifecycle, UpdateOptions, WorkspaceView } from '../supervisor/types.ts';
 
 type MaybeAsync<T> = T | Promise<T>;
+
+/**
+ * A command's caller: `requester` labels it in the workspace's log; `requestId` is the caller's id for the
+ * request (the label already names it), which a cluster carries to the owner so that a re-send is
+ * recognised there, whichever replica it reached.
+ */
+export interface CommandOptions {
+  requester?: string;
+  requestId?: string;
+}
 
 export interface ServerBackend {
   /** Every workspace event this server should publish (a cluster's: all replicas'). */
@@ -21,14 +31,14 @@ export interface ServerBackend {
   /** Per-state counts for the gauge, when the backend keeps them. */
   readonly summary?: Summary;
   create(id: string, spec?: Record<string, unknown>): Promise<WorkspaceView>;
-  ensure(id: string, opts?: { requester?: string }): Promise<EnsureResult>;
-  restart(id: string, opts?: RestartOptions): Promise<RestartResult>;
-  stop(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
-  destroy(id: string, opts?: { requester?: string }): Promise<WorkspaceView>;
+  ensure(id: string, opts?: CommandOptions): Promise<EnsureResult>;
+  restart(id: string, opts?: RestartOptions & CommandOptions): Promise<RestartResult>;
+  stop(id: string, opts?: CommandOptions): Promise<WorkspaceView>;
+  destroy(id: string, opts?: CommandOptions): Promise<WorkspaceView>;
   /** Replace the workspace's own policy layer; resolves once committed. */
   setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView>;
   /** A restart with source `update` (onto a re-rendered spec), when the backend has one. */
-  update?(id: string, opts?: UpdateOptions): Promise<RestartResult>;
+  update?(id: string, opts?: UpdateOptions & CommandOptions): Promise<RestartResult>;
   /** Running counts against each quota, when the backend enforces quotas. */
   quotaUsage?(): MaybeAsync<QuotaUsage>;
   /** Activity on the workspace: pushes its idle deadline out. */
@@ -40,4 +50,6 @@ export interface ServerBackend {
   accepts(id: string): MaybeAsync<boolean>;
   /** A cluster's routing table (members, their URLs, each shard's owner); absent on one node. */
   members?(): Promise<ClusterMembers>;
+  /** Where `id`'s shard lives when a cluster replica forwards its commands elsewhere; null when here or not yet known. */
+  routeOf?(id: string): ClusterRoute | null;
 }

@@ -9,7 +9,7 @@
  */
 import { WsupError } from '../errors.ts';
 import type { PolicyPatch, RestartSource } from '../supervisor/types.ts';
-import type { ServerBackend } from './backend.ts';
+import type { CommandOptions, ServerBackend } from './backend.ts';
 
 /** What a routed method asks of a workspace's backend (a Supervisor satisfies it). */
 export type RoutedBackend = Pick<ServerBackend, 'create' | 'ensure' | 'restart' | 'stop' | 'destroy' | 'get' | 'setPolicy' | 'activity'>;
@@ -26,6 +26,8 @@ export interface RoutedParams {
   activitySource?: string;
   wait?: boolean;
   requester?: string;
+  /** The caller's id for this request: the same on every re-send, so the owner runs it once. */
+  requestId?: string;
 }
 
 export type RoutedMethod =
@@ -44,20 +46,20 @@ export type Route = (backend: RoutedBackend, p: RoutedParams, requester: string)
 export const ROUTED: Readonly<Record<RoutedMethod, Route>> = {
   'workspace.create': (b, p) => b.create(p.id, p.spec ?? {}),
   'workspace.ensure': async (b, p, requester) => {
-    const r = await b.ensure(p.id, { requester });
+    const r = await b.ensure(p.id, command(p, requester));
     return { id: r.id, started: r.started, endpoint: r.endpoint, state: r.state };
   },
   'workspace.restart': async (b, p, requester) => {
     const r = await b.restart(p.id, {
-      requester,
+      ...command(p, requester),
       ...(p.source !== undefined ? { source: p.source } : {}),
       ...(p.reason !== undefined ? { reason: p.reason } : {}),
       ...(p.wait !== undefined ? { wait: p.wait } : {}),
     });
     return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
   },
-  'workspace.stop': (b, p, requester) => b.stop(p.id, { requester }),
-  'workspace.destroy': (b, p, requester) => b.destroy(p.id, { requester }),
+  'workspace.stop': (b, p, requester) => b.stop(p.id, command(p, requester)),
+  'workspace.destroy': (b, p, requester) => b.destroy(p.id, command(p, requester)),
   'workspace.get': async (b, p) => b.get(p.id),
   'workspace.setPolicy': (b, p) => b.setPolicy(p.id, p.policy ?? {}),
   'workspace.activity': async (b, p) => {
@@ -65,6 +67,11 @@ export const ROUTED: Readonly<Record<RoutedMethod, Route>> = {
     return { id: r.id, idleDeadline: r.idleDeadline };
   },
 };
+
+/** The requester, and the request id when the caller gave one. */
+function command(p: RoutedParams, requester: string): CommandOptions {
+  return p.requestId === undefined ? { requester } : { requester, requestId: p.requestId };
+}
 
 export function isRouted(method: string): method is RoutedMethod {
   return Object.hasOwn(ROUTED, method);

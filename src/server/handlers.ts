@@ -4,12 +4,14 @@
  */
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { PolicyError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
-import { isRecord, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
+import { isRecord, OWNER_METHODS, paramRoleDenied, type MethodName, type Params, type Results, type Role, type WorkspaceEvent, type WorkspaceView } from '../protocol/index.ts';
 import type { ClaimService } from '../supervisor/claims.ts';
 import type { PoolService } from '../supervisor/pools.ts';
 import { providerDefaultTemplate, SPEC_PARAMS, TemplateSet, updateWorkspace } from '../templates/index.ts';
 import type { ServerBackend } from './backend.ts';
+import type { Clock } from '../supervisor/clock.ts';
 import { ROUTED } from './dispatch.ts';
+import { labelOf, RecentRequests, requestKey } from './requests.ts';
 import type { EventSink, Hub } from './hub.ts';
 
 /** What a handler needs of the connection that called it (kept narrow so handlers do not import the socket layer). */
@@ -46,6 +48,8 @@ export interface HandlerDeps {
   templates?: TemplateSet | undefined;
   /** Prebuild pools that keep themselves full: enables `pool.*`. */
   pools?: PoolsApi | undefined;
+  /** How long answers to request ids are kept (tests). Default: the system clock. */
+  clock?: Clock | undefined;
 }
 
 type Impl = { [M in MethodName]: (p: Params<M>, conn: Caller) => Promise<Results[M]> };
@@ -56,12 +60,17 @@ const RESYNC_CAP = 10_000;
 
 export class Handlers {
   private definition: unknown = null;
+  private readonly recent: RecentRequests;
+  /** The routing table version each connection last heard of, per shard (at most one entry per shard). */
+  private readonly routesTold = new WeakMap<Caller, Map<number, number>>();
   private readonly impl: Impl;
   private readonly templates: TemplateSet;
 
   constructor(private readonly deps: HandlerDeps) {
     const sup = deps.supervisor;
-    const who = (conn: Caller) => `rpc:${conn.principal}`;
+    this.recent = new RecentRequests(deps.clock ? { clock: deps.clock } : {});
+    // The label of a command in the workspace's log: the caller, and its request id when it gave one.
+    const who = (conn: Caller, p?: { requestId?: string | undefined }) => labelOf(`rpc:${conn.principal}`, p?.requestId);
     const templates = deps.templates ?? new TemplateSet([providerDefaultTemplate(null)]);
     this.templates = templates;
     this.impl = {
@@ -73,10 +82,11 @@ export class Handlers {
         if (p.prebuild !== true) return this.label((await ROUTED['workspace.create'](sup, { id: p.id, spec: { ...spec, wsupOwner: conn.principal } }, who(conn))) as WorkspaceView);
         return claimsOf(deps).createPrebuild(p.id, spec, p.pool ?? null);
       },
-      'workspace.claim': async (p) => claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId }),
+      'workspace.claim': async (p, conn) =>
+        claimsOf(deps).claim({ id: p.id, pool: p.pool, userId: p.userId, ...(p.requestId !== undefined ? { requester: who(conn, p), requestId: p.requestId } : {}) }),
       'workspace.setPolicy': async (p, conn) => this.label((await ROUTED['workspace.setPolicy'](sup, p, who(conn))) as WorkspaceView),
       'workspace.activity': async (p, conn) => (await ROUTED['workspace.activity'](sup, { id: p.id, activitySource: p.source ?? who(conn) }, who(conn))) as Results['workspace.activity'],
-      'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn), role: conn.role }),
+      'workspace.update': async (p, conn) => updateWorkspace(sup, templates, p.id, { requester: who(conn, p), role: conn.role, requestId: p.requestId }),
       // A template renders with the caller's role, as `workspace.create` does; a raw spec is the admin's (PARAM_ROLE).
       'pool.set': async (p, conn) => poolsOf(deps).set(p, (req) => templates.specFor(req, conn.role, p.pool)),
       'pool.get': async (p) => poolsOf(deps).get(p.pool),
@@ -84,10 +94,10 @@ export class Handlers {
       'quota.usage': async () => (sup.quotaUsage ? await sup.quotaUsage() : { perOwner: [], perTemplate: [] }),
       'pool.delete': async (p) => poolsOf(deps).delete(p.pool),
       // The id-routed methods: the one table (dispatch.ts) a cluster owner runs them through too.
-      'workspace.ensure': async (p, conn) => (await ROUTED['workspace.ensure'](sup, p, who(conn))) as Results['workspace.ensure'],
-      'workspace.restart': async (p, conn) => (await ROUTED['workspace.restart'](sup, p, who(conn))) as Results['workspace.restart'],
-      'workspace.stop': async (p, conn) => this.label((await ROUTED['workspace.stop'](sup, p, who(conn))) as WorkspaceView),
-      'workspace.destroy': async (p, conn) => this.label((await ROUTED['workspace.destroy'](sup, p, who(conn))) as WorkspaceView),
+      'workspace.ensure': async (p, conn) => (await ROUTED['workspace.ensure'](sup, p, who(conn, p))) as Results['workspace.ensure'],
+      'workspace.restart': async (p, conn) => (await ROUTED['workspace.restart'](sup, p, who(conn, p))) as Results['workspace.restart'],
+      'workspace.stop': async (p, conn) => this.label((await ROUTED['workspace.stop'](sup, p, who(conn, p))) as WorkspaceView),
+      'workspace.destroy': async (p, conn) => this.label((await ROUTED['workspace.destroy'](sup, p, who(conn, p))) as WorkspaceView),
       'workspace.get': async (p, conn) => this.label((await ROUTED['workspace.get'](sup, p, who(conn))) as WorkspaceView),
       'workspace.list': async (p) => {
         const limit = p.limit ?? DEFAULT_LIST_LIMIT;
@@ -102,7 +112,7 @@ export class Handlers {
           // A restart sends its own activity; files handed to the bus count as activity here.
           await sup.activity(p.id, 'files.written');
           await deps.onFilesWritten(p.id, p.paths);
-        } else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: `files.written:${conn.principal}` });
+        } else await sup.restart(p.id, { source: 'file-write', reason: filesReason(p.paths), requester: labelOf(`files.written:${conn.principal}`, p.requestId) });
         return { id: p.id, accepted: p.paths.length };
       },
       'events.subscribe': async (p, conn) => {
@@ -142,7 +152,22 @@ export class Handlers {
       return Promise.reject(new PolicyError(denied.param, `needs role ${denied.needs} (caller is ${conn.role}): operators create from a template`, typeof id === 'string' ? id : undefined));
     }
     const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
-    return fn(params, conn).then((r) => redactResult(r, conn.role));
+    const { requestId, id, pool } = params as { requestId?: unknown; id?: unknown; pool?: unknown };
+    // A re-send of a request this server has answered (or is running) gets that answer, not a second run.
+    const run = typeof requestId === 'string' ? this.recent.run(requestKey(`rpc:${conn.principal}`, `${method}\u0000${String(id ?? pool)}`, requestId), () => fn(params, conn)) : fn(params, conn);
+    if (typeof id === 'string' && this.deps.supervisor.routeOf && OWNER_METHODS.has(method)) void run.finally(() => this.hintRoute(conn, id)).catch(() => undefined);
+    return run.then((r) => redactResult(r, conn.role));
+  }
+
+  /** This replica forwarded `id`'s command: tell the connection where its shard lives (once per shard and table version). */
+  private hintRoute(conn: Caller, id: string): void {
+    const route = this.deps.supervisor.routeOf?.(id);
+    if (!route) return;
+    let told = this.routesTold.get(conn);
+    if (!told) this.routesTold.set(conn, (told = new Map<number, number>()));
+    if ((told.get(route.shard) ?? -1) >= route.version) return;
+    told.set(route.shard, route.version);
+    conn.notify('cluster.route', route);
   }
 
   /**

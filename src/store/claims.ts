@@ -86,6 +86,12 @@ export class ClaimStore {
     return rows[0] ? toClaim(rows[0]) : null;
   }
 
+  /** The claim made under `claimBuildId` (a pool claim sent again is found by it), or null. */
+  async byBuildId(claimBuildId: string): Promise<Claim | null> {
+    const { rows } = await this.engine.query<ClaimRow>(`SELECT ${CLAIM_COLUMNS} FROM claims WHERE claim_build_id = $1`, [claimBuildId]);
+    return rows[0] ? toClaim(rows[0]) : null;
+  }
+
   /** Record that the claim build finished. Keyed by build id so a stale build cannot mark a newer claim. */
   async markBuildCompleted(workspaceId: string, claimBuildId: string): Promise<boolean> {
     const { rowCount } = await this.engine.query(

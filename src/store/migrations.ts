@@ -261,6 +261,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX workspaces_shard64_idx ON workspaces ((shard_hash % 64), id);
     `,
   },
+  {
+    version: 11,
+    name: 'claims: found by their build id',
+    sql: `
+      -- A pool claim sent again under the same request id has the same build id: the claim it already made
+      -- is found by it, and no second prebuild is claimed.
+      CREATE INDEX claims_build_id_idx ON claims (claim_build_id);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -16,7 +16,7 @@
  * await claims.createPrebuild('pb-1', { image: 'x' }, 'python');
  * const { id, ownerId, claimBuildId } = await claims.claim({ pool: 'python', userId: 'alice' });
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Subscription } from 'rxjs';
 import type { WorkspaceContext } from '../../machines/workspace.types.ts';
 import { ClaimConflictError, errorMessage, WorkspaceDestroyedError, WorkspaceNotFoundError, WsupError } from '../errors.ts';
@@ -50,6 +50,23 @@ export interface ClaimResult {
   id: string;
   ownerId: string;
   claimBuildId: string;
+}
+
+/** A claim: one prebuild by `id`, or any unclaimed one of `pool`, for `userId`. */
+export interface ClaimRequest {
+  id?: string | undefined;
+  pool?: string | undefined;
+  userId: string;
+  /** The claim build's id (a routed claim's, derived from its label); default: a new one. */
+  buildId?: string;
+  /** The caller's label and request id: a claim sent again under them is answered with the first one's result. */
+  requester?: string | undefined;
+  requestId?: string | undefined;
+}
+
+/** The claim build id of the claim labelled `label`: the same wherever, and however often, it runs. */
+export function claimBuildIdFor(label: string): string {
+  return `cb-${createHash('sha256').update(label).digest('hex').slice(0, 32)}`;
 }
 
 export interface ClaimServiceOptions {
@@ -188,16 +205,18 @@ export class ClaimService {
   }
 
   /** Claim one prebuild (by id, or the oldest unclaimed one of a pool) for `userId`, and start its claim build. */
-  async claim(req: { id?: string | undefined; pool?: string | undefined; userId: string; buildId?: string }): Promise<ClaimResult> {
+  async claim(req: ClaimRequest): Promise<ClaimResult> {
     if ((req.id === undefined) === (req.pool === undefined)) throw new WsupError('WSUP_INVALID_ARGUMENT', 'claim: pass exactly one of id and pool');
     if (req.userId === SYSTEM_OWNER) throw new WsupError('WSUP_INVALID_ARGUMENT', `claim: ${SYSTEM_OWNER} owns unclaimed prebuilds and cannot claim one`);
     const claims = this.opts.store.claims;
-    if (req.buildId !== undefined && req.id !== undefined) {
-      // The same claim again (a routed command re-run by a new owner after the old one committed it): its answer.
-      const done = await claims.get(req.id);
-      if (done?.claimBuildId === req.buildId) return { id: req.id, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
+    // A claim sent under a request id gets its build id from its label: sent again, it is found by it.
+    const given = req.buildId ?? (req.requestId !== undefined && req.requester !== undefined ? claimBuildIdFor(req.requester) : undefined);
+    if (given !== undefined) {
+      // The same claim again (a re-send, or a routed command re-run by a new owner after the old one committed it): its answer.
+      const done = req.id !== undefined ? await claims.get(req.id) : await claims.byBuildId(given);
+      if (done?.claimBuildId === given) return { id: done.workspaceId, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
     }
-    const buildId = req.buildId ?? this.newBuildId();
+    const buildId = given ?? this.newBuildId();
     let claim: Claim;
     if (req.id !== undefined) {
       const r = await claims.claim({ workspaceId: req.id, ownerId: req.userId, claimBuildId: buildId });

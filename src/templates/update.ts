@@ -37,20 +37,21 @@ export interface SpecTarget {
 
 export interface UpdateTarget extends SpecTarget {
   get(id: string): MaybeAsync<{ spec: Spec }>;
-  restart(id: string, opts: { source: 'manual'; reason: string; requester: string }): Promise<UpdateAnswer>;
+  restart(id: string, opts: { source: 'manual'; reason: string; requester: string; requestId?: string }): Promise<UpdateAnswer>;
   /** A restart with source `update`, when the backend has one (the local supervisor does). */
-  update?(id: string, opts: { reason: string; requester: string }): Promise<UpdateAnswer>;
+  update?(id: string, opts: { reason: string; requester: string; requestId?: string }): Promise<UpdateAnswer>;
 }
 
 /**
  * `workspace.update`: render the workspace's spec again from its template's current version, store it, then
  * restart onto it. `role` is the caller's: it must still be allowed the template.
  */
-export async function updateWorkspace(target: UpdateTarget, templates: TemplateSet, id: string, opts: { requester: string; role: Role }): Promise<UpdateAnswer> {
+export async function updateWorkspace(target: UpdateTarget, templates: TemplateSet, id: string, opts: { requester: string; role: Role; requestId?: string | undefined }): Promise<UpdateAnswer> {
   const { spec: old } = await target.get(id);
   const spec = templates.rerender(old, id, opts.role);
   await target.create(id, spec);
-  const r = await restartForUpdate(target, id, opts.requester, updateReason(old, spec));
+  const who = opts.requestId === undefined ? { requester: opts.requester } : { requester: opts.requester, requestId: opts.requestId };
+  const r = await restartForUpdate(target, id, who, updateReason(old, spec));
   return { id: r.id, outcome: r.outcome, cycle: r.cycle, state: r.state };
 }
 
@@ -59,8 +60,8 @@ export async function updateWorkspace(target: UpdateTarget, templates: TemplateS
  * cluster replica) a manual restart with a reason naming the update. Never programmatic: an operator asked
  * for it, so it must not wait out the self-fire window like an automatic one.
  */
-function restartForUpdate(target: UpdateTarget, id: string, requester: string, reason: string): Promise<UpdateAnswer> {
-  return target.update ? target.update(id, { reason, requester }) : target.restart(id, { source: 'manual', reason, requester });
+function restartForUpdate(target: UpdateTarget, id: string, who: { requester: string; requestId?: string }, reason: string): Promise<UpdateAnswer> {
+  return target.update ? target.update(id, { reason, ...who }) : target.restart(id, { source: 'manual', reason, ...who });
 }
 
 function updateReason(old: Spec, spec: Spec): string {

@@ -4,7 +4,8 @@
  * - `fake_inflight` has one row per workspace with a call in flight; a second call finding a row of a live
  *   replica is recorded in `fake_violations` (two provider calls in flight for one workspace).
  * - `fake_calls` logs every call with its replica and database begin time (the paused-replica test).
- * - `fake_resources` is what "runs", for recovery's adopt/vanished check.
+ * - `fake_resources` is what "runs", for recovery's adopt/vanished check, with the agent token its start was
+ *   given (what an agent inside the workspace would read from its environment).
  * Rows of replicas the test killed (`fake_dead`) do not count: a SIGKILLed process's call died with it.
  *
  * Like a fencing-aware resource, it refuses a call from a replica that does not hold the workspace's shard
@@ -21,7 +22,7 @@ export const FAKE_TABLES = `
     shard integer NOT NULL, epoch bigint NOT NULL, began_at timestamptz NOT NULL DEFAULT clock_timestamp());
   CREATE TABLE IF NOT EXISTS fake_violations (id bigserial PRIMARY KEY, workspace_id text NOT NULL, replica text NOT NULL, other text NOT NULL,
     at timestamptz NOT NULL DEFAULT clock_timestamp());
-  CREATE TABLE IF NOT EXISTS fake_resources (workspace_id text PRIMARY KEY, status text NOT NULL);
+  CREATE TABLE IF NOT EXISTS fake_resources (workspace_id text PRIMARY KEY, status text NOT NULL, agent_token text);
   CREATE TABLE IF NOT EXISTS fake_dead (replica text PRIMARY KEY);
   CREATE TABLE IF NOT EXISTS fake_refused (id bigserial PRIMARY KEY, workspace_id text NOT NULL, replica text NOT NULL, op text NOT NULL,
     at timestamptz NOT NULL DEFAULT clock_timestamp());
@@ -46,8 +47,9 @@ export class DbFakeProvider implements Provider {
   async start(spec: WorkspaceSpec, signal: AbortSignal): Promise<Endpoint> {
     await this.call(spec.id, 'start', signal, (guard, params) =>
       this.db.query(
-        `INSERT INTO fake_resources SELECT $1, 'running' WHERE ${guard} ON CONFLICT (workspace_id) DO UPDATE SET status = 'running' RETURNING 1`,
-        [spec.id, ...params],
+        `INSERT INTO fake_resources SELECT $1, 'running', $5 WHERE ${guard}
+         ON CONFLICT (workspace_id) DO UPDATE SET status = 'running', agent_token = EXCLUDED.agent_token RETURNING 1`,
+        [spec.id, ...params, typeof spec.agentToken === 'string' ? spec.agentToken : null],
       ),
     );
     return `fake://${spec.id}`;

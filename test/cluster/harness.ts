@@ -4,12 +4,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ClusterMethod, ClusterParams } from '../../src/cluster/index.ts';
+import { TokenFile } from '../../src/server/auth.ts';
 import type { SqlEngine } from '../../src/store/engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { FAKE_TABLES } from './db-provider.ts';
 
 const CHILD = fileURLToPath(new URL('./replica-child.ts', import.meta.url));
+const SERVE_CHILD = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export type CallOutcome = { ok: true; result: unknown } | { ok: false; code: string; message: string };
@@ -74,7 +79,8 @@ export class ClusterRig {
     private readonly env: Record<string, string>,
   ) {}
 
-  static async create(url: string, env: { latencyMs?: number; ttlMs?: number; windowMs?: number } = {}): Promise<ClusterRig> {
+  /** `providerConnections`: each replica's pool to the shared fake provider (default 4). */
+  static async create(url: string, env: { latencyMs?: number; ttlMs?: number; windowMs?: number; providerConnections?: number } = {}): Promise<ClusterRig> {
     const schema = `wsup_cluster_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
     const db = await openPostgres({ url, schema, max: 4 });
     await db.exec(FAKE_TABLES);
@@ -84,6 +90,7 @@ export class ClusterRig {
       WSUP_CLUSTER_LATENCY_MS: String(env.latencyMs ?? 20),
       WSUP_CLUSTER_TTL_MS: String(env.ttlMs ?? 2000),
       WSUP_CLUSTER_WINDOW_MS: String(env.windowMs ?? 60_000),
+      WSUP_CLUSTER_PROVIDER_CONNECTIONS: String(env.providerConnections ?? 4),
     });
   }
 
@@ -147,4 +154,98 @@ export function serveReplica(dataDir: string, dbUrl: string, name: string): { pr
     proc.once('exit', (code) => reject(new Error(`wsup serve --cluster exited with ${code} before it was ready`)));
   });
   return { proc, url: ready };
+}
+
+/** One `wsup serve --cluster` process of a ServeRig. */
+export interface ServedReplica {
+  name: string;
+  proc: ChildProcess;
+  /** Its http:// URL (append /control or /agent, as ws://). */
+  url: string;
+  exited: Promise<void>;
+  dead: boolean;
+}
+
+/**
+ * `wsup serve --cluster` processes (serve-child.ts: the whole server, the database-shared fake provider)
+ * on one PostgreSQL schema and one data dir, whose token file (an operator token) the first replica
+ * imports into the cluster.
+ */
+export class ServeRig {
+  readonly servers: ServedReplica[] = [];
+  private n = 0;
+
+  private constructor(
+    readonly url: string,
+    readonly schema: string,
+    readonly db: SqlEngine,
+    readonly dir: string,
+    readonly operator: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  /** `providerConnections`: each replica's pool to the shared fake provider (default 4). */
+  static async create(url: string, opts: { latencyMs?: number; providerConnections?: number } = {}): Promise<ServeRig> {
+    const schema = `wsup_serve_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+    const db = await openPostgres({ url, schema, max: 4 });
+    await db.exec(FAKE_TABLES);
+    const dir = mkdtempSync(join(tmpdir(), 'wsup-serve-rig-'));
+    const operator = TokenFile.in(dir).add('operator', { label: 'rig' });
+    return new ServeRig(url, schema, db, dir, operator, {
+      DATABASE_URL: url,
+      WSUP_CLUSTER_SCHEMA: schema,
+      WSUP_CLUSTER_DATA_DIR: dir,
+      WSUP_CLUSTER_LATENCY_MS: String(opts.latencyMs ?? 10),
+      WSUP_CLUSTER_PROVIDER_CONNECTIONS: String(opts.providerConnections ?? 4),
+      WSUP_LOG_LEVEL: 'warn',
+    });
+  }
+
+  /** Start a replica; resolves once it serves (its banner printed). */
+  spawn(): Promise<ServedReplica> {
+    const name = `r${this.n++}`;
+    const proc = spawn(process.execPath, ['--import', 'tsx', SERVE_CHILD], { cwd: ROOT, env: { ...process.env, ...this.env, WSUP_CLUSTER_REPLICA: name }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    return new Promise<ServedReplica>((resolve, reject) => {
+      createInterface({ input: proc.stdout }).on('line', (l) => {
+        const m = /^wsup ready on (\S+)/.exec(l);
+        if (!m) return;
+        const s: ServedReplica = { name, proc, url: m[1]!, exited, dead: false };
+        this.servers.push(s);
+        resolve(s);
+      });
+      void exited.then(() => reject(new Error(`replica ${name} exited with ${proc.exitCode} before it was ready`)));
+    });
+  }
+
+  live(): ServedReplica[] {
+    return this.servers.filter((s) => !s.dead);
+  }
+
+  /** SIGKILL, then tell the shared provider that this replica's in-flight calls died with it. */
+  async kill(s: ServedReplica): Promise<void> {
+    s.dead = true;
+    s.proc.kill('SIGKILL');
+    await s.exited;
+    await this.db.query('INSERT INTO fake_dead VALUES ($1) ON CONFLICT DO NOTHING', [s.name]);
+  }
+
+  /** Shards whose lease is held right now, by owner. */
+  async owners(): Promise<Map<string, number>> {
+    const { rows } = await this.db.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner');
+    return new Map(rows.map((r) => [r.owner, r.n]));
+  }
+
+  async dispose(): Promise<void> {
+    for (const s of this.live()) s.proc.kill('SIGKILL');
+    await Promise.all(this.servers.map((s) => s.exited));
+    await this.db.close();
+    const admin = await openPostgres({ url: this.url, max: 1 });
+    try {
+      await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    } finally {
+      await admin.close();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }

@@ -7,7 +7,9 @@
  *
  * Environment: DATABASE_URL, WSUP_CLUSTER_SCHEMA, WSUP_CLUSTER_REPLICA, WSUP_CLUSTER_LATENCY_MS, WSUP_CLUSTER_TTL_MS.
  * The provider, by WSUP_CLUSTER_PROVIDER:
- * - `db` (default): the database-shared fake provider (db-provider.ts).
+ * - `db` (default): the database-shared fake provider (db-provider.ts), on a pool of
+ *   WSUP_CLUSTER_PROVIDER_CONNECTIONS (default 4) connections: with every workspace mid-cycle, that pool is
+ *   what bounds the cycles per second of a replica.
  * - `docker`: the real docker provider (DOCKER_HOST), image WSUP_CLUSTER_DOCKER_IMAGE, container name prefix
  *   WSUP_CLUSTER_DOCKER_PREFIX, command WSUP_CLUSTER_DOCKER_CMD (a JSON array).
  * - `ec2`: the real EC2 provider against WSUP_CLUSTER_EC2_ENDPOINT (test/ec2-server), with test credentials.
@@ -73,7 +75,7 @@ let db: SqlEngine | null = null;
 let base: Provider;
 switch (process.env.WSUP_CLUSTER_PROVIDER ?? 'db') {
   case 'db':
-    db = await openPostgres({ url, schema, max: 4 });
+    db = await openPostgres({ url, schema, max: Number(process.env.WSUP_CLUSTER_PROVIDER_CONNECTIONS ?? 4) });
     base = new DbFakeProvider(db, replicaId, Number(process.env.WSUP_CLUSTER_LATENCY_MS ?? 20));
     break;
   case 'docker':

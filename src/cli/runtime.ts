@@ -8,6 +8,7 @@
  * const server = createServer({ supervisor: rt.supervisor, providerCalls: rt.providerCalls, tokens, onFilesWritten: rt.filesWritten });
  * await rt.close();
  */
+import { randomBytes } from 'node:crypto';
 import { BUS_DEFAULTS, createBus, type Bus } from '../bus/index.ts';
 import { WsupError, errorMessage } from '../errors.ts';
 import { FakeProvider } from '../providers/fake.ts';
@@ -24,6 +25,7 @@ import type { WorkspaceStore } from '../store/index.ts';
 import type { PolicyPatch, SupervisorEvent } from '../supervisor/types.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { openStore } from './open-store.ts';
+import { DurableBursts } from '../supervisor/bursts.ts';
 import { ClaimService } from '../supervisor/claims.ts';
 import { PoolService } from '../supervisor/pools.ts';
 import { eventHistory, openDurableSupervisor, type OrphanPolicy } from '../supervisor/durable.ts';
@@ -124,11 +126,18 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const pools = store && claims ? new PoolService({ store, claims, supervisor, onError: common.onError }) : null;
   pools?.start().catch((err: unknown) => common.onError(err, { what: 'starting the pool reconcilers failed' }));
 
-  const bus = createBus({ sink: supervisor, activityWindowMs, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
+  // Bursts go on record before their first write is acknowledged: one a kill -9 cut short restarts at the next start.
+  const bursts = store ? new DurableBursts({ store, prefix: `files:${Date.now().toString(36)}.${randomBytes(3).toString('hex')}`, owns: () => true, onError }) : null;
+  if (bursts) {
+    const recovered = await bursts.recover(supervisor);
+    if (recovered > 0) logger.info({ recovered }, 'restarting file-write bursts acknowledged before the last exit');
+  }
+  const bus = createBus({ sink: bursts ? bursts.sink(supervisor) : supervisor, activityWindowMs, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
   const unwatch = provider.watch?.((ev) => {
     if (supervisor.accepts(ev.id)) bus.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail });
   });
-  const filesWritten: FilesWrittenHook = (id, paths) => {
+  const filesWritten: FilesWrittenHook = async (id, paths) => {
+    if (bursts && supervisor.accepts(id)) await bursts.opened(id);
     const at = Date.now();
     for (const path of paths) bus.fileWritten({ workspaceId: id, path, at });
     bus.activity({ workspaceId: id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per workspace per window

@@ -13,6 +13,7 @@
  */
 import { BUS_DEFAULTS, createBus, type Bus, type LivenessEvent } from '../bus/index.ts';
 import { WorkspaceNotFoundError, WsupError } from '../errors.ts';
+import { DurableBursts } from '../supervisor/bursts.ts';
 import { ClaimService, claimBuildIdFor } from '../supervisor/claims.ts';
 import { PoolService, type PoolSetRequest, type PoolWorkspaces } from '../supervisor/pools.ts';
 import type { QuotaLedger } from '../supervisor/quota.ts';
@@ -65,6 +66,8 @@ interface ShardHandle {
   claims: ClaimService;
   pools: PoolService;
   bus: Bus | null;
+  /** The bus's bursts on record: a burst acknowledged here is restarted once even if this replica dies. */
+  bursts: DurableBursts;
   supervisor: Supervisor | null;
 }
 
@@ -87,7 +90,8 @@ export class ShardServiceSet {
       ...opts.pools,
       onError: opts.onError,
     });
-    const h: ShardHandle = { claims, pools, bus: null, supervisor: null };
+    const bursts = new DurableBursts({ store: ctx.store, prefix: `files:${ctx.shard}.${ctx.epoch}`, owns: mine, onError: opts.onError });
+    const h: ShardHandle = { claims, pools, bus: null, bursts, supervisor: null };
     this.live.set(ctx.shard, h);
     const activityWindowMs = opts.bus?.activityWindowMs ?? BUS_DEFAULTS.activityWindowMs;
     const prepareSpec = chain(opts.prepareSpec, claims.prepareSpec);
@@ -100,11 +104,12 @@ export class ShardServiceSet {
         beforeRecovery: (s) => {
           claims.attach(s);
           h.supervisor = s;
-          h.bus = createBus({ ...opts.bus, activityWindowMs, sink: s, onSinkError: (err) => opts.onError(err, { what: `shard ${ctx.shard}: the bus could not deliver a command` }) });
+          h.bus = createBus({ ...opts.bus, activityWindowMs, sink: bursts.sink(s), onSinkError: (err) => opts.onError(err, { what: `shard ${ctx.shard}: the bus could not deliver a command` }) });
         },
       },
-      ready: async () => {
+      ready: async (s) => {
         await claims.reconcile();
+        await bursts.recover(s); // bursts an earlier owner acknowledged and did not restart
         // Not awaited: a shard's gain does not wait for its pools to fill.
         pools.start().catch((err: unknown) => opts.onError(err, { what: `shard ${ctx.shard}: starting its pool reconcilers failed` }));
       },
@@ -154,6 +159,7 @@ export class ShardServiceSet {
       'files.written': async (p) => {
         const paths = p.paths as ShardMethodParams['files.written']['paths'];
         if (!sup().accepts(p.id) || !h.bus) throw new WorkspaceNotFoundError(p.id);
+        await h.bursts.opened(p.id);
         const at = Date.now();
         for (const path of paths) h.bus.fileWritten({ workspaceId: p.id, path, at });
         h.bus.activity({ workspaceId: p.id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per window

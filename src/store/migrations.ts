@@ -270,6 +270,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX claims_build_id_idx ON claims (claim_build_id);
     `,
   },
+  {
+    version: 12,
+    name: 'open file-write bursts',
+    sql: `
+      -- A file-write burst that was acknowledged and has not restarted its workspace yet, under the label its
+      -- restart will carry: when its owner dies first, the next owner finds it here and restarts it once.
+      CREATE TABLE open_bursts (
+        workspace_id text PRIMARY KEY,
+        label        text NOT NULL,
+        opened_at    timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -13,6 +13,7 @@
  * await store.close();
  */
 import { WsupError, errorMessage } from '../errors.ts';
+import { BurstStore } from './bursts.ts';
 import { ClaimStore } from './claims.ts';
 import type { EngineOptions, SqlEngine, SqlQueryable } from './engine.ts';
 import { openEngine } from './open.ts';
@@ -93,6 +94,8 @@ export class WorkspaceStore {
   readonly tokens: TokenStore;
   readonly processes: ProcessRecordStore;
   readonly pools: PoolStore;
+  /** File-write bursts acknowledged and not yet restarted. */
+  readonly bursts: BurstStore;
   private readonly committer: GroupCommitter<PreparedCommit>;
   private closing: Promise<void> | null = null;
   private readonly fence: StoreOptions['fence'];
@@ -114,6 +117,7 @@ export class WorkspaceStore {
     this.tokens = new TokenStore(engine);
     this.processes = new ProcessRecordStore(engine);
     this.pools = new PoolStore(engine);
+    this.bursts = new BurstStore(engine);
   }
 
   /** Open PostgreSQL for a `postgres://` url, PGlite otherwise, and migrate. */

@@ -21,6 +21,7 @@ import { shardOf } from '../../src/cluster/shards.ts';
 import { WsupClient } from '../../src/client/index.ts';
 import { TokenFile } from '../../src/server/auth.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
+import { dropSchema } from '../cluster/harness.ts';
 import type { SqlEngine } from '../../src/store/engine.ts';
 
 export type TargetKind = 'node' | 'cluster';
@@ -174,14 +175,7 @@ export class Target {
       }),
     );
     await this.db?.close();
-    if (this.baseUrl && this.schema) {
-      const admin = await openPostgres({ url: this.baseUrl, max: 1 });
-      try {
-        await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-      } finally {
-        await admin.close();
-      }
-    }
+    if (this.baseUrl && this.schema) await dropSchema(this.baseUrl, this.schema);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

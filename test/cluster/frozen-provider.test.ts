@@ -18,7 +18,7 @@ import type { SqlEngine } from '../../src/store/engine.ts';
 import { openPostgres } from '../../src/store/pg-engine.ts';
 import { startEc2Server, type Ec2Server } from '../ec2-server/server.ts';
 import { describeWith, dockerHost, postgresUrl } from '../helpers/require.ts';
-import { ReplicaProcess } from './harness.ts';
+import { dropSchema, ReplicaProcess } from './harness.ts';
 
 const IMAGE = 'wsup-test:latest';
 const CMD = ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'];
@@ -81,12 +81,7 @@ class Rig {
       await r.kill('SIGKILL');
     }
     await this.db.close();
-    const admin = await openPostgres({ url: this.url, max: 1 });
-    try {
-      await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-    } finally {
-      await admin.close();
-    }
+    await dropSchema(this.url, this.schema);
   }
 }
 

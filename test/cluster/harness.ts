@@ -17,6 +17,22 @@ const CHILD = fileURLToPath(new URL('./replica-child.ts', import.meta.url));
 const SERVE_CHILD = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** Drop a test's schema (and everything in it) through a connection of its own. */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const admin = await openPostgres({ url, max: 1 });
+  try {
+    await admin.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** Shards whose lease is held right now, by owner. */
+export async function leaseOwners(db: SqlEngine): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner');
+  return new Map(rows.map((r) => [r.owner, r.n]));
+}
+
 export type CallOutcome = { ok: true; result: unknown } | { ok: false; code: string; message: string };
 
 export class ReplicaProcess {
@@ -120,22 +136,14 @@ export class ClusterRig {
 
   /** Shards whose lease is held right now, by owner. */
   async owners(): Promise<Map<string, number>> {
-    const { rows } = await this.db.query<{ owner: string; n: number }>(
-      'SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner',
-    );
-    return new Map(rows.map((r) => [r.owner, r.n]));
+    return leaseOwners(this.db);
   }
 
   async dispose(): Promise<void> {
     this.disposed = true;
     await Promise.all(this.alive().map((r) => r.kill('SIGKILL')));
     await this.db.close();
-    const admin = await openPostgres({ url: this.url, max: 1 });
-    try {
-      await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-    } finally {
-      await admin.close();
-    }
+    await dropSchema(this.url, this.schema);
   }
 }
 
@@ -232,20 +240,14 @@ export class ServeRig {
 
   /** Shards whose lease is held right now, by owner. */
   async owners(): Promise<Map<string, number>> {
-    const { rows } = await this.db.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner');
-    return new Map(rows.map((r) => [r.owner, r.n]));
+    return leaseOwners(this.db);
   }
 
   async dispose(): Promise<void> {
     for (const s of this.live()) s.proc.kill('SIGKILL');
     await Promise.all(this.servers.map((s) => s.exited));
     await this.db.close();
-    const admin = await openPostgres({ url: this.url, max: 1 });
-    try {
-      await admin.exec(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-    } finally {
-      await admin.close();
-    }
+    await dropSchema(this.url, this.schema);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -37,6 +37,16 @@ if [ "$pg_ready" != 1 ]; then
 fi
 unset pg_ready
 
+# Headroom for connections: a `wsup serve --cluster` replica holds ~22 (two pools, its lease keeper and
+# listeners), and the kill tests run several replicas (and their replacements) beside a bench on a shared
+# machine; the default 100 runs out. Raised once (a restart), then left alone.
+if [ "$(su postgres -c "psql -X -q -t -A -p $pg_port -c 'SHOW max_connections'")" -lt 300 ]; then
+  echo "postgres: raising max_connections to 300"
+  su postgres -c "psql -X -q -p $pg_port -c 'ALTER SYSTEM SET max_connections = 300'"
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_cluster" restart
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.5; done
+fi
+
 # Role and database, created only when missing. The password is a CI-only constant, not a secret.
 pg_psql() { su postgres -c "psql -v ON_ERROR_STOP=1 -X -q -t -A -p $pg_port $*"; }
 if [ "$(pg_psql "-c \"SELECT 1 FROM pg_roles WHERE rolname = 'wsup'\"")" != 1 ]; then

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { ClusterClient, WsupClient } from '../client/index.ts';
+import { ClusterClient, type WsupClient } from '../client/index.ts';
 
 export interface ClientFlags {
   url?: string;
@@ -42,7 +42,7 @@ export function connect(flags: ClientFlags): CommandClient {
   if (!Number.isFinite(timeout) || timeout < 0) throw new UsageError(`--timeout must be a number of milliseconds, got ${flags.timeout}`);
   // One-shot commands fail fast instead of retrying; `watch` turns reconnects back on.
   const common = { token, WebSocket, reconnect: false, requestTimeoutMs: timeout } as const;
-  // Several replicas (`--url a,b` or `--url a --url b`): each command goes to its workspace's owner.
-  if (url.includes(',')) return new ClusterClient({ urls: url, ...common });
-  return new WsupClient({ url, ...common });
+  // Any replica (or several: `--url a,b` or `--url a --url b`): each command goes to its workspace's owner,
+  // and is sent again under its request id if the answer is lost; a single node answers everything itself.
+  return new ClusterClient({ urls: url, ...common });
 }

@@ -33,6 +33,8 @@ export interface ClusterClientOptions extends Omit<ClientOptions, 'url'> {
   /**
    * How long a command whose answer was lost (its replica went away, the outcome is unknown, the shard was
    * moving) is sent again, under the same request id, so the owner runs it once. Default 30 s; 0: never.
+   * Until some replica has answered once, a connection failure fails the call at once: an unreachable
+   * cluster is not waited for.
    */
   resendMs?: number;
 }
@@ -59,6 +61,8 @@ export class ClusterClient {
   private readAt = -Infinity;
   private reading: Promise<void> | null = null;
   private closed = false;
+  /** Some replica answered once: from then on a lost answer is re-sent (before, an unreachable cluster fails fast). */
+  private reached = false;
   private readonly counts: RoutingStats = { owner: 0, any: 0, refreshes: 0, resent: 0, hints: 0 };
 
   constructor(private readonly opts: ClusterClientOptions) {
@@ -96,7 +100,7 @@ export class ClusterClient {
       try {
         return await this.callOnce(method, sent);
       } catch (err) {
-        if (this.closed || !resendable(err) || performance.now() >= until) throw err;
+        if (this.closed || !this.reached || !resendable(err) || performance.now() >= until) throw err;
         this.readAt = -Infinity; // the owner may have changed: read the table before the re-send
         this.counts.resent++;
         await new Promise((r) => setTimeout(r, Math.min(RESEND_MAX_MS, RESEND_MIN_MS * 2 ** attempt)));
@@ -112,6 +116,7 @@ export class ClusterClient {
         // Not yet sent when connecting fails: the owner is gone, read the table again and go to any replica.
         const reached = await owner.connect().then(() => true, () => false);
         if (reached) {
+          this.reached = true;
           this.counts.owner++;
           try {
             return await owner.call(method, params);
@@ -191,6 +196,7 @@ export class ClusterClient {
       const url = this.urls[this.seedIndex]!;
       tried.add(url);
       const reached = await this.seed.connect().then(() => null, (err: unknown) => (err instanceof Error ? err : new WsupConnectionError(String(err))));
+      if (reached === null) this.reached = true;
       if (reached === null || this.closed) return fn(this.seed);
       const next = this.candidates().find((u) => !tried.has(u));
       if (next === undefined) throw reached;

@@ -87,3 +87,21 @@ describe('client SDK across a dropped connection', () => {
     await expect(client.call('workspace.list', {})).rejects.toThrow();
   });
 });
+
+describe('ClusterClient before it has reached the cluster', () => {
+  it('fails a command to an unreachable cluster at once instead of re-sending it for resendMs', async () => {
+    const { ClusterClient } = await import('../../src/client/index.ts');
+    const WebSocket = (await import('ws')).default;
+    // A port nobody listens on: taken and released.
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const c = new ClusterClient({ urls: `http://127.0.0.1:${port}`, token: 'x', WebSocket, reconnect: false, resendMs: 60_000 });
+    await expect(c.call('workspace.restart', { id: 'ws-1' })).rejects.toMatchObject({ name: 'WsupConnectionError' });
+    expect(c.stats.resent).toBe(0); // failed on the first attempt, not after the 60 s re-send budget
+    c.close();
+  });
+});

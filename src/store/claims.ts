@@ -26,7 +26,7 @@ export interface AgentView {
   claim: Claim | null;
 }
 
-export type ClaimAttempt = { won: true; claim: Claim } | { won: false; currentOwner: string | null };
+export type ClaimAttempt = { won: true; claim: Claim & { already?: true } } | { won: false; currentOwner: string | null };
 
 interface ClaimRow {
   workspace_id: string;
@@ -60,8 +60,8 @@ export class ClaimStore {
 
   /** Claim one prebuild if nobody has: `won: false` tells the loser who owns it (null: no such prebuild). */
   async claim(req: { workspaceId: string; ownerId: string; claimBuildId: string }): Promise<ClaimAttempt> {
-    const { rows } = await this.engine.query<ClaimRow>(claimSql('$1'), [req.workspaceId, req.ownerId, req.claimBuildId, SYSTEM_OWNER]);
-    if (rows[0]) return { won: true, claim: toClaim(rows[0]) };
+    const made = await this.once(req.claimBuildId, () => this.engine.query<ClaimRow>(claimSql('$1'), [req.workspaceId, req.ownerId, req.claimBuildId, SYSTEM_OWNER]));
+    if (made) return { won: true, claim: made };
     const owner = await this.engine.query<{ owner: string }>(
       'SELECT owner FROM workspaces WHERE id = $1 AND prebuild AND destroyed_at IS NULL',
       [req.workspaceId],
@@ -74,11 +74,28 @@ export class ClaimStore {
    * then the oldest; null when the pool is empty. SKIP LOCKED lets concurrent claimers take different
    * prebuilds instead of queueing on the same one.
    */
-  async claimFromPool(req: { pool: string; ownerId: string; claimBuildId: string }): Promise<Claim | null> {
+  async claimFromPool(req: { pool: string; ownerId: string; claimBuildId: string }): Promise<(Claim & { already?: true }) | null> {
     const pick = `SELECT id FROM workspaces WHERE pool = $1 AND prebuild AND owner = $4 AND destroyed_at IS NULL
                   ORDER BY state = 'running' DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
-    const { rows } = await this.engine.query<ClaimRow>(claimSql(pick), [req.pool, req.ownerId, req.claimBuildId, SYSTEM_OWNER]);
-    return rows[0] ? toClaim(rows[0]) : null;
+    return this.once(req.claimBuildId, () => this.engine.query<ClaimRow>(claimSql(pick), [req.pool, req.ownerId, req.claimBuildId, SYSTEM_OWNER]));
+  }
+
+  /**
+   * Run a claim statement; the claim it made, or null when it won nothing. A build id is claimed at most
+   * once (unique): when another claim already has it — the same request, sent again while its first
+   * attempt was on its way to another prebuild's owner — that claim is the answer, and nothing more is won.
+   */
+  private async once(claimBuildId: string, run: () => Promise<{ rows: ClaimRow[] }>): Promise<(Claim & { already?: true }) | null> {
+    try {
+      const { rows } = await run();
+      return rows[0] ? toClaim(rows[0]) : null;
+    } catch (err) {
+      const e = err as { code?: string; constraint?: string; message?: string };
+      if (e.code !== '23505' || !(e.constraint === 'claims_build_id_idx' || e.message?.includes('claims_build_id_idx'))) throw err;
+      const first = await this.byBuildId(claimBuildId);
+      if (!first) throw err;
+      return { ...first, already: true };
+    }
   }
 
   async get(workspaceId: string): Promise<Claim | null> {

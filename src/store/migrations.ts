@@ -266,8 +266,9 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'claims: found by their build id',
     sql: `
       -- A pool claim sent again under the same request id has the same build id: the claim it already made
-      -- is found by it, and no second prebuild is claimed.
-      CREATE INDEX claims_build_id_idx ON claims (claim_build_id);
+      -- is found by it, and no second prebuild is claimed — unique, so that a re-send racing the first
+      -- attempt (still queued for another prebuild's owner) cannot win a second one either.
+      CREATE UNIQUE INDEX claims_build_id_idx ON claims (claim_build_id);
     `,
   },
   {

@@ -217,7 +217,7 @@ export class ClaimService {
       if (done?.claimBuildId === given) return { id: done.workspaceId, ownerId: done.ownerId, claimBuildId: done.claimBuildId };
     }
     const buildId = given ?? this.newBuildId();
-    let claim: Claim;
+    let claim: Claim & { already?: true };
     if (req.id !== undefined) {
       const r = await claims.claim({ workspaceId: req.id, ownerId: req.userId, claimBuildId: buildId });
       if (!r.won) throw await this.whyNot(req.id, r.currentOwner);
@@ -228,6 +228,8 @@ export class ClaimService {
       claim = c;
     }
     const id = claim.workspaceId;
+    // Made already, under this build id, by the same request's first attempt (perhaps on another replica).
+    if (claim.already) return { id, ownerId: claim.ownerId, claimBuildId: claim.claimBuildId };
     this.awaiting.set(id, { buildId, cycle: null });
     this.labels.set(id, { owner: claim.ownerId, pool: this.labels.get(id)?.pool ?? req.pool ?? null });
     await this.opts.afterCommit?.(claim);

@@ -254,6 +254,9 @@ describeWith(postgresUrl(), 'wsup serve --cluster under kill -9, with claims, ag
     expect(agents.filter((a) => a.reinits > 1 + a.cutBeforeAck).map((a) => `${a.id}: ${a.reinits}`), 'reinits delivered twice on a live connection').toEqual([]);
     const { rows: owners } = await db.query<{ workspace_id: string; owner_id: string }>('SELECT workspace_id, owner_id FROM claims WHERE workspace_id = ANY($1::text[])', [agents.map((a) => a.id)]);
     expect(owners.length).toBe(agents.length);
+    // And no claimer holds two prebuilds (a re-sent pool claim never wins a second one).
+    const { rows: twice } = await db.query('SELECT owner_id, count(*)::int AS n FROM claims GROUP BY owner_id HAVING count(*) > 1');
+    expect(twice, 'claimers holding two prebuilds').toEqual([]);
 
     // The pool refilled after the claims; every workspace a command reached settles running.
     const after = sdk();

@@ -269,6 +269,20 @@ export function describeStoreContract(engineName: string, makeFixture: () => Pro
         expect(await store.claims.claim({ workspaceId: 'regular', ownerId: 'u', claimBuildId: 'b' })).toEqual({ won: false, currentOwner: null });
       });
 
+      it('claim a build id once: a second prebuild claimed under it answers with the first claim and wins nothing', async () => {
+        const store = await open();
+        await store.commit({ workspaces: ['pb1', 'pb2', 'pb3'].map((id) => ws(id, { prebuild: true, pool: 'p' })) });
+        const first = await store.claims.claim({ workspaceId: 'pb1', ownerId: 'ann', claimBuildId: 'req-1' });
+        expect(first).toMatchObject({ won: true, claim: { workspaceId: 'pb1', claimBuildId: 'req-1' } });
+        // The same request again, aimed at other prebuilds (by id, and through the pool).
+        const again = await store.claims.claim({ workspaceId: 'pb2', ownerId: 'ann', claimBuildId: 'req-1' });
+        expect(again).toMatchObject({ won: true, claim: { workspaceId: 'pb1', claimBuildId: 'req-1', already: true } });
+        expect(await store.claims.claimFromPool({ pool: 'p', ownerId: 'ann', claimBuildId: 'req-1' })).toMatchObject({ workspaceId: 'pb1', already: true });
+        expect((await store.getWorkspace('pb2'))?.owner).toBe('system');
+        expect((await store.getWorkspace('pb3'))?.owner).toBe('system');
+        expect(await store.claims.get('pb2')).toBeNull();
+      });
+
       it('record build completion and the agent ack only for the current claim build', async () => {
         const store = await open();
         await store.commit({ workspaces: [ws('pb', { prebuild: true })] });

@@ -303,7 +303,7 @@ export class Replica {
    */
   private runOwned(rt: ShardRuntime, method: string, p: RoutedParams, requester: string): Promise<Ran> {
     if (p.requestId === undefined) return runHere(this.host, rt, method, p, requester);
-    const key = requestKey(requester, p.id, method);
+    const key = requestKey(requester, method, p.id); // the requester names the request id
     const ran = this.recent.run(key, async (): Promise<Ran> => {
       if (RESTARTS.has(method) && rt.lease.epoch > 1 && this.clock.now() - rt.gainedAt < REQUEST_TTL_MS) {
         const recorded = await recordedRestart(this.store, rt, p.id, requester);

@@ -154,7 +154,7 @@ export class Handlers {
     const fn = this.impl[method] as (p: unknown, c: Caller) => Promise<Results[M]>;
     const { requestId, id, pool } = params as { requestId?: unknown; id?: unknown; pool?: unknown };
     // A re-send of a request this server has answered (or is running) gets that answer, not a second run.
-    const run = typeof requestId === 'string' ? this.recent.run(requestKey(`rpc:${conn.principal}`, `${method}\u0000${String(id ?? pool)}`, requestId), () => fn(params, conn)) : fn(params, conn);
+    const run = typeof requestId === 'string' ? this.recent.run(requestKey(`rpc:${conn.principal}`, method, String(id ?? pool), requestId), () => fn(params, conn)) : fn(params, conn);
     if (typeof id === 'string' && this.deps.supervisor.routeOf && OWNER_METHODS.has(method)) void run.finally(() => this.hintRoute(conn, id)).catch(() => undefined);
     return run.then((r) => redactResult(r, conn.role));
   }

@@ -71,9 +71,9 @@ export class RecentRequests {
   }
 }
 
-/** The key of one request: who sent it, about which workspace, under which of the caller's ids. */
-export function requestKey(requester: string, workspaceId: string, requestId: string): string {
-  return `${requester}\u0000${workspaceId}\u0000${requestId}`;
+/** The key of one request from its parts (who sent it, the method, what it is about, the caller's id). */
+export function requestKey(...parts: string[]): string {
+  return parts.join('\u0000');
 }
 
 /**

@@ -69,6 +69,7 @@ program
   .option('--max-lifetime <duration>', 'default policy: stop a running workspace this long after it started (8h; off)')
   .option('--max-lifetime-warn <duration>', 'default policy: warn its agent this long before a max-lifetime stop (15m; off)')
   .option('--dormant-after <duration>', 'default policy: mark a stopped workspace dormant after this long unused (14d; off)')
+  .option('--deactivate-after <duration>', 'a workspace with nothing to do leaves memory after this long quiet (its state is in the store; the next use brings it back) (5m; off keeps every one in memory)')
   .option('--max-running-per-owner <n>', 'quota: running workspaces one owner may have; a start past it is refused at once')
   .option('--max-running-per-template <n>', 'quota: running workspaces per template or pool (a template\'s maxRunning in --config wins)')
   .action(async (f: ServeFlags) => {

@@ -59,6 +59,8 @@ export interface RuntimeOptions {
   policy?: PolicyPatch;
   /** Running quotas per owner and per template/pool (read on every check, so a reload applies at once). */
   quota?: () => QuotaLimits;
+  /** Quiet time after which an idle workspace's actor leaves memory (default 5 minutes; 0 keeps every one). */
+  deactivateAfterMs?: number;
   logger: Logger;
 }
 
@@ -111,12 +113,13 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
       ...common,
       store,
       orphans: opts.orphans ?? 'report',
+      ...(opts.deactivateAfterMs !== undefined ? { deactivateAfterMs: opts.deactivateAfterMs } : {}),
       ...(prepareSpec ? { prepareSpec } : {}),
       ...(claims ? { beforeRecovery: (s: Supervisor) => claims.attach(s) } : {}),
     });
     supervisor = opened.supervisor;
     const r = opened.recovery;
-    logger.info({ restored: r.restored.length, adopted: r.adopted.length, vanished: r.vanished, orphans: r.orphans }, 'recovered from the store');
+    logger.info({ restored: r.restored.length, cold: r.cold, adopted: r.adopted.length, vanished: r.vanished, orphans: r.orphans }, 'recovered from the store');
     for (const c of r.corrupt) logger.error({ workspaceId: c.id }, `quarantined: ${c.reason}`);
     await claims?.reconcile();
   } else {
@@ -129,15 +132,16 @@ export async function buildRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // Bursts go on record before their first write is acknowledged: one a kill -9 cut short restarts at the next start.
   const bursts = store ? new DurableBursts({ store, prefix: `files:${Date.now().toString(36)}.${randomBytes(3).toString('hex')}`, owns: () => true, onError }) : null;
   if (bursts) {
-    const recovered = await bursts.recover(supervisor);
+    const recovered = await bursts.recover(supervisor.busSink());
     if (recovered > 0) logger.info({ recovered }, 'restarting file-write bursts acknowledged before the last exit');
   }
-  const bus = createBus({ sink: bursts ? bursts.sink(supervisor) : supervisor, activityWindowMs, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
+  const sink = supervisor.busSink();
+  const bus = createBus({ sink: bursts ? bursts.sink(sink) : sink, activityWindowMs, onSinkError: (err) => logger.error({ err: errorMessage(err) }, 'bus could not deliver a command') });
   const unwatch = provider.watch?.((ev) => {
-    if (supervisor.accepts(ev.id)) bus.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail });
+    if (sink.accepts(ev.id)) bus.liveness({ workspaceId: ev.id, alive: ev.alive, detail: ev.detail });
   });
   const filesWritten: FilesWrittenHook = async (id, paths) => {
-    if (bursts && supervisor.accepts(id)) await bursts.opened(id);
+    if (bursts && (await supervisor.accepts(id))) await bursts.opened(id);
     const at = Date.now();
     for (const path of paths) bus.fileWritten({ workspaceId: id, path, at });
     bus.activity({ workspaceId: id, source: 'files.written', at }); // coalesced: ≤ 1 ACTIVITY per workspace per window
@@ -230,6 +234,7 @@ export async function buildClusterRuntime(opts: RuntimeOptions & { replicaId?: s
       // Activity reaches an actor up to one bus window late (it is coalesced there): the idle stop allows for it.
       config: { activityGraceMs: activityWindowMs },
       ...(opts.policy ? { policy: opts.policy } : {}),
+      ...(opts.deactivateAfterMs !== undefined ? { deactivateAfterMs: opts.deactivateAfterMs } : {}),
     },
     services: shards.build,
     onError: (err, what) => logger.error({ err: errorMessage(err) }, what),

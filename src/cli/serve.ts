@@ -12,6 +12,7 @@ import { AutoUpdate, ConfigError, parseConfig, providerDefaultTemplate, Template
 import type { ProviderCallTap } from '../server/metrics.ts';
 import type { Logger } from '../server/logger.ts';
 import { UsageError } from './context.ts';
+import { policyDurationFlag } from './duration.ts';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from './defaults.ts';
 import { serveDefaults, type ServeDefaultFlags } from './policy.ts';
 import type { ProviderKind } from './runtime.ts';
@@ -45,6 +46,7 @@ export interface ServeFlags extends ServeDefaultFlags {
   shutdownGrace?: string;
   maxRunningPerOwner?: string;
   maxRunningPerTemplate?: string;
+  deactivateAfter?: string;
 }
 
 /** What a program embedding `serve` brings of its own. */
@@ -80,6 +82,14 @@ export async function serve(f: ServeFlags, hooks: ServeHooks = {}): Promise<numb
   const perOwner = quotaFlag('--max-running-per-owner', f.maxRunningPerOwner);
   const perTemplate = quotaFlag('--max-running-per-template', f.maxRunningPerTemplate);
   if (perOwner === undefined || perTemplate === undefined) return 2;
+  let deactivateAfterMs: number | undefined; // absent: the supervisor's default
+  try {
+    deactivateAfterMs = f.deactivateAfter === undefined ? undefined : (policyDurationFlag('--deactivate-after', f.deactivateAfter) ?? 0);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`wsup: ${err.message}\n`);
+    return 2;
+  }
   let templates: TemplateSet;
   let policy: PolicyPatch;
   try {
@@ -123,7 +133,7 @@ export async function serve(f: ServeFlags, hooks: ServeHooks = {}): Promise<numb
   }
   // Read on every check: a SIGHUP reload of the templates' maxRunning applies at once.
   const quota = (): QuotaLimits => ({ perOwner, perTemplate: templates.limits().perTemplate, defaultPerTemplate: perTemplate });
-  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy, quota, hooks);
+  if (f.cluster) return serveCluster(m, f, port, logger, dataDir, started, templates, policy, quota, hooks, deactivateAfterMs);
   const store = opening ? await opening : undefined;
   const autoUpdate = new AutoUpdate(templates, {
     serverDefault: () => policy.autoUpdate ?? null,
@@ -141,6 +151,7 @@ export async function serve(f: ServeFlags, hooks: ServeHooks = {}): Promise<numb
     prepareSpec: autoUpdate.prepareSpec,
     policy,
     quota,
+    ...(deactivateAfterMs !== undefined ? { deactivateAfterMs } : {}),
     logger,
   });
   autoUpdate.attach(rt.supervisor);
@@ -175,6 +186,7 @@ async function serveCluster(
   policy: PolicyPatch,
   quota: () => QuotaLimits,
   hooks: ServeHooks,
+  deactivateAfterMs: number | undefined,
 ): Promise<number> {
   if (f.memory) {
     process.stderr.write('wsup: --cluster keeps its state in PostgreSQL: drop --memory\n');
@@ -194,6 +206,7 @@ async function serveCluster(
     prepareSpec: autoUpdate.prepareSpec,
     policy,
     quota,
+    ...(deactivateAfterMs !== undefined ? { deactivateAfterMs } : {}),
     logger,
   });
   // The re-rendered spec is stored by the workspace's owner: the hook runs there, so this stays local.

@@ -210,7 +210,7 @@ export class Inbox {
 export async function recordedRestart(store: WorkspaceStore, rt: ShardRuntime, id: string, requester: string): Promise<Record<string, unknown> | 'fenced' | null> {
   const first = (await store.firstRequest(id, `${requester}#`)) as { outcome: string; cycle: number | null } | null;
   if (!first) return null;
-  const view = rt.supervisor.get(id);
+  const view = await rt.supervisor.get(id);
   if (first.cycle !== null && view.lastError?.cycle === first.cycle && view.lastError.code === 'WSUP_FENCED') return 'fenced';
   return { id, outcome: first.outcome, cycle: first.cycle, state: view.state, replayed: true };
 }

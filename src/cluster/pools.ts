@@ -18,7 +18,7 @@ import type { PoolService, PoolView, PoolWorkspaces } from '../supervisor/pools.
 import type { SupervisorEvent, WorkspaceView } from '../supervisor/types.ts';
 import type { RouteCall } from './claims.ts';
 import { poolKey } from './services.ts';
-import { viewOfRow } from './views.ts';
+import { viewOfRow } from '../supervisor/row-view.ts';
 
 /** Every replica's workspaces for a pool reconciler: views read from the store, commands to each owner. */
 export class ClusterViews implements PoolWorkspaces {
@@ -32,6 +32,11 @@ export class ClusterViews implements PoolWorkspaces {
 
   has(id: string): boolean {
     return this.views.has(id);
+  }
+
+  /** Every view read so far, by id. */
+  get known(): ReadonlyMap<string, WorkspaceView> {
+    return this.views;
   }
 
   get(id: string): WorkspaceView {
@@ -113,6 +118,6 @@ export class ClusterPools {
   private async counts(pool: string) {
     const members = await this.store.pools.members(pool);
     await this.views.refresh(members.map((m) => m.id));
-    return classify(members, this.views);
+    return classify(members, this.views.known);
   }
 }

@@ -33,7 +33,7 @@ import { advertise, readMembers } from './members.ts';
 import { Listener } from './notify.ts';
 import { ShardHost, type ShardContext, type ShardRuntime, type ShardServices } from './shard-host.ts';
 import { DEFAULT_SHARDS, shardOf } from './shards.ts';
-import { viewOfRow } from './views.ts';
+import { viewOfRow } from '../supervisor/row-view.ts';
 
 export type { ShardContext, ShardServices } from './shard-host.ts';
 
@@ -340,10 +340,10 @@ export class Replica {
  * rather than asking for another; only a workspace that gave up (a crash loop) is asked again.
  */
 async function retriedRestart(rt: ShardRuntime, p: RoutedParams, requester: string): Promise<unknown> {
-  const before = rt.supervisor.get(p.id);
+  const before = await rt.supervisor.get(p.id);
   if (before.desired !== 'running' || before.state === 'failed') return execute(rt, 'workspace.restart', p, requester);
   await execute(rt, 'workspace.ensure', { id: p.id }, requester);
-  const after = rt.supervisor.get(p.id);
+  const after = await rt.supervisor.get(p.id);
   return { id: p.id, outcome: 'started', cycle: after.cycle, state: after.state };
 }
 

@@ -104,12 +104,12 @@ export class ShardServiceSet {
         beforeRecovery: (s) => {
           claims.attach(s);
           h.supervisor = s;
-          h.bus = createBus({ ...opts.bus, activityWindowMs, sink: bursts.sink(s), onSinkError: (err) => opts.onError(err, { what: `shard ${ctx.shard}: the bus could not deliver a command` }) });
+          h.bus = createBus({ ...opts.bus, activityWindowMs, sink: bursts.sink(s.busSink()), onSinkError: (err) => opts.onError(err, { what: `shard ${ctx.shard}: the bus could not deliver a command` }) });
         },
       },
       ready: async (s) => {
         await claims.reconcile();
-        await bursts.recover(s); // bursts an earlier owner acknowledged and did not restart
+        await bursts.recover(s.busSink()); // bursts an earlier owner acknowledged and did not restart
         // Not awaited: a shard's gain does not wait for its pools to fill.
         pools.start().catch((err: unknown) => opts.onError(err, { what: `shard ${ctx.shard}: starting its pool reconcilers failed` }));
       },
@@ -129,7 +129,7 @@ export class ShardServiceSet {
   /** Provider liveness for a workspace owned here goes through its shard's bus; others are ignored. */
   liveness(ev: LivenessEvent): void {
     const h = this.live.get(shardOf(ev.workspaceId, this.opts.shards));
-    if (h?.bus && h.supervisor?.accepts(ev.workspaceId)) h.bus.liveness(ev);
+    if (h?.bus && h.supervisor?.busSink().accepts(ev.workspaceId)) h.bus.liveness(ev);
   }
 
   /** Pool gauges of the pools reconciled here (each replica reports its own; summed, the cluster's). */
@@ -151,14 +151,14 @@ export class ShardServiceSet {
     type Impl = (p: ClusterParams & Record<string, unknown>, requester: string) => Promise<unknown>;
     const m: Record<string, Impl> = {
       // Views carry a prebuild's owner and pool, whichever replica asked.
-      'workspace.get': async (p) => label(sup().get(p.id)),
+      'workspace.get': async (p) => label(await sup().get(p.id)),
       'workspace.create': async (p) => label(await sup().create(p.id, p.spec ?? {})),
       'workspace.stop': async (p, requester) => label(await sup().stop(p.id, { requester })),
       'workspace.destroy': async (p, requester) => label(await sup().destroy(p.id, { requester })),
       'workspace.setPolicy': async (p) => label(await sup().setPolicy(p.id, p.policy ?? {})),
       'files.written': async (p) => {
         const paths = p.paths as ShardMethodParams['files.written']['paths'];
-        if (!sup().accepts(p.id) || !h.bus) throw new WorkspaceNotFoundError(p.id);
+        if (!(await sup().accepts(p.id)) || !h.bus) throw new WorkspaceNotFoundError(p.id);
         await h.bursts.opened(p.id);
         const at = Date.now();
         for (const path of paths) h.bus.fileWritten({ workspaceId: p.id, path, at });

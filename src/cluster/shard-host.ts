@@ -138,12 +138,8 @@ export class ShardHost {
 
   private fencedCycle(err: unknown, rt: ShardRuntime, id: string): boolean {
     if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'WSUP_CYCLE_FAILED') return false;
-    let last: ReturnType<Supervisor['get']>['lastError'];
-    try {
-      last = rt.supervisor.get(id).lastError;
-    } catch {
-      return false;
-    }
+    // The cycle just failed here: its actor is in memory.
+    const last = rt.supervisor.peek(id)?.lastError ?? null;
     return last !== null && last.code === 'WSUP_FENCED' && err.message.endsWith(last.message);
   }
 

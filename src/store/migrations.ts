@@ -284,6 +284,36 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 13,
+    name: 'workspaces: next due time and state, indexed',
+    sql: `
+      -- A workspace's next due time (ms since the epoch: a policy deadline, a deferred restart, a backoff's
+      -- end), so that one scheduler finds what is due without every workspace's actor in memory.
+      ALTER TABLE workspaces ADD COLUMN next_due_at bigint;
+      -- Snapshots of today's shape carry their due times; an older one is due at once (0), so the next
+      -- start restores it and writes its true time.
+      UPDATE workspaces w SET next_due_at = CASE
+          WHEN (s.j -> 'context') ? 'timing' THEN LEAST(
+            (s.j #>> '{context,timing,dueAt}')::bigint,
+            (s.j #>> '{context,deferred,until}')::bigint,
+            (s.j #>> '{context,backoffUntil}')::bigint)
+          ELSE 0 END
+        FROM (SELECT id, snapshot::jsonb AS j FROM workspaces WHERE destroyed_at IS NULL AND snapshot IS NOT NULL) s
+        WHERE w.id = s.id;
+      CREATE INDEX workspaces_next_due_idx ON workspaces (next_due_at, id) WHERE destroyed_at IS NULL AND next_due_at IS NOT NULL;
+      -- Counts by state, the running ones, the ones with a provider call in flight: read at start, not every row.
+      CREATE INDEX workspaces_live_state_idx ON workspaces (state, id) WHERE destroyed_at IS NULL;
+      -- The server default policy the stored workspaces were last brought up to, per supervisor (a node, or
+      -- one cluster shard): a start with another default restores them all once, so that the new default
+      -- reaches every due time in the index.
+      CREATE TABLE policy_marks (
+        scope      text PRIMARY KEY,
+        policy     jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

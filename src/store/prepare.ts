@@ -28,6 +28,7 @@ export interface PreparedWorkspace {
   owner?: string;
   prebuild?: boolean;
   pool?: string | null;
+  nextDueAt?: number | null;
 }
 
 /** One event row: absent fields are null; the jsonb columns as JSON text. */
@@ -86,6 +87,10 @@ function prepareWorkspace(w: WorkspaceWrite): PreparedWorkspace {
   if (w.owner !== undefined) row.owner = w.owner;
   if (w.prebuild !== undefined) row.prebuild = Boolean(w.prebuild);
   if (w.pool !== undefined) row.pool = w.pool;
+  if (w.nextDueAt !== undefined) {
+    if (w.nextDueAt !== null && !Number.isSafeInteger(w.nextDueAt)) throw new WsupError('WSUP_INVALID_ARGUMENT', `${where}: next due time ${String(w.nextDueAt)} is not an integer of ms`, { workspaceId: w.id });
+    row.nextDueAt = w.nextDueAt;
+  }
   return row;
 }
 
@@ -162,7 +167,7 @@ function add(into: Map<string, PreparedWorkspace>, row: PreparedWorkspace): void
 /**
  * The workspace columns in the order a workspace statement unnests them: the name each has in the batch
  * rows `x`, the array type it travels as, and how a prepared row gives it (null where a write leaves the
- * field out). `set_pool` says whether the write sets `pool` at all (a null pool is a value). Both
+ * field out). `set_pool` says whether the write sets `pool` at all (a null pool is a value), `set_due` the same of `next_due_at`. Both
  * `workspaceParams` and the statements in store.ts are built from this table.
  */
 export const WORKSPACE_WRITE_COLUMNS: ReadonlyArray<readonly [name: string, type: string, get: (r: PreparedWorkspace) => ArrayElement]> = [
@@ -174,6 +179,8 @@ export const WORKSPACE_WRITE_COLUMNS: ReadonlyArray<readonly [name: string, type
   ['prebuild', 'boolean', (r) => r.prebuild ?? null],
   ['pool', 'text', (r) => r.pool ?? null],
   ['set_pool', 'boolean', (r) => r.pool !== undefined],
+  ['next_due_at', 'bigint', (r) => r.nextDueAt ?? null],
+  ['set_due', 'boolean', (r) => r.nextDueAt !== undefined],
 ];
 
 /**

@@ -65,6 +65,20 @@ export interface LiveRow {
   snapshot: string | null;
 }
 
+/** The shards `of` of `count` a replica owns: reads limited to them use the shard index. */
+export interface ShardFilter {
+  count: number;
+  of: readonly number[];
+}
+
+export interface LoadFilter {
+  includeDestroyed?: boolean;
+  ids?: readonly string[];
+  shards?: ShardFilter;
+  /** Only workspaces with a provider call in flight (starting, stopping) or due by `dueBefore` (ms). */
+  active?: { dueBefore: number };
+}
+
 export interface LoadResult {
   workspaces: WorkspaceRecord[];
   /** Rows that exist but cannot be restored: report each, never skip silently. */
@@ -84,9 +98,10 @@ interface WorkspaceRow {
   created_at: Date;
   updated_at: Date;
   destroyed_at: Date | null;
+  next_due_at: string | number | null;
 }
 
-const WORKSPACE_COLUMNS = 'id, spec, desired, state, owner, prebuild, pool, snapshot, version, created_at, updated_at, destroyed_at';
+const WORKSPACE_COLUMNS = 'id, spec, desired, state, owner, prebuild, pool, snapshot, version, created_at, updated_at, destroyed_at, next_due_at';
 const LOAD_PAGE = 2000;
 
 export class WorkspaceStore {
@@ -219,18 +234,27 @@ export class WorkspaceStore {
    * shards, if given), split into readable rows and corrupt ones. By shard it reads only those shards'
    * rows (an index scan at the default 64 shards).
    */
-  async loadWorkspaces(opts: { includeDestroyed?: boolean; ids?: readonly string[]; shards?: { count: number; of: readonly number[] } } = {}): Promise<LoadResult> {
+  async loadWorkspaces(opts: LoadFilter = {}): Promise<LoadResult> {
     const result: LoadResult = { workspaces: [], corrupt: [] };
     const params: unknown[] = [''];
     let live = opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL';
     if (opts.ids) live += ` AND id = ANY($${params.push(opts.ids)}::text[])`;
-    if (opts.shards) {
-      const { count, of } = opts.shards;
-      if (!Number.isInteger(count) || count < 1 || count > 65_536) throw new WsupError('WSUP_INVALID_ARGUMENT', `loadWorkspaces: a shard count is an integer from 1 to 65536, not ${count}`);
-      const bad = of.find((s) => !Number.isInteger(s) || s < 0 || s >= count);
-      if (bad !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `loadWorkspaces: shard ${bad} is not one of ${count} shards (0..${count - 1})`);
-      // The count is written into the text (an integer, checked above) so the planner matches the index.
-      live += ` AND (shard_hash % ${count}) = ANY($${params.push(of)}::int[])`;
+    live += shardClause('loadWorkspaces', opts.shards, params);
+    if (opts.active) {
+      // Work in flight (a provider call) or due by `dueBefore`: each found by its own index, then read by id.
+      const found: unknown[] = [opts.active.dueBefore];
+      const where = `${opts.includeDestroyed ? '' : 'AND destroyed_at IS NULL'}${opts.ids ? ` AND id = ANY($${found.push(opts.ids)}::text[])` : ''}${shardClause('loadWorkspaces', opts.shards, found)}`;
+      const { rows } = await this.engine.query<{ id: string }>(
+        `SELECT id FROM workspaces WHERE state IN ('starting', 'stopping') ${where} UNION SELECT id FROM workspaces WHERE next_due_at <= $1 ${where}`,
+        found,
+      );
+      const ids = rows.map((r) => r.id).sort();
+      for (let i = 0; i < ids.length; i += LOAD_PAGE) {
+        const page = await this.loadWorkspaces({ ids: ids.slice(i, i + LOAD_PAGE), ...(opts.includeDestroyed ? { includeDestroyed: true } : {}) });
+        result.workspaces.push(...page.workspaces);
+        result.corrupt.push(...page.corrupt);
+      }
+      return result;
     }
     // Keyset pages keep 100,000 snapshots from arriving as one result set.
     for (let after = ''; ; ) {
@@ -272,14 +296,75 @@ export class WorkspaceStore {
   // --- Reads any cluster replica answers from the store (every owner commits before it answers) -----
 
   /** Live workspaces' columns and snapshot text, in id order after `cursor`: a list without restoring actors. */
-  async liveRows(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): Promise<LiveRow[]> {
+  async liveRows(filter: { state?: LifecycleState; limit?: number; cursor?: string; shards?: ShardFilter } = {}): Promise<LiveRow[]> {
     const params: unknown[] = [filter.cursor ?? '', Math.max(1, Math.min(filter.limit ?? 1000, 10_000))];
-    if (filter.state) params.push(filter.state);
+    let where = filter.state ? `AND state = $${params.push(filter.state)}` : '';
+    where += shardClause('liveRows', filter.shards, params);
     const { rows } = await this.engine.query<LiveRow>(
-      `SELECT id, spec, desired, state, snapshot FROM workspaces WHERE destroyed_at IS NULL AND id > $1 ${filter.state ? 'AND state = $3' : ''} ORDER BY id LIMIT $2`,
+      `SELECT id, spec, desired, state, snapshot FROM workspaces WHERE destroyed_at IS NULL AND id > $1 ${where} ORDER BY id LIMIT $2`,
       params,
     );
     return rows;
+  }
+
+  /** How many live workspaces are in each state (by the state index, not by reading rows). */
+  async stateCounts(opts: { shards?: ShardFilter } = {}): Promise<Partial<Record<LifecycleState, number>>> {
+    const params: unknown[] = [];
+    const where = shardClause('stateCounts', opts.shards, params);
+    const { rows } = await this.engine.query<{ state: LifecycleState; n: string | number }>(
+      `SELECT state, count(*) AS n FROM workspaces WHERE destroyed_at IS NULL ${where} GROUP BY state`,
+      params,
+    );
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
+  /** Live workspaces that may hold a running slot (starting, running, stopping), with what a quota counts. */
+  async holdingRows(opts: { shards?: ShardFilter } = {}): Promise<Array<{ id: string; state: LifecycleState; desired: Desired; spec: Record<string, unknown> }>> {
+    const params: unknown[] = [];
+    const where = shardClause('holdingRows', opts.shards, params);
+    const { rows } = await this.engine.query<{ id: string; state: LifecycleState; desired: Desired; spec: Record<string, unknown> }>(
+      `SELECT id, state, desired, spec FROM workspaces WHERE destroyed_at IS NULL AND state IN ('starting', 'running', 'stopping') ${where} ORDER BY id`,
+      params,
+    );
+    return rows;
+  }
+
+  /**
+   * Live workspaces with a due time in (`after`, `before`] (ms), in (due, id) order, after `from` (the last
+   * one of the previous page): what the scheduler wakes.
+   */
+  async dueIds(window: { after: number; before: number; from?: { at: number; id: string } }, opts: { limit?: number; shards?: ShardFilter } = {}): Promise<Array<{ id: string; at: number }>> {
+    const from = window.from ?? { at: window.after, id: '' };
+    const params: unknown[] = [window.before, Math.max(1, Math.min(opts.limit ?? 1000, 10_000)), window.after, from.at, from.id];
+    const where = shardClause('dueIds', opts.shards, params);
+    const { rows } = await this.engine.query<{ id: string; at: string | number }>(
+      `SELECT id, next_due_at AS at FROM workspaces
+       WHERE destroyed_at IS NULL AND next_due_at IS NOT NULL AND next_due_at <= $1 AND next_due_at > $3 AND (next_due_at, id) > ($4::bigint, $5::text) ${where}
+       ORDER BY next_due_at, id LIMIT $2`,
+      params,
+    );
+    return rows.map((r) => ({ id: r.id, at: Number(r.at) }));
+  }
+
+  /** Which of `ids` have a live row. */
+  async liveIds(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const { rows } = await this.engine.query<{ id: string }>('SELECT id FROM workspaces WHERE id = ANY($1::text[]) AND destroyed_at IS NULL', [ids]);
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /** The server default policy the workspaces of `scope` were last brought up to, or null when never. */
+  async policyMark(scope: string): Promise<unknown> {
+    const { rows } = await this.engine.query<{ policy: unknown }>('SELECT policy FROM policy_marks WHERE scope = $1', [scope]);
+    return rows[0]?.policy ?? null;
+  }
+
+  /** Record that every workspace of `scope` has `policy` as its server default (after their writes committed). */
+  async setPolicyMark(scope: string, policy: unknown): Promise<void> {
+    await this.engine.query(
+      `INSERT INTO policy_marks (scope, policy) VALUES ($1, $2::jsonb) ON CONFLICT (scope) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
+      [scope, JSON.stringify(policy)],
+    );
   }
 
   /** Whether the workspace has a row (only a live one with `live`). */
@@ -311,7 +396,7 @@ const WORKSPACES_PER_STATEMENT = 2048;
 
 /**
  * The rows of one workspace statement, for up to `slots` workspaces (parameters from `workspaceParams`):
- * small columns as arrays (`WORKSPACE_WRITE_COLUMNS`, $1..$8), each snapshot as its own text parameter (from `$first`). Text, not
+ * small columns as arrays (`WORKSPACE_WRITE_COLUMNS`, $1..$W), each snapshot as its own text parameter (from `$first`). Text, not
  * json or jsonb: only wsup reads the snapshot, whole, and JSON.stringify made it, so the server stores it
  * as it comes instead of lexing ~1 KB per transition (json_in was a tenth of the server's CPU per batch);
  * `readRow` parses it on load. Unused slots are NULL, and unnest pads the arrays with NULL rows (id NULL),
@@ -342,6 +427,7 @@ const updateFrom = (rows: string): string => `
     desired = x.desired, state = x.state, snapshot = x.snapshot,
     spec = COALESCE(x.spec, w.spec), owner = COALESCE(x.owner, w.owner), prebuild = COALESCE(x.prebuild, w.prebuild),
     pool = CASE WHEN x.set_pool THEN x.pool ELSE w.pool END,
+    next_due_at = CASE WHEN x.set_due THEN x.next_due_at ELSE w.next_due_at END,
     version = w.version + 1, updated_at = now(),
     destroyed_at = CASE WHEN x.state = 'destroyed' THEN COALESCE(w.destroyed_at, now()) END
   FROM ${rows}
@@ -353,9 +439,9 @@ const updateFrom = (rows: string): string => `
  * `andWhere` a further condition on `x` (the one-statement commit leaves out the rows its update wrote).
  */
 const insertFrom = (rows: string, owner: string, andWhere = ''): string => `
-  INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at)
+  INSERT INTO workspaces (id, spec, desired, state, owner, prebuild, pool, snapshot, version, destroyed_at, next_due_at)
   SELECT x.id, COALESCE(x.spec, '{}'::jsonb), x.desired, x.state, COALESCE(x.owner, ${owner}), COALESCE(x.prebuild, false),
-         x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END
+         x.pool, x.snapshot, 1, CASE WHEN x.state = 'destroyed' THEN now() END, x.next_due_at
   FROM ${rows}
   WHERE x.id IS NOT NULL${andWhere}
   ON CONFLICT (id) DO NOTHING
@@ -458,6 +544,17 @@ async function upsertWorkspaces(tx: SqlQueryable, rows: readonly PreparedWorkspa
   }
 }
 
+/** `AND <shard test>` for `shards` (checked; parameter appended to `params`), or '' without a filter. */
+function shardClause(what: string, shards: ShardFilter | undefined, params: unknown[]): string {
+  if (!shards) return '';
+  const { count, of } = shards;
+  if (!Number.isInteger(count) || count < 1 || count > 65_536) throw new WsupError('WSUP_INVALID_ARGUMENT', `${what}: a shard count is an integer from 1 to 65536, not ${count}`);
+  const bad = of.find((s) => !Number.isInteger(s) || s < 0 || s >= count);
+  if (bad !== undefined) throw new WsupError('WSUP_INVALID_ARGUMENT', `${what}: shard ${bad} is not one of ${count} shards (0..${count - 1})`);
+  // The count is written into the text (an integer, checked above) so the planner matches the index.
+  return ` AND (shard_hash % ${count}) = ANY($${params.push(of)}::int[])`;
+}
+
 function corruptError(id: string, reason: string): CorruptWorkspace['error'] {
   return new WsupError('WSUP_CORRUPT_STATE', `workspace ${id}: ${reason}: repair or destroy the row; other workspaces are unaffected`, {
     workspaceId: id,
@@ -495,6 +592,7 @@ function toRecord(row: WorkspaceRow): WorkspaceRecord {
     createdAt: row.created_at.getTime(),
     updatedAt: row.updated_at.getTime(),
     destroyedAt: ms(row.destroyed_at),
+    nextDueAt: row.next_due_at === null ? null : Number(row.next_due_at),
   };
 }
 

@@ -21,6 +21,11 @@ export interface WorkspaceWrite {
   owner?: string;
   prebuild?: boolean;
   pool?: string | null;
+  /**
+   * The workspace's next due time (ms; null: none), indexed so that one scheduler finds what is due without
+   * an actor in memory. Absent keeps the stored value.
+   */
+  nextDueAt?: number | null;
 }
 
 /** A persisted XState snapshot, as far as the store checks it. */
@@ -45,6 +50,8 @@ export interface WorkspaceRecord {
   createdAt: number;
   updatedAt: number;
   destroyedAt: number | null;
+  /** See `WorkspaceWrite.nextDueAt`. */
+  nextDueAt: number | null;
 }
 
 /**

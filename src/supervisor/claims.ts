@@ -164,8 +164,8 @@ export class ClaimService {
   async reconcile(): Promise<void> {
     const sup = this.sup();
     for (const [id, a] of [...this.awaiting]) {
-      if (!sup.has(id)) continue;
-      const view = sup.get(id);
+      if (!(await sup.has(id))) continue;
+      const view = await sup.get(id);
       if (a.cycle !== null) {
         if (view.state === 'running' && view.cycle >= a.cycle) await this.complete(id, a.buildId);
         continue;
@@ -311,7 +311,7 @@ export class ClaimService {
   /** A claimed prebuild comes under its policy layers (pool, template, server): the unclaimed mark goes. */
   private async releasePolicy(id: string): Promise<void> {
     const sup = this.sup();
-    const spec = sup.get(id).spec;
+    const spec = (await sup.get(id)).spec;
     if (spec[UNCLAIMED_KEY] !== true) return;
     const { [UNCLAIMED_KEY]: _unclaimed, ...rest } = spec;
     await sup.create(id, rest);

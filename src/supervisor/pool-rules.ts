@@ -6,7 +6,6 @@
 import { WsupError } from '../errors.ts';
 import type { PoolView } from '../protocol/model.ts';
 import { RETIRED_OWNER, SYSTEM_OWNER, type PoolMember, type PoolRecord } from '../store/index.ts';
-import type { Supervisor } from './supervisor.ts';
 import type { PolicyPatch, WorkspaceView } from './types.ts';
 
 /** Most prebuilds one pool may keep, and most pools: a flood of `pool.set` cannot make more than this. */
@@ -40,12 +39,13 @@ export interface Counts {
 }
 
 
-export function classify(members: readonly PoolMember[], sup: Pick<Supervisor, 'has' | 'get'>): Counts {
+/** Count `members` by their views (`views`: what was read of each; one without a view is left out, e.g. quarantined). */
+export function classify(members: readonly PoolMember[], views: ReadonlyMap<string, WorkspaceView>): Counts {
   const c: Counts = { ready: [], starting: [], failing: [], stopped: [], retired: [] };
   for (const m of members) {
     if (m.claimed || (m.owner !== SYSTEM_OWNER && m.owner !== RETIRED_OWNER)) continue; // claimed: never counted, never touched
-    if (!sup.has(m.id)) continue; // quarantined: reported by recovery
-    const v = sup.get(m.id);
+    const v = views.get(m.id);
+    if (v === undefined) continue; // quarantined: reported by recovery
     if (v.state === 'destroyed') continue;
     if (m.owner === RETIRED_OWNER && v.desired !== 'destroyed') c.retired.push(v);
     if (failing(v)) c.failing.push(v);

@@ -21,7 +21,6 @@ import type { PoolView } from '../protocol/model.ts';
 import { RETIRED_OWNER, SYSTEM_OWNER, type PoolMember, type PoolRecord, type WorkspaceStore } from '../store/index.ts';
 import type { ClaimService } from './claims.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { Supervisor } from './supervisor.ts';
 import { checkPoolName, classify, definition, MAX_DESIRED, MAX_POOLS, notFound, poolView, type PoolSetRequest, type RenderSpec } from './pool-rules.ts';
 import type { SupervisorEvent, WorkspaceView } from './types.ts';
 
@@ -35,7 +34,9 @@ const CREATE_BATCH = 32;
  * What the reconciler asks of the workspaces: the local Supervisor as is; in a cluster, a view of every
  * replica's workspaces (prebuild ids hash to any shard) whose commands go to each one's owner.
  */
-export interface PoolWorkspaces extends Pick<Supervisor, 'has' | 'get'> {
+export interface PoolWorkspaces {
+  has(id: string): boolean | Promise<boolean>;
+  get(id: string): WorkspaceView | Promise<WorkspaceView>;
   readonly events: Observable<SupervisorEvent>;
   ensure(id: string, opts: { requester: string }): Promise<unknown>;
   destroy(id: string, opts: { requester: string }): Promise<unknown>;
@@ -77,8 +78,9 @@ interface Reconciler {
   queued: Promise<void> | null;
   timer: unknown;
   pending: Pending;
-  /** Members and owners as of the last pass (for the gauges and for routing events). */
+  /** Members and owners as of the last pass (for the gauges and for routing events), and their views then. */
   members: PoolMember[];
+  views: Map<string, WorkspaceView>;
 }
 
 export class PoolService {
@@ -130,12 +132,18 @@ export class PoolService {
   async get(pool: string): Promise<PoolView> {
     const row = await this.opts.store.pools.get(pool);
     if (row === null) throw notFound(pool);
-    return poolView(row, classify(await this.members(pool), this.opts.supervisor));
+    const members = await this.members(pool);
+    return poolView(row, classify(members, await this.views(members)));
   }
 
   async list(): Promise<PoolView[]> {
     const rows = await this.opts.store.pools.list();
-    return Promise.all(rows.map(async (row) => poolView(row, classify(await this.members(row.pool), this.opts.supervisor))));
+    return Promise.all(
+      rows.map(async (row) => {
+        const members = await this.members(row.pool);
+        return poolView(row, classify(members, await this.views(members)));
+      }),
+    );
   }
 
   /** Run a pass of `pool` now (a cluster routes a change made on another replica here) and answer its view. */
@@ -152,7 +160,8 @@ export class PoolService {
     // In the pool's turn, so no pass fills it meanwhile.
     const done = r.chain.then(async () => {
       if (!(await this.opts.store.pools.delete(pool))) throw notFound(pool);
-      const c = classify(await this.members(pool), this.opts.supervisor);
+      const members = await this.members(pool);
+      const c = classify(members, await this.views(members));
       const destroyed = await this.retireAndDestroy(pool, [...c.failing, ...c.stopped, ...c.starting, ...c.ready].map((v) => v.id));
       for (const v of c.retired) this.destroy(pool, v.id);
       this.forget(pool);
@@ -162,9 +171,12 @@ export class PoolService {
     return { pool, destroyed: await done };
   }
 
-  /** Per-pool counts from the actors' views now, for the gauges (no store query). */
+  /** Per-pool counts as of each pool's last pass, for the gauges (no store query). */
   gauges(): PoolView[] {
-    return [...this.rows.values()].map((row) => poolView(row, classify(this.reconcilers.get(row.pool)?.members ?? [], this.opts.supervisor)));
+    return [...this.rows.values()].map((row) => {
+      const r = this.reconcilers.get(row.pool);
+      return poolView(row, classify(r?.members ?? [], r?.views ?? new Map()));
+    });
   }
 
   /** Resolves once no pass is running or queued (tests, shutdown). */
@@ -213,7 +225,8 @@ export class PoolService {
     row = await this.applyPending(row, r);
     this.rows.set(pool, row);
     const now = this.clock.now();
-    const c = classify(r.members, this.opts.supervisor);
+    r.views = await this.views(r.members);
+    const c = classify(r.members, r.views);
     // Resume destroys a crash interrupted, and never keep a failed prebuild: a broken template must not pile them up.
     for (const v of c.retired) this.destroy(pool, v.id);
     await this.retireAndDestroy(pool, c.failing.filter((v) => v.desired !== 'destroyed' && !c.retired.includes(v)).map((v) => v.id));
@@ -299,8 +312,27 @@ export class PoolService {
   }
 
   private destroy(pool: string, id: string): void {
-    if (!this.opts.supervisor.has(id)) return;
-    this.opts.supervisor.destroy(id, { requester: `pool:${pool}` }).catch((err: unknown) => this.report(err, pool, `destroying prebuild ${id} failed`));
+    const sup = this.opts.supervisor;
+    void (async () => {
+      if (!(await sup.has(id))) return;
+      await sup.destroy(id, { requester: `pool:${pool}` });
+    })().catch((err: unknown) => this.report(err, pool, `destroying prebuild ${id} failed`));
+  }
+
+  /** The views of `members` now (one that cannot be read, e.g. quarantined, is left out). */
+  private async views(members: readonly PoolMember[]): Promise<Map<string, WorkspaceView>> {
+    const sup = this.opts.supervisor;
+    const views = new Map<string, WorkspaceView>();
+    await Promise.all(
+      members.map(async (m) => {
+        try {
+          if (await sup.has(m.id)) views.set(m.id, await sup.get(m.id));
+        } catch {
+          // quarantined or gone: not counted
+        }
+      }),
+    );
+    return views;
   }
 
   private onEvent(ev: SupervisorEvent): void {
@@ -381,7 +413,7 @@ export class PoolService {
   private reconciler(pool: string): Reconciler {
     let r = this.reconcilers.get(pool);
     if (!r) {
-      r = { chain: Promise.resolve(), queued: null, timer: null, pending: noPending(), members: [] };
+      r = { chain: Promise.resolve(), queued: null, timer: null, pending: noPending(), members: [], views: new Map() };
       this.reconcilers.set(pool, r);
     }
     return r;

@@ -7,19 +7,26 @@
  * Every command is one event to one actor; the actor answers synchronously through `emit`, so a command's
  * outcome is known as soon as `send` returns. With a `persist` hook, the answer waits for the write of the
  * transition it caused (ack ⇒ durable).
+ *
+ * With a `cold` store an actor lives in memory only while it matters: one with nothing to do (no provider
+ * call, request, deferral or waiter, no deadline in the next `wakeAheadMs`) is dropped after
+ * `deactivateAfterMs` of quiet — its state is already in the store — and activated again from the store by
+ * the next command, provider event, bus delivery or due deadline, once however many arrive together. One
+ * scheduler reads the store's index of due times and activates what comes due.
  */
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { Subject, type Observable } from 'rxjs';
 import { workspaceMachine } from '../../machines/workspace.machine.ts';
 import { idleDeadline, nextAction } from '../../machines/workspace.policy.ts';
-import type {
-  Cycle,
-  LifecycleState,
-  RestartSource,
-  WorkspaceConfig,
-  WorkspaceContext,
-  WorkspaceEmitted,
-  WorkspaceEvent,
+import {
+  LIFECYCLE_STATES,
+  type Cycle,
+  type LifecycleState,
+  type RestartSource,
+  type WorkspaceConfig,
+  type WorkspaceContext,
+  type WorkspaceEmitted,
+  type WorkspaceEvent,
 } from '../../machines/workspace.types.ts';
 import {
   assertWorkspaceId,
@@ -29,6 +36,7 @@ import {
   WsupError,
   type WsupErrorCode,
 } from '../errors.ts';
+import type { BusSink } from '../bus/types.ts';
 import type { Provider } from '../providers/types.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Deadlines, type DeadlineSlot } from './deadlines.ts';
@@ -60,6 +68,8 @@ export interface PersistWrite {
   snapshot: Snapshot<unknown>;
   spec: Record<string, unknown>;
   events: SupervisorEvent[];
+  /** The earliest of the policy deadline, a deferred restart's time and a backoff's end (null: none). */
+  nextDueAt: number | null;
 }
 
 export interface SupervisorOptions {
@@ -84,7 +94,39 @@ export interface SupervisorOptions {
   ownerOf?: (id: string) => string | null | undefined;
   /** One ledger for several supervisors (a cluster replica's shards); its limits replace `quota`. */
   ledger?: QuotaLedger;
+  /** Where workspaces not in memory are read from: enables deactivation (needs `persist`, which writes there). */
+  cold?: ColdStore;
+  /** Quiet time after which an actor with nothing to do leaves memory. Default 5 minutes; 0 keeps every actor. */
+  deactivateAfterMs?: number;
+  /** Workspaces due within this long are activated ahead of their time, and are not deactivated. Default 60 s. */
+  wakeAheadMs?: number;
 }
+
+/** A workspace's stored row, as activation reads it. */
+export interface StoredWorkspace {
+  id: string;
+  state: LifecycleState;
+  destroyed: boolean;
+  /** The persisted snapshot; null for a workspace whose actor never ran. */
+  snapshot: Snapshot<unknown> | null;
+  spec: Record<string, unknown>;
+  /** The due time the store indexes (`PersistWrite.nextDueAt` as last written). */
+  nextDueAt: number | null;
+}
+
+/** The store as the supervisor reads workspaces that are not in memory. */
+export interface ColdStore {
+  /** The row of `id`, or null when none was stored. Throws `WSUP_CORRUPT_STATE` for a row that cannot be read. */
+  load(id: string): Promise<StoredWorkspace | null>;
+  /** Live workspaces in id order after `cursor`, as stored. */
+  page(filter: { state?: LifecycleState; limit: number; cursor?: string }): Promise<StoredWorkspace[]>;
+  /** Live workspaces with a due time in (`after`, `before`] (ms) in (due, id) order, after the `from` key on the same page walk. */
+  due(window: { after: number; before: number; from?: { at: number; id: string } }, limit: number): Promise<Array<{ id: string; at: number }>>;
+}
+
+export const DEFAULT_DEACTIVATE_AFTER_MS = 5 * 60_000;
+export const DEFAULT_WAKE_AHEAD_MS = 60_000;
+const WAKE_PAGE = 1000;
 
 interface Entry extends DeadlineSlot {
   actor: WorkspaceActor;
@@ -93,6 +135,15 @@ interface Entry extends DeadlineSlot {
   buffered: SupervisorEvent[];
   /** The actor's `timing.dueAt` as the deadline queue last saw it. */
   dueAt: number | null;
+  /** When the actor last moved or was asked something (the supervisor's clock). */
+  touchedAt: number;
+  /** Writes of its transitions not yet committed, and whether the last one failed (then it stays in memory). */
+  writes: number;
+  writeFailed: boolean;
+  /** Commands between their send and their answer. */
+  waiting: number;
+  /** Deactivated: dropped from memory; whoever still holds the entry must activate the workspace again. */
+  dead: boolean;
 }
 
 interface Waiter {
@@ -121,6 +172,18 @@ export class Supervisor {
   private seq = 0;
   private life: SupervisorLifecycle = 'ready';
   private closing: Promise<void> | null = null;
+  /** Activations from the store in flight: every caller for the same id awaits the same one. */
+  private readonly activating = new Map<string, Promise<'loaded' | 'absent' | 'destroyed'>>();
+  private readonly quietMs: number;
+  private readonly wakeAheadMs: number;
+  private sweepTimer: unknown = null;
+  private wakeTimer: unknown = null;
+  /** The scheduler has activated every workspace due up to here. */
+  private wokenUpTo = -Infinity;
+  private waking: Promise<void> | null = null;
+  private deactivations = 0;
+  private sink: BusSink | null = null;
+  private activations = 0;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -143,11 +206,15 @@ export class Supervisor {
       }),
     });
     this.summary = createSummary();
+    if (opts.cold && !opts.persist) throw new WsupError('WSUP_INVALID_ARGUMENT', 'Supervisor: a cold store needs the persist hook that writes to it');
+    this.quietMs = opts.cold ? nonNegative('deactivateAfterMs', opts.deactivateAfterMs ?? DEFAULT_DEACTIVATE_AFTER_MS) : 0;
+    this.wakeAheadMs = nonNegative('wakeAheadMs', opts.wakeAheadMs ?? DEFAULT_WAKE_AHEAD_MS);
     this.deadlines = new Deadlines<Entry>(this.clock, (entry, at) => {
       entry.dueAt = null; // fired: whatever the actor arms next is queued again, even the same time
       entry.actor.send({ type: 'POLICY_DUE', at });
       this.syncDue(entry);
     });
+    this.armWake();
   }
 
   /** Every transition, request answer and cycle, each carrying its why. Hot: never replays. */
@@ -163,8 +230,29 @@ export class Supervisor {
     return this.lifecycle$.asObservable();
   }
 
+  /** Workspaces in memory (all of them without a cold store). */
   get size(): number {
     return this.entries.size;
+  }
+
+  /** The server's default policy layer, as validated. */
+  get defaultPolicy(): PolicyPatch {
+    return this.serverPolicy;
+  }
+
+  /** Resolves once no activation from the store and no scheduler pass is in flight (a test on a simulated clock waits here). */
+  async settled(): Promise<void> {
+    while (this.waking !== null || this.activating.size > 0) await Promise.allSettled([...(this.waking ? [this.waking] : []), ...this.activating.values()]);
+  }
+
+  /** Resolves once every write made so far of the actors in memory has committed (or failed). */
+  async committed(): Promise<void> {
+    await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
+  }
+
+  /** Actors in memory, and how many were activated from the store and deactivated so far. */
+  residency(): { active: number; activating: number; activations: number; deactivations: number } {
+    return { active: this.entries.size, activating: this.activating.size, activations: this.activations, deactivations: this.deactivations };
   }
 
   /**
@@ -175,16 +263,23 @@ export class Supervisor {
   async create(id: string, spec: Record<string, unknown> = {}): Promise<WorkspaceView> {
     this.assertAccepting();
     assertWorkspaceId(id);
-    const previous = this.entries.get(id)?.actor.getSnapshot().context.spec;
-    const full: Record<string, unknown> = { ...this.opts.defaultSpec, ...spec, id };
-    if (!Object.hasOwn(spec, OWN_POLICY_KEY) && previous && Object.hasOwn(previous, OWN_POLICY_KEY)) full[OWN_POLICY_KEY] = previous[OWN_POLICY_KEY];
-    checkSpecLayers(id, full, this.serverPolicy);
-    const entry = this.entry(id, full);
-    if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
-    entry.actor.send({ type: 'SET_SPEC', spec: { ...full, id }, at: this.clock.now() });
-    this.syncPolicy(entry);
-    await entry.lastWrite;
-    return this.view(entry);
+    const h = this.hold(id, 'maybe');
+    const known = h instanceof Promise ? await h : h;
+    let entry = known;
+    try {
+      const previous = known?.actor.getSnapshot().context.spec;
+      const full: Record<string, unknown> = { ...this.opts.defaultSpec, ...spec, id };
+      if (!Object.hasOwn(spec, OWN_POLICY_KEY) && previous && Object.hasOwn(previous, OWN_POLICY_KEY)) full[OWN_POLICY_KEY] = previous[OWN_POLICY_KEY];
+      checkSpecLayers(id, full, this.serverPolicy);
+      if (!entry) (entry = this.entry(id, full)).waiting++;
+      if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+      entry.actor.send({ type: 'SET_SPEC', spec: { ...full, id }, at: this.clock.now() });
+      this.syncPolicy(entry);
+      await entry.lastWrite;
+      return this.view(entry);
+    } finally {
+      if (entry) this.release(entry);
+    }
   }
 
   /** Ask for a restart; answered at once with its outcome, or after its cycle with `wait`. */
@@ -203,10 +298,15 @@ export class Supervisor {
   /** Get-or-start: resolves once the workspace runs; exactly one caller of a start gets `started: true`. */
   async ensure(id: string, opts: { requester?: string } = {}): Promise<EnsureResult> {
     this.assertAccepting();
-    const entry = this.entry(id);
-    const requester = this.requesterId(opts.requester ?? 'ensure');
-    const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now() }, { wait: true, activity: opts.requester ?? 'ensure' });
-    return { id, started: settled!.starter === requester, endpoint: settled!.endpoint ?? '', state: entry.state };
+    const h = this.hold(id, 'create');
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      const requester = this.requesterId(opts.requester ?? 'ensure');
+      const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now() }, { wait: true, activity: opts.requester ?? 'ensure' });
+      return { id, started: settled!.starter === requester, endpoint: settled!.endpoint ?? '', state: entry.state };
+    } finally {
+      this.release(entry);
+    }
   }
 
   /** Stop the workspace; resolves once the provider stop has finished. */
@@ -226,28 +326,38 @@ export class Supervisor {
    */
   async setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView> {
     this.assertAccepting();
-    const entry = this.existing(id);
-    const spec = entry.actor.getSnapshot().context.spec;
-    const [defaults] = specLayers(spec);
-    const own = compactPolicy(validatePolicy(policy, { where: `workspace ${id}`, base: mergePolicy(this.serverPolicy, defaults) }));
-    entry.actor.send({ type: 'SET_SPEC', spec: { ...spec, [OWN_POLICY_KEY]: own }, at: this.clock.now() });
-    this.syncPolicy(entry);
-    await entry.lastWrite;
-    return this.view(entry);
+    const h = this.existing(id);
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      const spec = entry.actor.getSnapshot().context.spec;
+      const [defaults] = specLayers(spec);
+      const own = compactPolicy(validatePolicy(policy, { where: `workspace ${id}`, base: mergePolicy(this.serverPolicy, defaults) }));
+      entry.actor.send({ type: 'SET_SPEC', spec: { ...spec, [OWN_POLICY_KEY]: own }, at: this.clock.now() });
+      this.syncPolicy(entry);
+      await entry.lastWrite;
+      return this.view(entry);
+    } finally {
+      this.release(entry);
+    }
   }
 
   /**
    * Activity on the workspace: its idle deadline moves out, and it counts as use against dormancy.
    * Answers at once with the idle deadline (null when no idle rule applies or it is not running).
    */
-  activity(id: string, source = 'workspace.activity'): ActivityResult {
+  async activity(id: string, source = 'workspace.activity'): Promise<ActivityResult> {
     this.assertAccepting();
     if (typeof source !== 'string' || source.length === 0 || source.length > 128) {
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: activity source ${JSON.stringify(source)} must be a non-empty string of at most 128 characters (e.g. "agent heartbeat")`, { workspaceId: id, detail: { field: 'source' } });
     }
-    const entry = this.existing(id);
-    entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
-    return { id, idleDeadline: entry.state === 'running' ? idleDeadline(entry.actor.getSnapshot().context) : null };
+    const h = this.existing(id);
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
+      return { id, idleDeadline: entry.state === 'running' ? idleDeadline(entry.actor.getSnapshot().context) : null };
+    } finally {
+      this.release(entry);
+    }
   }
 
   /** Running counts per owner and per template or pool, each with its limit (for `wsup status`). */
@@ -257,31 +367,91 @@ export class Supervisor {
 
   /** A liveness signal from a provider or probe. "Died" while running restarts; otherwise ignored. */
   liveness(id: string, alive: boolean, detail: string): void {
+    if (this.life !== 'ready') return;
+    const send = (entry: Entry) => entry.actor.send({ type: 'LIVENESS', alive, detail, requester: this.requesterId('liveness'), at: this.clock.now() });
     const entry = this.entries.get(id);
-    if (!entry || this.life !== 'ready') return;
-    entry.actor.send({ type: 'LIVENESS', alive, detail, requester: this.requesterId('liveness'), at: this.clock.now() });
+    if (entry) return send(entry);
+    if (!this.opts.cold || this.refused.has(id)) return;
+    // A provider event for a workspace not in memory: activated from the store first (an unknown id is ignored).
+    Promise.resolve()
+      .then(() => this.hold(id, 'maybe'))
+      .then(
+      (held) => {
+        if (!held) return;
+        try {
+          if (this.life === 'ready') send(held);
+        } finally {
+          this.release(held);
+        }
+      },
+      (err: unknown) => {
+        if (!(err instanceof WsupError && (err.code === 'WSUP_DESTROYED' || err.code === 'WSUP_SHUTTING_DOWN'))) this.report(err, { id, what: 'activating a workspace for a provider event failed' });
+      },
+    );
   }
 
-  /** True when the workspace exists and is not destroyed (the bus rejects writes for anything else). */
-  accepts(id: string): boolean {
+  /**
+   * True when the workspace exists and is not destroyed (the bus rejects writes for anything else). A
+   * workspace not in memory is activated: what asks is about to send it something.
+   */
+  async accepts(id: string): Promise<boolean> {
+    try {
+      const h = this.hold(id, 'maybe');
+      const entry = h instanceof Promise ? await h : h;
+      if (!entry) return false;
+      this.release(entry);
+      return entry.state !== 'destroyed';
+    } catch (err) {
+      if (err instanceof WsupError && (err.code === 'WSUP_DESTROYED' || err.code === 'WSUP_INVALID_ID' || err.code === 'WSUP_CORRUPT_STATE')) return false;
+      throw err;
+    }
+  }
+
+  /** Whether the workspace exists (in memory, or stored and not destroyed). Reads the store without activating. */
+  async has(id: string): Promise<boolean> {
+    if (this.entries.has(id)) return true;
+    if (!this.opts.cold || this.refused.has(id)) return false;
+    const row = await this.opts.cold.load(id).catch(() => null);
+    return this.entries.has(id) || (row !== null && !row.destroyed && row.state !== 'destroyed');
+  }
+
+  /** The view of a workspace whose actor is in memory now, else undefined (never reads the store). */
+  peek(id: string): WorkspaceView | undefined {
     const entry = this.entries.get(id);
-    return entry !== undefined && entry.state !== 'destroyed';
+    return entry ? this.view(entry) : undefined;
   }
 
-  has(id: string): boolean {
-    return this.entries.has(id);
-  }
-
-  get(id: string): WorkspaceView {
+  /** The workspace's view: from its actor when in memory, else from its stored row (no activation). */
+  async get(id: string): Promise<WorkspaceView> {
     assertWorkspaceId(id);
     const bad = this.refused.get(id);
     if (bad) throw bad;
     const entry = this.entries.get(id);
-    if (!entry) throw new WorkspaceNotFoundError(id);
-    return this.view(entry);
+    if (entry) return this.view(entry);
+    if (!this.opts.cold) throw new WorkspaceNotFoundError(id);
+    const row = await this.loadRow(id);
+    const now = this.entries.get(id); // activated meanwhile: its actor is newer than the row
+    if (now) return this.view(now);
+    if (row === null) throw new WorkspaceNotFoundError(id);
+    if (row.destroyed || row.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+    return this.storedView(row);
   }
 
-  list(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): WorkspaceView[] {
+  /**
+   * Workspaces in id order after `cursor`. With a cold store the page is read from the store and what is in
+   * memory replaces its rows (an actor's state may be a write ahead of the row).
+   */
+  async list(filter: { state?: LifecycleState; limit?: number; cursor?: string } = {}): Promise<WorkspaceView[]> {
+    if (this.opts.cold) {
+      const rows = await this.opts.cold.page({ ...filter, limit: filter.limit ?? 1000 });
+      const out: WorkspaceView[] = [];
+      for (const row of rows) {
+        const entry = this.entries.get(row.id);
+        if (!entry) out.push(this.storedView(row));
+        else if (filter.state === undefined || entry.state === filter.state) out.push(this.view(entry));
+      }
+      return out;
+    }
     const ids = [...this.entries.keys()].sort();
     const out: WorkspaceView[] = [];
     for (const id of ids) {
@@ -312,6 +482,21 @@ export class Supervisor {
     if (!this.entries.has(id)) this.refused.set(id, new WorkspaceDestroyedError(id));
   }
 
+  /**
+   * Drop every actor that has had nothing to do for the quiet time now, instead of at the next sweep (its state
+   * is in the store). Answers how many left memory.
+   */
+  deactivateIdle(): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const [id, entry] of this.entries) {
+      if (!this.idleFor(entry, now)) continue;
+      this.deactivate(id, entry);
+      n++;
+    }
+    return n;
+  }
+
   /** The actor's persistable snapshot (for the store). */
   persistedSnapshot(id: string): Snapshot<unknown> {
     const entry = this.entries.get(id);
@@ -333,7 +518,8 @@ export class Supervisor {
     let migrated: boolean;
     try {
       migrated = migrateTiming(snapshot);
-      entry = this.spawn(id, undefined, snapshot);
+      // With a cold store the counts by state were read from it: a restored workspace is already counted.
+      entry = this.spawn(id, undefined, snapshot, this.opts.cold === undefined);
     } catch (err) {
       this.entries.delete(id);
       const message = err instanceof Error ? err.message : String(err);
@@ -359,6 +545,10 @@ export class Supervisor {
   private async drain(deadlineMs: number): Promise<void> {
     this.setLifecycle('draining');
     this.deadlines.close(); // no policy acts while draining
+    for (const timer of [this.sweepTimer, this.wakeTimer]) if (timer !== null) this.clock.clearTimeout(timer);
+    this.sweepTimer = this.wakeTimer = null;
+    // Activations already reading the store finish first, so that every actor they bring in is stopped below.
+    await Promise.allSettled([...this.activating.values(), ...(this.waking ? [this.waking] : [])]);
     const busy = [...this.entries.values()].filter((e) => e.state === 'starting' || e.state === 'stopping');
     await new Promise<void>((resolve) => {
       let left = busy.length;
@@ -389,23 +579,56 @@ export class Supervisor {
 
   private async finishing(id: string, type: 'STOP' | 'DESTROY', label: string): Promise<WorkspaceView> {
     this.assertAccepting();
-    assertWorkspaceId(id);
-    const entry = this.entries.get(id);
-    if (!entry) throw new WorkspaceNotFoundError(id);
-    await this.ask(entry, { type, requester: this.requesterId(label), at: this.clock.now() }, { wait: true });
-    return this.view(entry);
+    const h = this.hold(id, 'existing');
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      await this.ask(entry, { type, requester: this.requesterId(label), at: this.clock.now() }, { wait: true });
+      return this.view(entry);
+    } finally {
+      this.release(entry);
+    }
   }
 
-  private async restartFor(id: string, source: RestartSource | 'update', opts: Omit<RestartOptions, 'source'>): Promise<RestartResult> {
+  private async restartFor(id: string, source: RestartSource | 'update', opts: Omit<RestartOptions, 'source'>, mode: 'create' | 'existing' = 'create'): Promise<RestartResult> {
     this.assertAccepting();
-    const entry = this.entry(id);
-    const label = opts.requester ?? source;
-    const requester = this.requesterId(label);
-    // RESTART is typed with the callers' sources; `update` is the one the supervisor adds. The statechart
-    // carries it into the cycle's why as given and treats it like `manual` in all but name: never deferred.
-    const event = { type: 'RESTART', requester, source: source as RestartSource, reason: opts.reason ?? '', at: this.clock.now() } as const;
-    const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true, activity: label });
-    return { id, outcome: answer!.outcome, cycle: settled ? settled.cycle : answer!.cycle, state: entry.state, requester };
+    const h = this.hold(id, mode);
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      const label = opts.requester ?? source;
+      const requester = this.requesterId(label);
+      // RESTART is typed with the callers' sources; `update` is the one the supervisor adds. The statechart
+      // carries it into the cycle's why as given and treats it like `manual` in all but name: never deferred.
+      const event = { type: 'RESTART', requester, source: source as RestartSource, reason: opts.reason ?? '', at: this.clock.now() } as const;
+      const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true, activity: label });
+      return { id, outcome: answer!.outcome, cycle: settled ? settled.cycle : answer!.cycle, state: entry.state, requester };
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  /**
+   * What the bus delivers to: restarts, liveness and activity for workspaces that exist (a burst never creates
+   * one). A workspace not in memory is accepted, and activated from the store when the command reaches it.
+   */
+  busSink(): BusSink {
+    return (this.sink ??= {
+      accepts: (id) => {
+        const entry = this.entries.get(id);
+        if (entry) return entry.state !== 'destroyed';
+        return this.opts.cold !== undefined && !this.refused.has(id);
+      },
+      restart: (id, req) => this.restartFor(id, req.source, { reason: req.reason, requester: req.requester }, 'existing'),
+      liveness: (id, alive, detail) => this.liveness(id, alive, detail),
+      activity: (id, source) => {
+        const entry = this.entries.get(id);
+        // In memory: sent at once, as a direct call would. Otherwise activated first; a failure is reported.
+        if (entry && this.life === 'ready' && entry.state !== 'destroyed' && typeof source === 'string' && source.length > 0 && source.length <= 128) {
+          entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
+          return;
+        }
+        this.activity(id, source).catch((err: unknown) => this.report(err, { id, what: 'activity from the bus could not be delivered' }));
+      },
+    });
   }
 
   /**
@@ -445,8 +668,16 @@ export class Supervisor {
     return { answer: answer ?? null, settled };
   }
 
-  private track(id: string, state: LifecycleState, ctx: WorkspaceContext): void {
+  private track(id: string, state: LifecycleState, ctx: Pick<WorkspaceContext, 'spec' | 'desired'>): void {
     this.ledger.track(id, { ...quotaKeys(ctx.spec, this.opts.ownerOf?.(id)), holding: holdsSlot(state, ctx.desired) });
+  }
+
+  /**
+   * Stored workspaces that hold a running slot, counted by the quota before (and whether or not) their
+   * actors come into memory.
+   */
+  trackStored(rows: ReadonlyArray<{ id: string; state: LifecycleState; desired: WorkspaceContext['desired']; spec: Record<string, unknown> }>): void {
+    for (const r of rows) if (!this.entries.has(r.id)) this.track(r.id, r.state, { spec: r.spec as WorkspaceContext['spec'], desired: r.desired });
   }
 
   private quotaRefusal(id: string, spec: Record<string, unknown>): WsupError | null {
@@ -461,35 +692,233 @@ export class Supervisor {
     if (!samePolicy(policy, ctx.policy)) entry.actor.send({ type: 'SET_POLICY', policy, at: this.clock.now() });
   }
 
-  /** A workspace that exists and is not destroyed, or the error saying why not. */
-  private existing(id: string): Entry {
+  /** A workspace that exists and is not destroyed, held (release it), or the error saying why not. */
+  private existing(id: string): Entry | Promise<Entry> {
+    const alive = (entry: Entry): Entry => {
+      if (entry.state !== 'destroyed') return entry;
+      this.release(entry);
+      throw new WorkspaceDestroyedError(id);
+    };
+    const h = this.hold(id, 'existing');
+    return h instanceof Promise ? h.then(alive) : alive(h);
+  }
+
+  /**
+   * The workspace's actor, activated from the store when it is not in memory, and held there until
+   * `release`: a held actor is never deactivated. Where it exists nowhere, `create` makes it, `maybe` answers
+   * null, `existing` throws WSUP_NOT_FOUND.
+   */
+  private hold(id: string, mode: 'create' | 'existing'): Entry | Promise<Entry>;
+  private hold(id: string, mode: 'maybe'): Entry | null | Promise<Entry | null>;
+  private hold(id: string, mode: 'create' | 'existing' | 'maybe'): Entry | null | Promise<Entry | null> {
     assertWorkspaceId(id);
     const bad = this.refused.get(id);
     if (bad) throw bad;
-    const entry = this.entries.get(id);
-    if (!entry) throw new WorkspaceNotFoundError(id);
-    if (entry.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+    // In memory: held in the caller's synchronous step, so a command is sent to the actor in the order it was made.
+    const entry = this.entries.get(id) ?? (this.opts.cold ? undefined : this.absent(id, mode));
+    if (entry === undefined) return this.holdCold(id, mode);
+    if (entry !== null) entry.waiting++;
     return entry;
   }
 
-  private entry(id: string, spec?: Record<string, unknown>): Entry {
+  /** What `hold` gives for a workspace that exists nowhere. */
+  private absent(id: string, mode: 'create' | 'existing' | 'maybe'): Entry | null {
+    if (mode === 'maybe') return null;
+    if (mode === 'existing') throw new WorkspaceNotFoundError(id);
+    return this.entry(id);
+  }
+
+  private async holdCold(id: string, mode: 'create' | 'existing' | 'maybe'): Promise<Entry | null> {
+    for (;;) {
+      const found = await this.activate(id);
+      this.assertAccepting();
+      const bad = this.refused.get(id);
+      if (bad) throw bad;
+      if (found === 'destroyed') throw new WorkspaceDestroyedError(id);
+      const entry = this.entries.get(id) ?? (found === 'loaded' ? undefined : this.absent(id, mode));
+      if (entry === undefined) continue; // it left memory again before this caller ran: once more
+      if (entry !== null) entry.waiting++;
+      return entry;
+    }
+  }
+
+  private release(entry: Entry): void {
+    entry.waiting--;
+    entry.touchedAt = this.clock.now();
+  }
+
+  /** Bring `id` into memory from the store, once however many callers ask at the same time. */
+  private activate(id: string): Promise<'loaded' | 'absent' | 'destroyed'> {
+    let p = this.activating.get(id);
+    if (!p) {
+      p = this.load(id).finally(() => this.activating.delete(id));
+      this.activating.set(id, p);
+    }
+    return p;
+  }
+
+  private async load(id: string): Promise<'loaded' | 'absent' | 'destroyed'> {
+    const row = await this.loadRow(id);
+    if (this.entries.has(id)) return 'loaded'; // restored by recovery meanwhile
+    if (row === null) return 'absent';
+    if (row.destroyed || row.state === 'destroyed') return 'destroyed';
+    this.assertAccepting();
+    if (row.snapshot === null) this.entry(id, row.spec, false);
+    else {
+      try {
+        this.restore(id, row.snapshot);
+      } catch (err) {
+        if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.refused.set(id, err);
+        throw err;
+      }
+    }
+    this.activations++;
+    const entry = this.entries.get(id)!;
+    // The store's due time is what the scheduler reads: one that disagrees with the actor is written again.
+    const ctx = entry.actor.getSnapshot().context;
+    if (entry.writes === 0 && dueOf(ctx) !== row.nextDueAt) this.write(id, entry, entry.state, ctx);
+    return 'loaded';
+  }
+
+  /** The stored row of `id`; an unreadable one quarantines the workspace (and throws saying so). */
+  private async loadRow(id: string): Promise<StoredWorkspace | null> {
+    try {
+      return await this.opts.cold!.load(id);
+    } catch (err) {
+      if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.refused.set(id, err);
+      throw err;
+    }
+  }
+
+  /** A workspace's view from its stored row, no actor involved. */
+  private storedView(row: StoredWorkspace): WorkspaceView {
+    if (row.snapshot === null) {
+      return viewOf({ ...this.blankContext(row.id, row.spec) }, row.state);
+    }
+    migrateTiming(row.snapshot);
+    return viewOf((row.snapshot as unknown as { context: WorkspaceContext }).context, row.state);
+  }
+
+  private blankContext(id: string, spec: Record<string, unknown>): WorkspaceContext {
+    return createActor(this.machine, { clock: this.clock, input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() } }).getSnapshot().context;
+  }
+
+  /** Nothing to do, and quiet for `deactivateAfterMs`: its state is in the store, its actor may go. */
+  private idleFor(entry: Entry, now: number): boolean {
+    if (this.quietMs <= 0 || entry.dead || entry.waiting > 0 || entry.writes > 0 || entry.writeFailed || entry.buffered.length > 0) return false;
+    if (now - entry.touchedAt < this.quietMs || entry.state === 'starting' || entry.state === 'stopping') return false;
+    const ctx = entry.actor.getSnapshot().context;
+    if (ctx.pending.length > 0 || ctx.deferred !== null || ctx.cycle !== null) return false;
+    const due = dueOf(ctx);
+    return due === null || due > now + this.wakeAheadMs;
+  }
+
+  private deactivate(id: string, entry: Entry): void {
+    entry.dead = true;
+    this.deadlines.set(entry, null);
+    this.entries.delete(id);
+    entry.actor.stop();
+    this.deactivations++;
+    // The quota ledger keeps counting a running workspace that left memory: it still holds its slot.
+  }
+
+  /** The sweep that deactivates, while any actor is in memory. */
+  private armSweep(): void {
+    if (this.quietMs <= 0 || this.sweepTimer !== null || this.life !== 'ready' || this.entries.size === 0) return;
+    this.sweepTimer = unref(
+      this.clock.setTimeout(() => {
+        this.sweepTimer = null;
+        this.deactivateIdle();
+        this.armSweep();
+      }, Math.max(1, this.quietMs / 2)),
+    );
+  }
+
+  /** The scheduler: every half `wakeAheadMs`, activate the stored workspaces due within `wakeAheadMs`. */
+  private armWake(): void {
+    if (!this.opts.cold || this.wakeTimer !== null || this.life !== 'ready') return;
+    this.wakeTimer = unref(
+      this.clock.setTimeout(() => {
+        this.wakeTimer = null;
+        this.waking ??= this.wake()
+          .catch((err: unknown) => this.report(err, { what: 'reading due workspaces from the store failed' }))
+          .finally(() => {
+            this.waking = null;
+            this.armWake();
+          });
+      }, Math.max(1, this.wakeAheadMs / 2)),
+    );
+  }
+
+  /**
+   * Activate what comes due in (`wokenUpTo`, now + `wakeAheadMs`]. A workspace leaves memory only with its
+   * due time past that window, so every due time is inside some window: none is missed, none read twice.
+   */
+  private async wake(): Promise<void> {
+    const before = this.clock.now() + this.wakeAheadMs;
+    const after = this.wokenUpTo === -Infinity ? Number.MIN_SAFE_INTEGER : this.wokenUpTo;
+    let from: { at: number; id: string } | undefined;
+    for (;;) {
+      const due = await this.opts.cold!.due({ after, before, ...(from ? { from } : {}) }, WAKE_PAGE);
+      if (this.life !== 'ready') return;
+      for (const d of due) {
+        if (this.entries.has(d.id) || this.refused.has(d.id)) continue;
+        this.activate(d.id).catch((err: unknown) => this.report(err, { id: d.id, what: 'activating a due workspace failed' }));
+      }
+      if (due.length < WAKE_PAGE) break;
+      from = due[due.length - 1]!;
+    }
+    this.wokenUpTo = before;
+  }
+
+  /**
+   * Everything due up to `upTo` is in memory already (recovery restored it): the scheduler's first window
+   * starts there instead of at the beginning of time.
+   */
+  markWoken(upTo: number): void {
+    this.wokenUpTo = Math.max(this.wokenUpTo, upTo);
+  }
+
+  /** Counts by state of the workspaces in the store (cold ones included): set once, before any restore. */
+  seedCounts(counts: Partial<Record<LifecycleState, number>>): void {
+    for (const [state, n] of Object.entries(counts) as Array<[LifecycleState, number]>) {
+      for (let i = 0; i < n; i++) this.summary.trigger.moved({ from: null, to: state });
+    }
+  }
+
+  private entry(id: string, spec?: Record<string, unknown>, counted = true): Entry {
     assertWorkspaceId(id);
     const bad = this.refused.get(id);
     if (bad) throw bad;
     const known = this.entries.get(id);
     if (known) return known;
-    const entry = this.spawn(id, spec, undefined);
+    const entry = this.spawn(id, spec, undefined, counted);
     this.syncPolicy(entry); // a new workspace starts with the server default (and its spec's layers)
     return entry;
   }
 
-  private spawn(id: string, spec: Record<string, unknown> | undefined, snapshot: Snapshot<unknown> | undefined): Entry {
+  private spawn(id: string, spec: Record<string, unknown> | undefined, snapshot: Snapshot<unknown> | undefined, counted = true): Entry {
     const actor = createActor(this.machine, {
       clock: this.clock,
       input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() },
       ...(snapshot ? { snapshot } : {}),
     });
-    const entry: Entry = { actor, state: 'idle', lastWrite: null, buffered: [], dueAt: null, deadlineAt: 0, deadlineIndex: -1 };
+    // A restored actor starts in its stored state: its first snapshot is no transition (none is published or counted).
+    const stored = (snapshot as { value?: unknown } | undefined)?.value;
+    const entry: Entry = {
+      actor,
+      state: typeof stored === 'string' && (LIFECYCLE_STATES as readonly string[]).includes(stored) ? (stored as LifecycleState) : 'idle',
+      lastWrite: null,
+      buffered: [],
+      dueAt: null,
+      deadlineAt: 0,
+      deadlineIndex: -1,
+      touchedAt: this.clock.now(),
+      writes: 0,
+      writeFailed: false,
+      waiting: 0,
+      dead: false,
+    };
     this.entries.set(id, entry);
     actor.on('*', (ev) => this.onEmitted(id, entry, ev));
     actor.subscribe({
@@ -499,12 +928,16 @@ export class Supervisor {
     actor.start();
     const snap = actor.getSnapshot();
     entry.state = snap.value;
-    this.summary.trigger.moved({ from: null, to: entry.state });
+    if (counted) this.summary.trigger.moved({ from: null, to: entry.state });
     this.track(id, entry.state, snap.context); // a restored running workspace holds its slot at once
+    this.armSweep();
+    this.armWake();
     return entry;
   }
 
   private onSnapshot(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
+    if (entry.dead) return;
+    entry.touchedAt = this.clock.now();
     this.track(id, state, ctx);
     if (ctx.timing.dueAt !== entry.dueAt) this.syncDue(entry);
     if (state !== entry.state) {
@@ -530,16 +963,26 @@ export class Supervisor {
   private write(id: string, entry: Entry, state: LifecycleState, ctx: WorkspaceContext): void {
     const events = entry.buffered;
     entry.buffered = [];
-    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), spec: ctx.spec, events });
-    const guarded = done.catch((err: unknown) => {
-      this.report(err, { id, what: 'persisting a transition failed' });
-      throw err;
-    });
+    entry.writes++;
+    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), spec: ctx.spec, events, nextDueAt: dueOf(ctx) });
+    const guarded = done.then(
+      () => {
+        entry.writes--;
+        entry.writeFailed = false;
+      },
+      (err: unknown) => {
+        entry.writes--;
+        entry.writeFailed = true; // the store is behind this actor: it stays in memory
+        this.report(err, { id, what: 'persisting a transition failed' });
+        throw err;
+      },
+    );
     entry.lastWrite = guarded;
     guarded.catch(() => undefined);
   }
 
   private onEmitted(id: string, entry: Entry, ev: WorkspaceEmitted): void {
+    if (entry.dead) return;
     switch (ev.type) {
       case 'answered':
         this.answers.set(ev.requester, ev);
@@ -630,10 +1073,14 @@ export class Supervisor {
   }
 
   private view(entry: Entry): WorkspaceView {
-    const ctx = entry.actor.getSnapshot().context;
+    return viewOf(entry.actor.getSnapshot().context, entry.state);
+  }
+}
+
+function viewOf(ctx: WorkspaceContext, state: LifecycleState): WorkspaceView {
     return {
       id: ctx.id,
-      state: entry.state,
+      state,
       desired: ctx.desired,
       endpoint: ctx.endpoint,
       cycle: ctx.cycleCount,
@@ -647,7 +1094,24 @@ export class Supervisor {
       dormant: ctx.timing.dormantSince !== null,
       next: nextAction(ctx),
     };
-  }
+}
+
+/** The earliest time the workspace has something to do: its policy deadline, a deferred restart, a backoff's end. */
+function dueOf(ctx: WorkspaceContext): number | null {
+  let due: number | null = ctx.timing.dueAt;
+  for (const at of [ctx.deferred?.until ?? null, ctx.backoffUntil]) if (at !== null && (due === null || at < due)) due = at;
+  return due;
+}
+
+function nonNegative(name: string, v: number): number {
+  if (!Number.isFinite(v) || v < 0) throw new WsupError('WSUP_INVALID_ARGUMENT', `Supervisor: ${name} must be a number of ms ≥ 0, got ${v}`);
+  return v;
+}
+
+/** A Node timer must not keep the process alive for the supervisor's housekeeping alone. */
+function unref(timer: unknown): unknown {
+  (timer as { unref?: () => void } | null)?.unref?.();
+  return timer;
 }
 
 function why(c: Cycle): CycleWhy {

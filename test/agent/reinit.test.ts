@@ -89,7 +89,7 @@ describe.each(engines)('prebuild claims and agent reinit on %s', (_name, fixture
       rig.buildClock.advance(1000);
       await a.until(() => a.yielded.length === 1, 'the reinit after the build');
       expect(a.yielded[0]).toMatchObject({ ownerId: 'carol', claimBuildId: r.claimBuildId });
-      expect(rig.supervisor.get('pb-3').state).toBe('running');
+      expect((await rig.supervisor.get('pb-3')).state).toBe('running');
     });
 
     it('a regular workspace is refused (the 409) and the SDK stops for good', async () => {

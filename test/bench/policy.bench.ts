@@ -133,7 +133,9 @@ async function until(done: () => boolean): Promise<void> {
 }
 
 async function direct(sup: Supervisor, ids: string[]): Promise<Activity> {
-  const r = await saturate((id) => sup.activity(id, 'bench'), ids);
+  let refused: unknown = null;
+  const r = await saturate((id) => void sup.activity(id, 'bench').catch((err: unknown) => (refused ??= err)), ids);
+  if (refused !== null) throw new Error('the supervisor refused direct activity', { cause: refused });
   const cpuS = cpuSeconds(r.cpu0);
   return { events: r.events, cpuS, wallS: (performance.now() - r.t0) / 1000, delivered: r.events };
 }
@@ -192,7 +194,7 @@ export async function benchPolicy(): Promise<PolicyRow[]> {
   const running = heap();
   await inBatches(n, 5_000, (i) => sup.setPolicy(ids[i]!, POLICY));
   const withPolicy = heap();
-  const armed = sup.get(ids[n - 1]!).next;
+  const armed = (await sup.get(ids[n - 1]!)).next;
   if (armed?.action !== 'stop' || armed.source !== 'idle') throw new Error(`setPolicy did not arm an idle stop: next = ${JSON.stringify(armed)}`);
   const runningPerWs = (running - empty) / n;
   const policyPerWs = (withPolicy - running) / n;
@@ -200,11 +202,11 @@ export async function benchPolicy(): Promise<PolicyRow[]> {
   // Warm the JIT on each path before measuring it (a short run of the same traffic, not measured).
   await direct(sup, ids.slice(0, 1000));
   const dir = await direct(sup, ids);
-  const pace = await throughBus(sup, ids, paced);
-  const sat = await throughBus(sup, ids, saturate, true);
+  const pace = await throughBus(sup.busSink(), ids, paced);
+  const sat = await throughBus(sup.busSink(), ids, saturate, true);
   const first = sat.first!;
   // The bus alone: the supervisor's accept check, and a sink that only counts what reaches it.
-  const alone = await throughBus({ accepts: (id) => sup.accepts(id), restart: () => undefined, liveness: () => undefined, activity: () => undefined }, ids, saturate, true);
+  const alone = await throughBus({ accepts: (id) => sup.busSink().accepts(id), restart: () => undefined, liveness: () => undefined, activity: () => undefined }, ids, saturate, true);
 
   const stored = ids.map((id) => JSON.stringify(sup.persistedSnapshot(id)));
   await sup.shutdown({ deadlineMs: 0 });
@@ -220,7 +222,7 @@ export async function benchPolicy(): Promise<PolicyRow[]> {
     }
   });
   const restoreMs = performance.now() - t0;
-  const rearmed = sup.get(ids[n - 1]!).next;
+  const rearmed = (await sup.get(ids[n - 1]!)).next;
   if (pushes + rearms < n || rearmed?.source !== 'idle') throw new Error(`restore did not re-arm: ${pushes} queued, ${rearms} REARM sends, next = ${JSON.stringify(rearmed)}`);
   await sup.shutdown({ deadlineMs: 0 });
 

@@ -15,7 +15,7 @@ const IDLE_MS = 10 * 60_000;
 describe('activity through the bus, end to end', () => {
   it('heartbeats keep a workspace from idling, at about one ACTIVITY per second; silence then stops it', async () => {
     const r = rig({ latencyMs: 100 });
-    const bus = createBus({ sink: r.sup, scheduler: schedulerFromClock(r.clock), activityWindowMs: 1_000 });
+    const bus = createBus({ sink: r.sup.busSink(), scheduler: schedulerFromClock(r.clock), activityWindowMs: 1_000 });
     const ensured = r.sup.ensure(id);
     await r.run(1_000, 100);
     await ensured;
@@ -35,15 +35,15 @@ describe('activity through the bus, end to end', () => {
     expect(c.activityDelivered).toBeGreaterThanOrEqual(15 * 60);
     expect(c.activityDelivered).toBeLessThanOrEqual(15 * 60 + 2);
     expect(c.activityDelivered + c.activityFolded).toBe(beats);
-    expect(r.sup.get(id).state).toBe('running');
+    expect((await r.sup.get(id)).state).toBe('running');
     expect(r.events.filter((e) => e.type === 'policy')).toEqual([]);
 
-    const last = r.sup.get(id).lastActivityAt!;
+    const last = (await r.sup.get(id)).lastActivityAt!;
     expect(last).toBeGreaterThan(t0 + 15 * 60_000 - 2_000);
     await r.run(last + IDLE_MS - 1_000 - r.clock.now(), 10_000);
-    expect(r.sup.get(id).state).toBe('running');
+    expect((await r.sup.get(id)).state).toBe('running');
     await r.run(60_000, 1_000);
-    expect(r.sup.get(id).state).toBe('idle');
+    expect((await r.sup.get(id)).state).toBe('idle');
     const stops = r.events.flatMap((e) => (e.type === 'policy' ? [e] : []));
     expect(stops).toHaveLength(1);
     expect(stops[0]).toMatchObject({ id, action: 'stop', source: 'idle' });

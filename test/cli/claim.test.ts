@@ -52,6 +52,6 @@ describe('wsup create / claim', () => {
     ]);
     for (const r of [both, noUser, badSpec, poolOnly]) expect(r.code, r.stdout + r.stderr).toBe(2);
     expect((JSON.parse(badSpec.stdout) as { error: { message: string } }).error.message).toContain('--spec is not JSON');
-    expect(rig.supervisor.has('cli-x')).toBe(false);
+    expect(await rig.supervisor.has('cli-x')).toBe(false);
   }, 60_000);
 });

@@ -55,7 +55,7 @@ export function rig(opts: { latencyMs?: number; fault?: FaultPlan; sup?: Partial
       const step = 50;
       for (let t = 0; t < maxMs; t += step) {
         await advance(step);
-        const busy = sup.list().some((w) => w.state === 'starting' || w.state === 'stopping' || w.deferredUntil !== null || w.backoffUntil !== null);
+        const busy = (await sup.list()).some((w) => w.state === 'starting' || w.state === 'stopping' || w.deferredUntil !== null || w.backoffUntil !== null);
         if (!busy && provider.inFlightIds().length === 0) return;
       }
     },

@@ -14,10 +14,10 @@ describe('no workspace is stuck in a transition', () => {
     const r = rig({ fault: (c) => (c.op === 'start' ? 'hang' : undefined), sup: { providerTimeoutMs: TIMEOUT } });
     const ensured = capture(r.sup.ensure(id));
     await r.advance(10);
-    expect(r.sup.get(id).state).toBe('starting');
+    expect((await r.sup.get(id)).state).toBe('starting');
     const stopped = capture(r.sup.stop(id));
     await r.advance(10);
-    expect(r.sup.get(id).desired).toBe('stopped');
+    expect((await r.sup.get(id)).desired).toBe('stopped');
     await r.run(TIMEOUT + 1_000, 100);
     expect(await stopped).toMatchObject({ ok: true, value: { state: 'idle' } });
     expect((await ensured).ok).toBe(false);
@@ -33,23 +33,23 @@ describe('no workspace is stuck in a transition', () => {
     hangStop = true;
     const stopped = capture(r.sup.stop(id));
     await r.advance(10);
-    expect(r.sup.get(id).state).toBe('stopping');
+    expect((await r.sup.get(id)).state).toBe('stopping');
     hangStop = false; // the next stop attempt works
     const destroyed = capture(r.sup.destroy(id));
     await r.run(TIMEOUT + 2_000, 100);
     expect((await destroyed).ok).toBe(true);
-    expect(r.sup.get(id).state).toBe('destroyed');
+    expect((await r.sup.get(id)).state).toBe('destroyed');
     // The stop that hung is retried, not abandoned: its caller is answered when a stop has really run.
     expect(await stopped).toMatchObject({ ok: true, value: { state: 'destroyed' } });
     expect(r.provider.calls.filter((c) => c.op === 'stop').map((c) => c.outcome)).toEqual(['aborted', 'ok']);
-    expect(r.sup.get(id).lastError?.code).toBe('WSUP_PROVIDER_TIMEOUT');
+    expect((await r.sup.get(id)).lastError?.code).toBe('WSUP_PROVIDER_TIMEOUT');
   });
 
   it('a workspace in crash-loop backoff takes a stop at once and leaves backoff', async () => {
     const r = rig({ fault: (c) => (c.op === 'start' ? new Error('image missing') : undefined), sup: { config: { maxRestarts: 1, backoffBaseMs: 60_000 } } });
     void capture(r.sup.ensure(id));
     await r.run(2_000, 50);
-    expect(r.sup.get(id).state).toBe('failed');
+    expect((await r.sup.get(id)).state).toBe('failed');
     const stopped = capture(r.sup.stop(id));
     await r.run(1_000, 50);
     expect(await stopped).toMatchObject({ ok: true, value: { state: 'idle', backoffUntil: null } });

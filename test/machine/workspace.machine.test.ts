@@ -9,7 +9,7 @@ async function running(r = rig()) {
   const ensured = r.sup.ensure(id);
   await r.advance(100);
   await ensured;
-  expect(r.sup.get(id).state).toBe('running');
+  expect((await r.sup.get(id)).state).toBe('running');
   return r;
 }
 
@@ -40,7 +40,7 @@ describe('workspace actor', () => {
       const res = await r.sup.restart(id, { source: 'manual' });
       expect(res).toMatchObject({ outcome: 'started', cycle: 1, state: 'starting' });
       await r.advance(100);
-      expect(r.sup.get(id).state).toBe('running');
+      expect((await r.sup.get(id)).state).toBe('running');
     });
 
     it('starts from running: stop half first, then the provider start', async () => {
@@ -48,9 +48,9 @@ describe('workspace actor', () => {
       const res = await r.sup.restart(id, { source: 'manual' });
       expect(res).toMatchObject({ outcome: 'started', cycle: 2, state: 'stopping' });
       await r.advance(100);
-      expect(r.sup.get(id).state).toBe('starting');
+      expect((await r.sup.get(id)).state).toBe('starting');
       await r.advance(100);
-      expect(r.sup.get(id).state).toBe('running');
+      expect((await r.sup.get(id)).state).toBe('running');
       expect(r.provider.calls.map((c) => c.op)).toEqual(['start', 'stop', 'start']);
     });
   });
@@ -75,7 +75,7 @@ describe('workspace actor', () => {
       const outcomes = [];
       for (let i = 0; i < 5; i++) outcomes.push((await r.sup.restart(id, { source: 'manual' })).outcome);
       expect(outcomes).toEqual(['queued', 'queued', 'queued', 'queued', 'queued']);
-      expect(r.sup.get(id).pending).toBe(5);
+      expect((await r.sup.get(id)).pending).toBe(5);
       await r.settle();
       expect(r.cycles(id)).toBe(2);
       expect(r.provider.overlaps).toEqual([]);
@@ -96,13 +96,13 @@ describe('workspace actor', () => {
       await r.advance(10_000);
       const res = await r.sup.restart(id, { source: 'programmatic', reason: 'env changed' });
       expect(res).toMatchObject({ outcome: 'deferred', cycle: null });
-      expect(r.sup.get(id).deferredUntil).toBe(T0 + 60_000);
+      expect((await r.sup.get(id)).deferredUntil).toBe(T0 + 60_000);
       await r.advance(49_000);
       expect(r.cycles(id)).toBe(1);
       await r.advance(1_000);
       expect(r.cycles(id)).toBe(2);
       await r.settle();
-      expect(r.sup.get(id).state).toBe('running');
+      expect((await r.sup.get(id)).state).toBe('running');
     });
 
     it('never defers manual, claim or liveness requests', async () => {
@@ -163,16 +163,16 @@ describe('workspace actor', () => {
       const r = rig({ latencyMs: 10, fault: (c) => (c.op === 'start' ? new Error('boom') : undefined) });
       await r.sup.restart(id, { source: 'manual' });
       await r.run(200);
-      expect(r.sup.get(id).state).toBe('failed');
-      const first = r.sup.get(id).backoffUntil! - r.clock.now();
+      expect((await r.sup.get(id)).state).toBe('failed');
+      const first = (await r.sup.get(id)).backoffUntil! - r.clock.now();
       expect(first).toBeGreaterThan(900);
       expect(first).toBeLessThanOrEqual(1_000);
       const failuresBefore = r.events.filter((e) => e.type === 'cycle.failed').length;
       expect(failuresBefore).toBe(6);
       await r.run(1_100);
-      expect(r.sup.get(id).state).toBe('failed');
+      expect((await r.sup.get(id)).state).toBe('failed');
       expect(r.events.filter((e) => e.type === 'cycle.failed').length).toBe(7);
-      const second = r.sup.get(id).backoffUntil! - r.clock.now();
+      const second = (await r.sup.get(id)).backoffUntil! - r.clock.now();
       expect(second).toBeGreaterThan(1_000);
       expect(second).toBeLessThanOrEqual(2_000);
     });
@@ -182,11 +182,11 @@ describe('workspace actor', () => {
       const r = rig({ latencyMs: 10, fault: (c) => (failing && c.op === 'start' ? new Error('boom') : undefined) });
       await r.sup.restart(id, { source: 'manual' });
       await r.run(200);
-      expect(r.sup.get(id).state).toBe('failed');
+      expect((await r.sup.get(id)).state).toBe('failed');
       failing = false;
       expect((await r.sup.restart(id, { source: 'manual' })).outcome).toBe('started');
       await r.run(100);
-      expect(r.sup.get(id)).toMatchObject({ state: 'running', backoffUntil: null });
+      expect(await r.sup.get(id)).toMatchObject({ state: 'running', backoffUntil: null });
     });
   });
 
@@ -243,7 +243,7 @@ describe('workspace actor', () => {
       expect(r.provider.calls.map((c) => c.op)).toEqual(['start', 'stop']);
       await expect(r.sup.restart(id)).rejects.toMatchObject({ code: 'WSUP_DESTROYED' });
       await expect(r.sup.ensure(id)).rejects.toMatchObject({ code: 'WSUP_DESTROYED' });
-      expect(r.sup.accepts(id)).toBe(false);
+      expect(await r.sup.accepts(id)).toBe(false);
     });
   });
 
@@ -252,11 +252,11 @@ describe('workspace actor', () => {
       const r = rig({ fault: (c) => (c.op === 'start' ? 'hang' : undefined), sup: { providerTimeoutMs: 5_000 } });
       const ensured = capture(r.sup.ensure(id));
       await r.advance(4_999);
-      expect(r.sup.get(id).state).toBe('starting');
+      expect((await r.sup.get(id)).state).toBe('starting');
       await r.advance(1);
       expect(await ensured).toMatchObject({ ok: false, error: { code: 'WSUP_CYCLE_FAILED', message: expect.stringContaining('timed out after 5000 ms') as unknown } });
       expect(r.provider.calls[0]?.outcome).toBe('aborted');
-      expect(r.sup.get(id).lastError?.code).toBe('WSUP_PROVIDER_TIMEOUT');
+      expect((await r.sup.get(id)).lastError?.code).toBe('WSUP_PROVIDER_TIMEOUT');
     });
   });
 

@@ -21,7 +21,7 @@ describe('lifecycle policy of prebuilds', () => {
     expect(await r.until(async () => (await r.pools.get('web')).ready === 2)).toBe(true);
     const starts = () => r.provider.calls.filter((c) => c.op === 'start').length;
     const before = starts();
-    for (const v of r.sup.list()) expect(v).toMatchObject({ policy: { idleTimeoutMs: null, maxLifetimeMs: null }, next: null });
+    for (const v of await r.sup.list()) expect(v).toMatchObject({ policy: { idleTimeoutMs: null, maxLifetimeMs: null }, next: null });
 
     // Half an hour of nobody using them: no policy stop, so no churn of stop-and-refill.
     await r.advance(30 * MIN);
@@ -29,12 +29,12 @@ describe('lifecycle policy of prebuilds', () => {
     expect(r.events.filter((e) => e.type === 'policy')).toEqual([]);
 
     const { id } = await r.claims.claim({ pool: 'web', userId: 'alice' });
-    expect(await r.until(() => r.sup.get(id).state === 'running' && r.sup.get(id).cycle >= 2)).toBe(true);
-    const claimed = r.sup.get(id);
+    expect(await r.until(async () => (await r.sup.get(id)).state === 'running' && (await r.sup.get(id)).cycle >= 2)).toBe(true);
+    const claimed = await r.sup.get(id);
     expect(claimed.policy).toMatchObject({ idleTimeoutMs: 5 * MIN, maxLifetimeMs: 60 * MIN });
     expect(claimed.next).toMatchObject({ action: 'stop', source: 'idle' });
     await r.advance(6 * MIN);
-    expect(await r.until(() => r.sup.get(id).state === 'idle')).toBe(true);
+    expect(await r.until(async () => (await r.sup.get(id)).state === 'idle')).toBe(true);
     expect(r.events.some((e) => e.type === 'policy' && e.id === id && e.source === 'idle')).toBe(true);
   });
 });

@@ -46,7 +46,7 @@ export function realPoolSuite(c: RealPoolCase): void {
 
   afterAll(async () => {
     await pools.close();
-    await Promise.allSettled(sup.list().filter((v) => v.state !== 'destroyed').map((v) => sup.destroy(v.id)));
+    await Promise.allSettled((await sup.list()).filter((v) => v.state !== 'destroyed').map((v) => sup.destroy(v.id)));
     claims.close();
     await sup.shutdown({ deadlineMs: 10_000 });
     await provider.close?.();
@@ -56,7 +56,8 @@ export function realPoolSuite(c: RealPoolCase): void {
 
   const unclaimed = async (pool: string) => {
     const members = await store.pools.members(pool);
-    return members.filter((m) => m.owner === SYSTEM_OWNER).map((m) => sup.get(m.id)).filter((v) => v.desired !== 'destroyed' && v.state !== 'destroyed');
+    const views = await Promise.all(members.filter((m) => m.owner === SYSTEM_OWNER).map((m) => sup.get(m.id)));
+    return views.filter((v) => v.desired !== 'destroyed' && v.state !== 'destroyed');
   };
   const poll = { timeout: 60_000, interval: 100 };
 
@@ -73,17 +74,18 @@ export function realPoolSuite(c: RealPoolCase): void {
       const now = await unclaimed(pool);
       expect(now.map((v) => v.state)).toEqual(['running', 'running', 'running']);
       expect(now.map((v) => v.id)).not.toContain(claim.id);
-      expect(sup.get(claim.id).state).toBe('running');
+      expect((await sup.get(claim.id)).state).toBe('running');
     }, poll);
 
     await pools.set({ pool, desired: 1 }, rawSpec);
     await vi.waitFor(async () => {
       expect(await unclaimed(pool)).toHaveLength(1);
-      expect(sup.list().filter((v) => v.id.startsWith(pool) && v.state === 'destroyed')).toHaveLength(2);
+      const { rows: gone } = await store.engine.query<{ id: string }>('SELECT id FROM workspaces WHERE destroyed_at IS NOT NULL AND starts_with(id, $1)', [pool]);
+      expect(gone).toHaveLength(2);
     }, poll);
     const left = [...(await unclaimed(pool)).map((v) => v.id), claim.id];
     await vi.waitFor(async () => expect((await c.resources(provider)).filter((id) => id.startsWith(pool)).sort()).toEqual(left.sort()), poll);
-    expect(sup.get(claim.id).state).toBe('running');
+    expect((await sup.get(claim.id)).state).toBe('running');
     expect(await pools.get(pool)).toMatchObject({ desired: 1, ready: 1, starting: 0, failing: 0 });
   }, 120_000);
 
@@ -99,7 +101,7 @@ export function realPoolSuite(c: RealPoolCase): void {
     expect(row.backoffUntil! - row.lastError!.at).toBe(Math.min(300_000, 500 * 2 ** (row.failures - 1)));
     // Failed prebuilds are destroyed; while backing off, at most one probe is alive at a time.
     await vi.waitFor(async () => expect((await unclaimed(pool)).length).toBeLessThanOrEqual(1), poll);
-    const made = sup.list().filter((v) => v.id.startsWith(`${pool}-`)).length;
+    const made = (await sup.list()).filter((v) => v.id.startsWith(`${pool}-`)).length;
     expect(made).toBeLessThanOrEqual(row.failures + 2);
   }, 120_000);
 }

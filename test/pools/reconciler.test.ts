@@ -45,11 +45,12 @@ describe('pool reconciler', () => {
 
     await r.pools.set({ pool: 'node', desired: 1 }, rawSpec);
     expect(await r.until(async () => (await r.members('node')).unclaimed.length === 1 && (await r.pools.get('node')).ready === 1)).toBe(true);
-    expect(await r.until(() => r.sup.get(claim.id).state === 'running')).toBe(true); // its claim build
+    expect(await r.until(async () => (await r.sup.get(claim.id)).state === 'running')).toBe(true); // its claim build
     const shrunk = await r.members('node');
     expect(shrunk.claimed.map((v) => v.id)).toEqual([claim.id]);
     // Exactly two prebuilds were destroyed, and the claimed one was never asked to stop.
-    expect(r.sup.list().filter((v) => v.state === 'destroyed')).toHaveLength(2);
+    const { rows: gone } = await r.store.engine.query<{ id: string }>('SELECT id FROM workspaces WHERE destroyed_at IS NOT NULL');
+    expect(gone).toHaveLength(2);
     expect(r.provider.calls.filter((c) => c.id === claim.id && c.op === 'stop')).toHaveLength(1); // its claim build's stop half
     expect(r.errors).toEqual([]);
   });
@@ -57,7 +58,7 @@ describe('pool reconciler', () => {
   it('backs off a template that always fails, doubling, with one new prebuild per backoff', async () => {
     const r = await rig({ fault: (call) => (call.op === 'start' ? new Error('image broken:latest not found') : undefined) });
     await r.pools.set({ pool: 'broken', desired: 3, spec: { image: 'broken:latest' } }, rawSpec);
-    const firstIds = new Set(r.sup.list().map((v) => v.id));
+    const firstIds = new Set((await r.sup.list()).map((v) => v.id));
     expect(firstIds.size).toBe(3);
     // The first three fail together: failures 3, backoff 4 s from the failure.
     expect(await r.until(async () => (await r.pools.get('broken')).backoffUntil !== null)).toBe(true);
@@ -66,7 +67,7 @@ describe('pool reconciler', () => {
     expect(first.lastError?.message).toContain('image broken:latest not found');
     expect(first.backoffUntil! - first.lastError!.at).toBe(4_000);
     // The failed prebuilds are destroyed, not kept: nothing piles up.
-    expect(await r.until(() => r.sup.list().every((v) => v.state === 'destroyed'))).toBe(true);
+    expect(await r.until(async () => (await r.sup.list()).every((v) => v.state === 'destroyed'))).toBe(true);
 
     const gaps: number[] = [];
     let seen = new Set(firstIds);
@@ -74,11 +75,11 @@ describe('pool reconciler', () => {
     for (let round = 0; round < 4; round++) {
       // Nothing new is built before the backoff ends...
       await r.advance(until - r.clock.now() - 1);
-      expect(r.sup.list().filter((v) => !seen.has(v.id))).toEqual([]);
+      expect((await r.sup.list()).filter((v) => !seen.has(v.id))).toEqual([]);
       // ...then exactly one probe, which fails and doubles the backoff.
       const next = until;
       expect(await r.until(async () => ((await r.pools.get('broken')).backoffUntil ?? 0) > next, 60_000, 10)).toBe(true);
-      const fresh = r.sup.list().filter((v) => !seen.has(v.id));
+      const fresh = (await r.sup.list()).filter((v) => !seen.has(v.id));
       expect(fresh).toHaveLength(1);
       seen = new Set([...seen, ...fresh.map((v) => v.id)]);
       const view = await r.pools.get('broken');
@@ -122,7 +123,7 @@ describe('pool reconciler', () => {
     await r.claims.createPrebuild('mix-0older00', {}, 'mix');
     await r.store.engine.query("UPDATE workspaces SET created_at = now() - interval '1 hour' WHERE id = 'mix-0older00'");
     void r.sup.ensure('mix-0older00').catch(() => undefined);
-    expect(r.sup.get('mix-0older00').state).toBe('starting');
+    expect((await r.sup.get('mix-0older00')).state).toBe('starting');
     const claim = await r.claims.claim({ pool: 'mix', userId: 'bob' });
     expect(claim.id).toBe(ready!.id);
   });
@@ -134,7 +135,7 @@ describe('pool reconciler', () => {
     expect(views.every((v) => v.ready + v.starting <= 7)).toBe(true);
     let most = 0;
     const ok = await r.until(async () => {
-      const live = r.sup.list().filter((v) => v.desired !== 'destroyed' && v.state !== 'destroyed').length;
+      const live = (await r.sup.list()).filter((v) => v.desired !== 'destroyed' && v.state !== 'destroyed').length;
       most = Math.max(most, live);
       return running(r, 'busy', (await r.store.pools.get('busy'))!.desired);
     });
@@ -172,18 +173,18 @@ describe('pool reconciler', () => {
     const res = await r.pools.delete('gone');
     expect(res.pool).toBe('gone');
     expect(res.destroyed).toBeGreaterThanOrEqual(2); // the refill may have made a third meanwhile
-    expect(await r.until(() => r.sup.list().filter((v) => v.state !== 'destroyed').length === 1)).toBe(true);
-    expect(r.sup.get(claim.id).state).not.toBe('destroyed');
+    expect(await r.until(async () => (await r.sup.list()).filter((v) => v.state !== 'destroyed').length === 1)).toBe(true);
+    expect((await r.sup.get(claim.id)).state).not.toBe('destroyed');
     expect(await r.store.pools.get('gone')).toBeNull();
     await expect(r.pools.get('gone')).rejects.toMatchObject({ code: 'WSUP_NOT_FOUND' });
     await r.advance(60_000); // sweeps find nothing to do for a deleted pool
-    expect(r.sup.list().filter((v) => v.state !== 'destroyed').map((v) => v.id)).toEqual([claim.id]);
+    expect((await r.sup.list()).filter((v) => v.state !== 'destroyed').map((v) => v.id)).toEqual([claim.id]);
   });
 
   it('the policy goes into each prebuild spec as wsupPolicyDefaults', async () => {
     const r = await rig();
     await r.pools.set({ pool: 'pol', desired: 1, spec: { image: 'x' }, policy: { idleTimeoutMs: 60_000 } }, rawSpec);
-    const [v] = r.sup.list();
+    const [v] = await r.sup.list();
     expect(v!.spec).toMatchObject({ image: 'x', wsupPolicyDefaults: { idleTimeoutMs: 60_000 } });
     expect(await r.pools.get('pol')).toMatchObject({ policy: { idleTimeoutMs: 60_000 }, template: null });
   });

@@ -84,7 +84,8 @@ export async function poolRig(opts: { latencyMs?: number; fault?: FaultPlan; poo
     },
     async members(pool) {
       const rows = await store.pools.members(pool);
-      const views = rows.filter((m) => sup.has(m.id)).map((m) => ({ m, v: sup.get(m.id) }));
+      const known = await Promise.all(rows.map(async (m) => ((await sup.has(m.id)) ? { m, v: await sup.get(m.id) } : null)));
+      const views = known.filter((k) => k !== null);
       return {
         unclaimed: views.filter(({ m, v }) => m.owner === SYSTEM_OWNER && !m.claimed && v.desired !== 'destroyed').map(({ v }) => v),
         claimed: views.filter(({ m }) => m.claimed).map(({ v }) => v),

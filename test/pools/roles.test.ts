@@ -28,7 +28,7 @@ afterAll(async () => {
   await rig.close();
 });
 
-const live = (pool: string) => rig.sup.list().filter((v) => v.id.startsWith(`${pool}-`) && v.desired !== 'destroyed' && v.state !== 'destroyed');
+const live = async (pool: string) => (await rig.sup.list()).filter((v) => v.id.startsWith(`${pool}-`) && v.desired !== 'destroyed' && v.state !== 'destroyed');
 
 describe('pool roles', () => {
   it('a viewer reads pools but cannot set or delete them, and nothing changes', async () => {
@@ -43,7 +43,7 @@ describe('pool roles', () => {
     expect((await viewer.call('pool.list', {})).items.map((p) => p.pool)).toContain('ro');
     expect(await rig.store.pools.get('ro-new')).toBeNull();
     expect((await rig.store.pools.get('ro'))?.desired).toBe(1);
-    expect(live('ro')).toHaveLength(1);
+    expect(await live('ro')).toHaveLength(1);
   });
 
   it('an operator cannot pass a raw spec; a template is how operators make pools', async () => {
@@ -53,7 +53,7 @@ describe('pool roles', () => {
     expect(err!.message).toContain('spec');
     expect(err!.message).toContain('needs role admin');
     expect(await rig.store.pools.get('op')).toBeNull();
-    expect(live('op')).toHaveLength(0);
+    expect(await live('op')).toHaveLength(0);
     // A template the server does not have is refused too, naming the field.
     expect(await refusal(op.call('pool.set', { pool: 'op', desired: 1, template: 'nope' }))).toMatchObject({ wsupCode: 'WSUP_POLICY' });
     const ok = await op.call('pool.set', { pool: 'op', desired: 2 });
@@ -70,7 +70,7 @@ describe('pool roles', () => {
   it('a flood of pool.set from an operator never makes more than desired, and stops at the pool cap', async () => {
     const op = client('operator');
     let most = 0;
-    const watch = rig.sup.events.subscribe(() => (most = Math.max(most, live('flood').length)));
+    const watch = rig.sup.events.subscribe(() => void live('flood').then((l) => (most = Math.max(most, l.length))));
     const wants = Array.from({ length: 200 }, (_, i) => (i * 7) % 6);
     const replies = await Promise.all(wants.map((desired) => op.call('pool.set', { pool: 'flood', desired })));
     expect(replies).toHaveLength(200);
@@ -78,8 +78,8 @@ describe('pool roles', () => {
     expect(tooMany?.message).toContain('desired');
     await vi.waitFor(async () => {
       const final = (await rig.store.pools.get('flood'))!.desired;
-      expect(live('flood').filter((v) => v.state === 'running')).toHaveLength(final);
-      expect(live('flood')).toHaveLength(final);
+      expect((await live('flood')).filter((v) => v.state === 'running')).toHaveLength(final);
+      expect(await live('flood')).toHaveLength(final);
     }, { timeout: 30_000 });
     watch.unsubscribe();
     expect(most).toBeLessThanOrEqual(Math.max(...wants));

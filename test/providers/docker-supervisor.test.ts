@@ -82,7 +82,7 @@ describeWith(host, 'two restart paths racing on a real dockerd, through the supe
     expect(docker.counters.conflicts).toBe(0);
     expect(docker.counters.created).toBe([...starts.values()].reduce((a, b) => a + b, 0));
     expect(overlaps).toEqual([]);
-    for (const id of ids) expect(sup.get(id).state).toBe('running');
+    for (const id of ids) expect((await sup.get(id)).state).toBe('running');
     const names = (await docker.list()).map((r) => r.id).sort();
     expect(names).toEqual(ids);
     // Both outcomes happened: some rounds joined one cycle, some queued a second.

@@ -58,10 +58,10 @@ describe('auth', () => {
   });
 
   it('a viewer cannot restart, and the workspace is untouched', async () => {
-    const before = rig.supervisor.get('auth-1').cycle;
+    const before = (await rig.supervisor.get('auth-1')).cycle;
     const err = await rig.client('viewer').call('workspace.restart', { id: 'auth-1' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: -32003, wsupCode: 'WSUP_FORBIDDEN' });
-    expect(rig.supervisor.get('auth-1').cycle).toBe(before);
+    expect((await rig.supervisor.get('auth-1')).cycle).toBe(before);
   });
 
   describe.each([

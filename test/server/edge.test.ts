@@ -155,11 +155,11 @@ describe('strings no store can keep are refused at the edge', () => {
     ['lone high surrogate', '{"id":"nul-1","reason":"a\\ud800"}', ['reason']],
     ['lone low surrogate', '{"id":"nul-1","reason":"\\udc00b"}', ['reason']],
   ])('%s → -32602 and no cycle', async (_name, params, path) => {
-    const before = r.supervisor.get('nul-1').cycle;
+    const before = (await r.supervisor.get('nul-1')).cycle;
     const reply = await call(params);
     expect(reply.error?.code).toBe(-32602);
     expect(reply.error?.data?.path).toEqual(path);
-    expect(r.supervisor.get('nul-1').cycle).toBe(before);
+    expect((await r.supervisor.get('nul-1')).cycle).toBe(before);
   });
 
   it('covers nested strings and object keys', async () => {
@@ -168,7 +168,7 @@ describe('strings no store can keep are refused at the edge', () => {
     expect(nested.error).toMatchObject({ code: -32602, data: { path: ['spec', 'env', 'A', 1] } });
     const key = (await s.rpc('{"jsonrpc":"2.0","id":2,"method":"workspace.create","params":{"id":"nul-2","spec":{"k\\u0000":1}}}')) as { error?: { code: number } };
     expect(key.error?.code).toBe(-32602);
-    expect(r.supervisor.has('nul-2')).toBe(false);
+    expect(await r.supervisor.has('nul-2')).toBe(false);
   });
 
   it('a surrogate pair (an emoji) is fine', async () => {

@@ -69,7 +69,7 @@ describe('who may set and see a policy', () => {
     const err = await refusal('operator', 'workspace.create', { id: 'pol-raw', spec: { cmd: ['sh'] }, policy: { idleTimeoutMs: IDLE } });
     expect(err).toMatchObject({ wsupCode: 'WSUP_POLICY' });
     expect(err.message).toMatch(/spec/);
-    expect(rig.supervisor.has('pol-raw')).toBe(false);
+    expect(await rig.supervisor.has('pol-raw')).toBe(false);
   });
 
   it('workspace.create {policy} stores it as the workspace\'s own layer, with the creator as owner', async () => {
@@ -82,7 +82,7 @@ describe('who may set and see a policy', () => {
     const err = await refusal('operator', 'workspace.create', { id: 'pol-bad-create', policy: { autostart: { cron: 'every morning', tz: 'UTC' } } });
     expect(err.code).toBe(-32602);
     expect(err.message).toMatch(/autostart/);
-    expect(rig.supervisor.has('pol-bad-create')).toBe(false);
+    expect(await rig.supervisor.has('pol-bad-create')).toBe(false);
   });
 });
 

@@ -91,7 +91,7 @@ describe('request ids through the control server', () => {
     const viewer = rig.client('viewer');
     const r = await capture(viewer.call('workspace.restart', { id: 'rq-2', requestId: 'v-1' }));
     expect(r).toMatchObject({ ok: false });
-    expect(rig.supervisor.get('rq-2').state).not.toBe('starting');
+    expect((await rig.supervisor.get('rq-2')).state).not.toBe('starting');
     expect(rig.provider.starts.get('rq-2') ?? 0).toBe(0);
   });
 });

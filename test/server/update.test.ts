@@ -88,9 +88,9 @@ async function refusal(p: Promise<unknown>): Promise<WsupRpcError> {
 
 async function running(id: string, starts: number): Promise<void> {
   await vi.waitFor(
-    () => {
+    async () => {
       expect(provider.startsOf(id)).toHaveLength(starts);
-      expect(supervisor.get(id).state).toBe('running');
+      expect((await supervisor.get(id)).state).toBe('running');
     },
     { timeout: 5000, interval: 5 },
   );
@@ -142,7 +142,7 @@ describe('workspace.update', () => {
     const err = await refusal(client('viewer').call('workspace.update', { id: 'u-view' }));
     expect(err.data).toMatchObject({ wsupCode: 'WSUP_FORBIDDEN' });
     expect(provider.startsOf('u-view')).toHaveLength(1);
-    expect(supervisor.get('u-view')).toMatchObject({ cycle: 1, state: 'running', spec: { env: { APP_VERSION: '1' } } });
+    expect(await supervisor.get('u-view')).toMatchObject({ cycle: 1, state: 'running', spec: { env: { APP_VERSION: '1' } } });
     expect((await client('viewer').call('workspace.get', { id: 'u-view' })).outdated).toBe(true);
   });
 
@@ -154,7 +154,7 @@ describe('workspace.update', () => {
     const err = await refusal(op.call('workspace.update', { id: 'u-param' }));
     expect(err.data).toMatchObject({ wsupCode: 'WSUP_POLICY', field: 'params.env.LOG_LEVEL' });
     expect(err.message).toContain('must be one of "info"');
-    expect(supervisor.get('u-param')).toMatchObject({ cycle: 1, spec: { env: { APP_VERSION: '1', LOG_LEVEL: 'debug' } } });
+    expect(await supervisor.get('u-param')).toMatchObject({ cycle: 1, spec: { env: { APP_VERSION: '1', LOG_LEVEL: 'debug' } } });
   });
 
   it('a workspace from a raw spec has no template version to move to', async () => {
@@ -207,7 +207,7 @@ describe('autoUpdate', () => {
     templates.replace(compiled('2'));
     await supervisor.ensure('a-own2');
     expect(provider.startsOf('a-own2').map((s) => (s.env as Record<string, string>).APP_VERSION)).toEqual(['1', '2']);
-    expect(supervisor.get('a-own2').spec).toMatchObject({ wsupPolicy: { autoUpdate: 'on-start' }, env: { APP_VERSION: '2' } });
+    expect((await supervisor.get('a-own2')).spec).toMatchObject({ wsupPolicy: { autoUpdate: 'on-start' }, env: { APP_VERSION: '2' } });
   });
 
   it("'on-start' with a param the new version refuses starts on the stored spec and says why", async () => {

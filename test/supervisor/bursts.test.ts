@@ -44,7 +44,7 @@ describe('durable file-write bursts', () => {
     const b = w.bursts('files:a');
     await Promise.all([b.opened('ws-1'), b.opened('ws-1'), b.opened('ws-1')]);
     expect(await w.store.bursts.list()).toEqual([{ workspaceId: 'ws-1', label: 'files:a.1' }]);
-    const sink = b.sink(w.supervisor);
+    const sink = b.sink(w.supervisor.busSink());
     const ran = sink.restart('ws-1', { source: 'file-write', reason: '3 files written', requester: 'bus:file-write:1' });
     await w.settle();
     await ran;

@@ -55,7 +55,7 @@ describe('the deadline queue', () => {
   it('keeps one clock timeout for every workspace, fires each on time, and shutdown clears it', async () => {
     const l = life(T0);
     for (let i = 0; i < 5; i++) await runningWithIdle(l, `ws-${i}`, (10 + i) * MIN);
-    const dues = [0, 1, 2, 3, 4].map((i) => l.sup.get(`ws-${i}`).next!.at);
+    const dues = await Promise.all([0, 1, 2, 3, 4].map(async (i) => (await l.sup.get(`ws-${i}`)).next!.at));
     expect(l.provider.inFlightIds()).toEqual([]);
     expect(l.clock.live.size).toBe(1);
     await l.run(dues[0]! - l.clock.now());
@@ -63,7 +63,7 @@ describe('the deadline queue', () => {
     expect(l.stops('ws-1')).toHaveLength(0);
     await l.run(dues[4]! - l.clock.now() + 1_000);
     for (let i = 0; i < 5; i++) expect(l.stops(`ws-${i}`).map((e) => e.at)).toEqual([dues[i]]);
-    expect(l.sup.list().map((w) => w.state)).toEqual(['idle', 'idle', 'idle', 'idle', 'idle']);
+    expect((await l.sup.list()).map((w) => w.state)).toEqual(['idle', 'idle', 'idle', 'idle', 'idle']);
     await l.sup.setPolicy('ws-0', { dormantAfterMs: 60 * MIN }); // idle workspaces queue their dormancy
     expect(l.clock.live.size).toBe(1);
     await l.sup.shutdown({ deadlineMs: 0 });
@@ -73,7 +73,7 @@ describe('the deadline queue', () => {
   it('restores a running workspace without REARM; its idle deadline still fires on time', async () => {
     const a = life(T0);
     await runningWithIdle(a, 'ws-1', 30 * MIN);
-    const due = a.sup.get('ws-1').next!.at;
+    const due = (await a.sup.get('ws-1')).next!.at;
     const snap = stored(a.sup, 'ws-1');
     const b = life(T0 + 10 * MIN);
     const count = rearms();
@@ -104,8 +104,8 @@ describe('the deadline queue', () => {
     await runningWithIdle(a, 'ws-1', 30 * MIN);
     await a.sup.restart('ws-1', { source: 'programmatic', reason: 'file changed' });
     await a.run(1_000, 100);
-    expect(a.sup.get('ws-1').deferredUntil).not.toBeNull();
-    const until = a.sup.get('ws-1').deferredUntil!;
+    expect((await a.sup.get('ws-1')).deferredUntil).not.toBeNull();
+    const until = (await a.sup.get('ws-1')).deferredUntil!;
     const snap = stored(a.sup, 'ws-1');
     const b = life(a.clock.now() + MIN);
     const count = rearms();
@@ -118,9 +118,9 @@ describe('the deadline queue', () => {
   it('restores a snapshot with the policy fields at the top level of context, and re-arms it', async () => {
     const a = life(T0);
     await runningWithIdle(a, 'ws-1', 30 * MIN);
-    a.sup.activity('ws-1', 'agent heartbeat');
-    const due = a.sup.get('ws-1').next!.at;
-    const lastActivityAt = a.sup.get('ws-1').lastActivityAt;
+    await a.sup.activity('ws-1', 'agent heartbeat');
+    const due = (await a.sup.get('ws-1')).next!.at;
+    const lastActivityAt = (await a.sup.get('ws-1')).lastActivityAt;
     const snap = stored(a.sup, 'ws-1');
     // The shape this version stored before `timing`: the same fields flat in context, no dueAt.
     const { dueAt: _dueAt, ...flat } = snap.context.timing as Record<string, unknown>;

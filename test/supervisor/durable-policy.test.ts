@@ -43,6 +43,7 @@ async function life(store: WorkspaceStore, at: number, running: string[] = [], p
   const advance = async (ms: number) => {
     await flush();
     clock.increment(ms);
+    await supervisor.settled(); // workspaces the scheduler found due are read from the store
     await flush();
   };
   /** Move to `t` exactly (in steps, so provider calls released on the way complete). */
@@ -70,7 +71,7 @@ async function armedThenCrashed() {
   await a.sup.create('ws-stop', { wsupPolicy: { autostop: { cron: '30 22 * * *', tz: 'UTC' } } });
   await a.sup.create('ws-start', { wsupPolicy: { autostart: { cron: '0 * * * *', tz: 'UTC' } } });
   await Promise.all([a.sup.ensure('ws-idle'), a.sup.ensure('ws-life'), a.sup.ensure('ws-stop'), a.advance(100)]);
-  const next = Object.fromEntries(['ws-idle', 'ws-life', 'ws-stop', 'ws-start'].map((id) => [id, a.sup.get(id).next?.at]));
+  const next: Record<string, number | undefined> = Object.fromEntries(await Promise.all(['ws-idle', 'ws-life', 'ws-stop', 'ws-start'].map(async (id) => [id, (await a.sup.get(id)).next?.at] as const)));
   expect(next).toEqual({ 'ws-idle': T0 + 100 + 10 * MIN, 'ws-life': T0 + 100 + 20 * MIN, 'ws-stop': AUTOSTOP_AT, 'ws-start': AUTOSTART_AT });
   await a.advance(MIN);
   await store.commit({}); // every acknowledged write is in; then the "kill"
@@ -82,7 +83,7 @@ describe('policy deadlines after a crash', () => {
     const { store, next, running } = await armedThenCrashed();
     const b = await life(store, T0 + 2 * MIN, running);
     expect(b.recovery.adopted.sort()).toEqual(['ws-idle', 'ws-life', 'ws-stop']);
-    for (const id of Object.keys(next)) expect(b.sup.get(id).next?.at).toBe(next[id]);
+    for (const id of Object.keys(next)) expect((await b.sup.get(id)).next?.at).toBe(next[id]);
 
     const warnAt = next['ws-life']! - 5 * MIN;
     for (const [id, due] of [['ws-idle', next['ws-idle']!], ['ws-life', warnAt], ['ws-stop', AUTOSTOP_AT], ['ws-life', next['ws-life']!], ['ws-start', AUTOSTART_AT]] as const) {
@@ -98,7 +99,7 @@ describe('policy deadlines after a crash', () => {
     expect(b.policyOf('ws-life')[0]).toMatchObject({ type: 'policy.warning', stopAt: next['ws-life'] });
     expect(actions(b.policyOf('ws-stop'))).toEqual(['stop:schedule']);
     expect(actions(b.policyOf('ws-start'))).toEqual(['start:schedule']);
-    expect(Object.fromEntries(['ws-idle', 'ws-life', 'ws-stop', 'ws-start'].map((id) => [id, b.sup.get(id).state]))).toEqual({
+    expect(Object.fromEntries(await Promise.all(['ws-idle', 'ws-life', 'ws-stop', 'ws-start'].map(async (id) => [id, (await b.sup.get(id)).state] as const)))).toEqual({
       'ws-idle': 'idle',
       'ws-life': 'idle',
       'ws-stop': 'idle',
@@ -118,10 +119,10 @@ describe('policy deadlines after a crash', () => {
     await b.advance(100);
     for (const id of ['ws-idle', 'ws-life', 'ws-stop']) {
       expect(b.policyOf(id).flatMap((e) => (e.type === 'policy' ? [[e.action, e.at]] : [])), id).toEqual([['stop', back]]);
-      expect(b.sup.get(id).state, id).toBe('idle');
+      expect((await b.sup.get(id)).state, id).toBe('idle');
     }
     expect(b.policyOf('ws-start').map((e) => [actions([e])[0], e.at])).toEqual([['start:schedule', back]]);
-    expect(b.sup.get('ws-start').state).toBe('running');
+    expect((await b.sup.get('ws-start')).state).toBe('running');
     await b.until(back + 3 * 60 * MIN);
     // Nothing fires twice: the stopped ones stay stopped, the started one runs on (no rule stops it).
     for (const id of ['ws-idle', 'ws-life', 'ws-stop']) expect(b.policyOf(id).filter((e) => e.type === 'policy' && e.action === 'stop'), id).toHaveLength(1);
@@ -137,8 +138,8 @@ describe('policy deadlines after a crash', () => {
     await Promise.all([a.sup.ensure('ws-own'), a.advance(100)]);
     await store.commit({});
     const b = await life(store, T0 + 20 * MIN, ['ws-a', 'ws-own'], { idleTimeoutMs: 10 * MIN });
-    expect(b.sup.get('ws-a').policy.idleTimeoutMs).toBe(10 * MIN);
-    expect(b.sup.get('ws-own').policy.idleTimeoutMs).toBe(45 * MIN); // its own layer wins over any default
+    expect((await b.sup.get('ws-a')).policy.idleTimeoutMs).toBe(10 * MIN);
+    expect((await b.sup.get('ws-own')).policy.idleTimeoutMs).toBe(45 * MIN); // its own layer wins over any default
     await b.advance(100);
     // 10 min after its start has passed: stopped once, at once.
     expect(b.policyOf('ws-a').map((e) => [actions([e])[0], e.at])).toEqual([['stop:idle', T0 + 20 * MIN]]);

@@ -30,12 +30,12 @@ async function survivors(clock: SimulatedClock, ids: string[]): Promise<FakeProv
   return provider;
 }
 
-async function world(store?: WorkspaceStore, provider?: FakeProvider, clock?: SimulatedClock, orphans: OrphanPolicy = 'report') {
+async function world(store?: WorkspaceStore, provider?: FakeProvider, clock?: SimulatedClock, orphans: OrphanPolicy = 'report', keepAll = false) {
   const s = store ?? (await freshStore());
   const c = clock ?? new SimulatedClock();
   if (!clock) c.set(T0);
   const p = provider ?? new FakeProvider({ clock: c, latencyMs: 100 });
-  const { supervisor, recovery } = await openDurableSupervisor({ store: s, provider: p, clock: c, orphans });
+  const { supervisor, recovery } = await openDurableSupervisor({ store: s, provider: p, clock: c, orphans, ...(keepAll ? { deactivateAfterMs: 0 } : {}) });
   const advance = async (ms: number) => {
     await flush();
     c.increment(ms);
@@ -59,7 +59,7 @@ describe('durable supervisor', () => {
     expect(log.some((e) => e.kind === 'cycle.started' && e.reason === 'deploy')).toBe(true);
   });
 
-  it('a new supervisor on the same store restores every workspace, re-arms deadlines and re-runs interrupted calls', async () => {
+  it('keeping every actor: a new supervisor on the same store restores every workspace, re-arms deadlines and re-runs interrupted calls', async () => {
     const a = await world();
     await Promise.all([a.sup.ensure('ws-run'), a.sup.ensure('ws-def'), a.advance(100)]);
     expect((await a.sup.restart('ws-def', { source: 'file-write' })).outcome).toBe('deferred');
@@ -68,26 +68,61 @@ describe('durable supervisor', () => {
     await a.store.commit({}); // nothing pending: every acknowledged write is in
     // Crash: abandon `a` without shutdown. A fresh provider view of the same world keeps the running ones.
     const provider = await survivors(a.clock, ['ws-run', 'ws-def']);
-    const b = await world(a.store, provider, a.clock);
+    const b = await world(a.store, provider, a.clock, 'report', true);
     expect(b.recovery.restored.sort()).toEqual(['ws-def', 'ws-mid', 'ws-run']);
     expect(b.recovery.adopted.sort()).toEqual(['ws-def', 'ws-run']);
-    expect(b.sup.get('ws-def').deferredUntil).toBe(T0 + 60_000);
-    expect(b.sup.get('ws-mid').state).toBe('starting');
+    expect((await b.sup.get('ws-def')).deferredUntil).toBe(T0 + 60_000);
+    expect((await b.sup.get('ws-mid')).state).toBe('starting');
     await b.advance(100);
-    expect(b.sup.get('ws-mid').state).toBe('running');
+    expect((await b.sup.get('ws-mid')).state).toBe('running');
     await b.advance(60_000);
     expect(provider.calls.filter((c) => c.id === 'ws-def').map((c) => c.op)).toEqual(['start', 'stop']); // seeded start, then the deferred cycle
   });
 
-  it('quarantines a corrupt row by id, loads the others, and refuses commands on it with a clear error', async () => {
+  it('keeping every actor: quarantines a corrupt row by id, loads the others, and refuses commands on it with a clear error', async () => {
+    const a = await world();
+    await Promise.all([a.sup.ensure('ws-good'), a.sup.ensure('ws-bad'), a.advance(100)]);
+    await a.store.engine.query(`UPDATE workspaces SET snapshot = '{"status":"active","value":42}'::jsonb WHERE id = 'ws-bad'`, []);
+    const b = await world(a.store, a.provider, a.clock, 'report', true);
+    expect(b.recovery.restored).toEqual(['ws-good']);
+    expect(b.recovery.corrupt).toEqual([{ id: 'ws-bad', reason: expect.stringContaining('snapshot') as unknown }]);
+    await expect(b.sup.restart('ws-bad')).rejects.toMatchObject({ code: 'WSUP_CORRUPT_STATE', workspaceId: 'ws-bad' });
+    await expect(b.sup.get('ws-bad')).rejects.toThrow(/ws-bad/);
+  });
+
+  it('with actors leaving memory: restores only the workspaces with a call in flight or due soon, and activates the rest on use', async () => {
+    const a = await world();
+    await Promise.all([a.sup.ensure('ws-run'), a.sup.ensure('ws-def'), a.advance(100)]);
+    expect((await a.sup.restart('ws-def', { source: 'file-write' })).outcome).toBe('deferred');
+    void a.sup.ensure('ws-mid').catch(() => undefined); // in flight at the "crash"
+    await a.sup.create('ws-idle');
+    await flush();
+    await a.store.commit({});
+    const provider = await survivors(a.clock, ['ws-run', 'ws-def']);
+    const b = await world(a.store, provider, a.clock);
+    expect(b.recovery.restored.sort()).toEqual(['ws-def', 'ws-mid']); // deferred (due within a minute) and starting
+    expect(b.recovery.cold).toBe(2);
+    expect(b.recovery.adopted.sort()).toEqual(['ws-def', 'ws-run']); // the running ones are checked all the same
+    expect(b.sup.peek('ws-run')).toBeUndefined();
+    expect(b.sup.summary.getSnapshot().context.counts).toMatchObject({ running: 2, starting: 1, idle: 1 });
+    expect(await b.sup.get('ws-run')).toMatchObject({ state: 'running' }); // read from the store, still not in memory
+    expect(b.sup.peek('ws-run')).toBeUndefined();
+    expect(await b.sup.list()).toHaveLength(4);
+    expect((await b.sup.restart('ws-run')).outcome).toBe('started'); // activated by the command
+    expect(b.sup.peek('ws-run')?.state).toBe('stopping');
+    expect(b.sup.residency().activations).toBe(1);
+  });
+
+  it('with actors leaving memory: finds a corrupt row when it is first used, quarantines it by id and refuses commands on it', async () => {
     const a = await world();
     await Promise.all([a.sup.ensure('ws-good'), a.sup.ensure('ws-bad'), a.advance(100)]);
     await a.store.engine.query(`UPDATE workspaces SET snapshot = '{"status":"active","value":42}'::jsonb WHERE id = 'ws-bad'`, []);
     const b = await world(a.store, a.provider, a.clock);
-    expect(b.recovery.restored).toEqual(['ws-good']);
-    expect(b.recovery.corrupt).toEqual([{ id: 'ws-bad', reason: expect.stringContaining('snapshot') as unknown }]);
+    expect(b.recovery.corrupt).toEqual([]);
     await expect(b.sup.restart('ws-bad')).rejects.toMatchObject({ code: 'WSUP_CORRUPT_STATE', workspaceId: 'ws-bad' });
-    expect(() => b.sup.get('ws-bad')).toThrow(/ws-bad/);
+    await expect(b.sup.get('ws-bad')).rejects.toThrow(/ws-bad/);
+    expect(b.sup.quarantined().map((q) => q.id)).toEqual(['ws-bad']);
+    expect((await b.sup.ensure('ws-good')).state).toBe('running');
   });
 
   it('restarts a running workspace whose resource vanished, and reports or removes orphans by policy', async () => {
@@ -97,10 +132,10 @@ describe('durable supervisor', () => {
     const b = await world(a.store, provider, a.clock, 'report');
     expect(b.recovery.vanished).toEqual(['ws-gone']);
     expect(b.recovery.orphans).toEqual([{ id: 'ws-stranger', action: 'reported' }]);
-    expect(b.sup.get('ws-gone').state).toBe('stopping');
+    expect((await b.sup.get('ws-gone')).state).toBe('stopping');
     await b.advance(100);
     await b.advance(100);
-    expect(b.sup.get('ws-gone').state).toBe('running');
+    expect((await b.sup.get('ws-gone')).state).toBe('running');
 
     // Removing the orphan is a provider call on the simulated clock: keep time moving until recovery ends.
     let done = false;

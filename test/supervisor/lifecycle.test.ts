@@ -76,7 +76,7 @@ describe('restoring a workspace from a persisted snapshot', () => {
       await Promise.all([r.sup.ensure('ws-a'), r.advance(100)]);
       expect((await r.sup.restart('ws-a', { source: 'file-write' })).outcome).toBe('deferred');
     });
-    expect(sup.get('ws-a')).toMatchObject({ state: 'running', deferredUntil: T0 + 60_000 });
+    expect(await sup.get('ws-a')).toMatchObject({ state: 'running', deferredUntil: T0 + 60_000 });
     await advance(60_000 - 100);
     expect(provider.calls.map((c) => c.op)).toEqual(['stop']);
   });
@@ -85,12 +85,12 @@ describe('restoring a workspace from a persisted snapshot', () => {
     const { sup, provider, advance } = await restoredFrom(async (r) => {
       void r.sup.ensure('ws-a').catch(() => undefined);
       await flush();
-      expect(r.sup.get('ws-a').state).toBe('starting');
+      expect((await r.sup.get('ws-a')).state).toBe('starting');
     });
-    expect(sup.get('ws-a').state).toBe('starting');
+    expect((await sup.get('ws-a')).state).toBe('starting');
     await advance(100);
     expect(provider.calls.map((c) => `${c.op}:${c.outcome}`)).toEqual(['start:ok']);
-    expect(sup.get('ws-a').state).toBe('running');
+    expect((await sup.get('ws-a')).state).toBe('running');
   });
 
   it('re-arms a crash-loop backoff', async () => {
@@ -99,10 +99,10 @@ describe('restoring a workspace from a persisted snapshot', () => {
       r.provider.fault = (c) => (failing && c.op === 'start' ? new Error('boom') : undefined);
       await r.sup.restart('ws-a', { source: 'manual' });
       await r.run(2_000, 50);
-      expect(r.sup.get('ws-a').state).toBe('failed');
+      expect((await r.sup.get('ws-a')).state).toBe('failed');
     });
     failing = false;
-    const until = sup.get('ws-a').backoffUntil!;
+    const until = (await sup.get('ws-a')).backoffUntil!;
     expect(until).toBeGreaterThan(0);
     await advance(until - 1 - clock.now());
     expect(provider.calls).toEqual([]); // still backing off
@@ -110,7 +110,7 @@ describe('restoring a workspace from a persisted snapshot', () => {
     await advance(100); // retry cycle: stop half
     await advance(100); // start
     expect(provider.calls.map((c) => c.op)).toEqual(['stop', 'start']);
-    expect(sup.get('ws-a').state).toBe('running');
+    expect((await sup.get('ws-a')).state).toBe('running');
   });
 });
 

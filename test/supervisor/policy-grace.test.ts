@@ -16,20 +16,20 @@ const IDLE_MS = 4_000;
 
 async function foldedBeforeDeadline(graceMs: number) {
   const r = rig({ latencyMs: 100, sup: { config: { activityGraceMs: graceMs } } });
-  const bus = createBus({ sink: r.sup, scheduler: schedulerFromClock(r.clock), activityWindowMs: WINDOW_MS });
+  const bus = createBus({ sink: r.sup.busSink(), scheduler: schedulerFromClock(r.clock), activityWindowMs: WINDOW_MS });
   const ensured = r.sup.ensure(id);
   await r.run(1_000, 100);
   await ensured;
   await r.sup.setPolicy(id, { idleTimeoutMs: IDLE_MS });
   bus.activity({ workspaceId: id, source: 'agent heartbeat', at: r.clock.now() }); // leading: reaches the actor at once
-  const delivered = r.sup.get(id).lastActivityAt!;
+  const delivered = (await r.sup.get(id)).lastActivityAt!;
   await r.run(IDLE_MS - 100, 100);
   bus.activity({ workspaceId: id, source: 'agent heartbeat', at: r.clock.now() }); // folded: held until the window closes
   expect(bus.counters().activityDelivered).toBe(1);
   await r.run(WINDOW_MS, 100);
   expect(bus.counters().activityDelivered).toBe(2);
   const stops = r.events.filter((e) => e.type === 'policy' && e.action === 'stop');
-  const out = { state: r.sup.get(id).state, stops, delivered };
+  const out = { state: (await r.sup.get(id)).state, stops, delivered };
   await bus.close();
   await r.sup.shutdown({ deadlineMs: 0 });
   return out;
@@ -55,9 +55,9 @@ describe('activity grace', () => {
     await r.run(1_000, 100);
     await ensured;
     await r.sup.setPolicy(id, { idleTimeoutMs: 60_000 });
-    const { idleDeadline } = r.sup.activity(id, 'cli:alice');
+    const { idleDeadline } = await r.sup.activity(id, 'cli:alice');
     expect(idleDeadline).toBe(r.clock.now() + 60_000 + WINDOW_MS);
-    expect(r.sup.get(id).next).toMatchObject({ action: 'stop', source: 'idle', at: r.clock.now() + 60_000 + WINDOW_MS });
+    expect((await r.sup.get(id)).next).toMatchObject({ action: 'stop', source: 'idle', at: r.clock.now() + 60_000 + WINDOW_MS });
     await r.sup.shutdown({ deadlineMs: 0 });
   });
 });

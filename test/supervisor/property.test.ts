@@ -61,7 +61,7 @@ describe('workspace actor under random interleavings (fast-check)', () => {
               others.push(capture(r.sup.ensure(id)));
               break;
             case 'stop':
-              if (r.sup.has(id)) others.push(capture(r.sup.stop(id)));
+              if (await r.sup.has(id)) others.push(capture(r.sup.stop(id)));
               break;
             case 'died':
               r.sup.liveness(id, false, 'random death');
@@ -81,8 +81,8 @@ describe('workspace actor under random interleavings (fast-check)', () => {
         await r.settle(120_000);
         expect(r.provider.overlaps).toEqual([]);
         expect(r.provider.inFlightIds()).toEqual([]);
-        if (r.sup.has(id)) {
-          const view = r.sup.get(id);
+        if (await r.sup.has(id)) {
+          const view = await r.sup.get(id);
           expect(['idle', 'running', 'failed']).toContain(view.state);
           expect(view.deferredUntil).toBeNull();
           expect(view.pending).toBe(0);

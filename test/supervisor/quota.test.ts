@@ -24,7 +24,7 @@ describe('quotas', () => {
         detail: { quota: 'per-owner', limit: 2, holders: 'ws-a,ws-b' },
       },
     });
-    expect(r.sup.get('ws-c')).toMatchObject({ state: 'idle', desired: 'stopped', pending: 0 });
+    expect(await r.sup.get('ws-c')).toMatchObject({ state: 'idle', desired: 'stopped', pending: 0 });
     expect(startCalls(r, 'ws-c')).toBe(0);
     await expect(r.sup.restart('ws-c', { source: 'manual' })).rejects.toMatchObject({ code: 'WSUP_QUOTA' });
     // Another owner is not affected, and a restart of a workspace that holds its slot is not a new start.
@@ -55,7 +55,7 @@ describe('quotas', () => {
     expect(restarted.state).toBe('stopping');
     await expect(r.sup.ensure('ws-b')).rejects.toMatchObject({ code: 'WSUP_QUOTA', detail: { holders: 'ws-a' } });
     await r.run(200, 100); // the restart's stop, then its start
-    expect(r.sup.get('ws-a').state).toBe('running');
+    expect((await r.sup.get('ws-a')).state).toBe('running');
     const stopped = r.sup.stop('ws-a');
     await r.advance(100);
     await stopped;

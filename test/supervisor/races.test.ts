@@ -40,7 +40,7 @@ describe('two restart paths racing: manual and programmatic, both reaching the p
     const r = await runningRig('ws-a');
     await r.sup.restart('ws-a', { source: 'manual' });
     await r.advance(100); // stop half done; the provider start is now in flight
-    expect(r.sup.get('ws-a').state).toBe('starting');
+    expect((await r.sup.get('ws-a')).state).toBe('starting');
     const answer = await r.sup.restart('ws-a', { source: 'manual' }); // no clock advance needed to answer
     expect(answer).toMatchObject({ outcome: 'queued', state: 'starting' });
   });
@@ -110,7 +110,7 @@ describe('a burst of saves restarting a workspace in a tight loop', () => {
     await r.advance(100);
     const deferred = await r.sup.restart('ws-a', { source: 'programmatic' });
     expect(deferred.outcome).toBe('deferred');
-    expect(r.sup.get('ws-a').deferredUntil).toBe((cycle3?.type === 'cycle.started' ? cycle3.cycle.startedAt : 0) + 60_000);
+    expect((await r.sup.get('ws-a')).deferredUntil).toBe((cycle3?.type === 'cycle.started' ? cycle3.cycle.startedAt : 0) + 60_000);
   });
 
   it('a request after the window fires again', async () => {

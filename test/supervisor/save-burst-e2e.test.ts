@@ -14,7 +14,7 @@ const WRITES_S = [0, 0.4, 0.9, 1.3, 3, 3.2, 8, 9.5, 14, 20, 21, 33, 40, 41.5, 50
 
 async function setup(): Promise<{ r: Rig; bus: Bus; t0: number }> {
   const r = rig({ latencyMs: 800 });
-  const bus = createBus({ sink: r.sup, scheduler: schedulerFromClock(r.clock), quietMs: 2_000, maxWaitMs: 15_000 });
+  const bus = createBus({ sink: r.sup.busSink(), scheduler: schedulerFromClock(r.clock), quietMs: 2_000, maxWaitMs: 15_000 });
   const ensured = r.sup.ensure(id);
   await r.run(1_000, 100);
   await ensured;
@@ -51,7 +51,7 @@ describe('an editor save burst, end to end through the bus and the actors', () =
     expect(cycles.at(-1)!.provisionAt!).toBeGreaterThan(lastWriteAt);
     expect(cycles.every((c) => c.source === 'file-write')).toBe(true);
     expect(bus.counters()).toMatchObject({ writesSeen: 17 });
-    expect(r.sup.get(id).state).toBe('running');
+    expect((await r.sup.get(id)).state).toBe('running');
   });
 
   it('a manual restart and a liveness death interleaved each add at most one cycle; the last still follows the last write', async () => {

@@ -168,7 +168,7 @@ describe('workspace.create params × roles', () => {
         // A NUL anywhere in the params is refused at the edge (-32602), before any policy is consulted.
         expect([ERROR_CODES.WSUP_POLICY, ERROR_CODES.WSUP_FORBIDDEN, ERROR_CODES.INVALID_PARAMS]).toContain(code);
         if (code === ERROR_CODES.WSUP_POLICY) expect((got.err as WsupRpcError).data).toMatchObject({ field: expect.any(String) as string, rule: expect.any(String) as string });
-        expect(rig.supervisor.has(id)).toBe(false);
+        expect(await rig.supervisor.has(id)).toBe(false);
       }),
       { numRuns: 400 },
     );

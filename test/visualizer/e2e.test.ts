@@ -57,7 +57,7 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
       const page = await open('operator', `#${DEMO}`);
       const state = page.getByTestId('current-state');
       await state.filter({ hasText: 'running' }).waitFor();
-      const before = rig.supervisor.get(DEMO).cycle;
+      const before = (await rig.supervisor.get(DEMO)).cycle;
 
       const sdk = rig.client('operator');
       const answer = await sdk.call('workspace.restart', { id: DEMO, source: 'manual', reason: 'e2e: restarted through the SDK' });
@@ -79,7 +79,7 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
     it('shows the outcome of a restart clicked in the page and the cycle it caused', async () => {
       const page = await open('operator', `#${DEMO}`);
       await page.getByTestId('current-state').filter({ hasText: 'running' }).waitFor();
-      const next = rig.supervisor.get(DEMO).cycle + 1;
+      const next = (await rig.supervisor.get(DEMO)).cycle + 1;
       await page.getByLabel('Reason').fill('e2e: clicked Restart');
       await page.getByRole('button', { name: 'Restart' }).click();
 

@@ -1,13 +1,13 @@
 /**
- * A workspace view from its stored row, for replicas that answer reads from the store: the snapshot's
- * context carries what the owner's actor knows.
+ * A workspace view from its stored row, for reads answered from the store (a cluster replica's, a list
+ * of workspaces whose actors are not in memory): the snapshot's context carries what the actor knew.
  *
  * @example
- * const views = (await store.liveRows({ limit: 100 })).map(viewOfRow);
+ * const views = (await store.liveRows({ limit: 100 })).map(viewOfRow); // what a list shows of workspaces not in memory
  */
 import { NO_POLICY, type PolicyTiming, type WorkspaceContext } from '../../machines/workspace.types.ts';
 import type { LiveRow } from '../store/store.ts';
-import type { WorkspaceView } from '../supervisor/types.ts';
+import type { WorkspaceView } from './types.ts';
 
 export function viewOfRow(row: LiveRow): WorkspaceView {
   // A row written before the policy fields were nested into `timing` holds them at the top level.

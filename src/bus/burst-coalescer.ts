@@ -8,20 +8,34 @@
  *  - `cap`:   open bursts by first write (appended when a burst opens), deadline `firstAt + maxWaitMs`;
  *  - `idle`:  flushed groups by flush time, deadline `flushedAt + idleExpireMs`, then the group is released.
  * The one timer is armed at the earliest list head, and fires only when something is actually due.
+ *
+ * A group lives for a burst plus `idleExpireMs`, its path list for a burst: longer than the young generation
+ * holds objects, so a fresh group per spell of activity and a fresh path list per burst were promoted, then
+ * collected by full GCs. A released group therefore goes to a spare list and serves the next workspace that
+ * opens one, and a group keeps its path list from burst to burst; each burst gets its own exact copy.
  */
 import type { SchedulerAction, Subscription } from 'rxjs';
 import type { Burst, CoalesceOptions } from './types.ts';
 
 /** Dedupe paths in place at this length, so an endless stream to a few files stays bounded by distinct paths. */
 const COMPACT_AT = 1024;
+/** A path list longer than this after a burst is dropped rather than kept for the next one. */
+const KEEP_PATHS = 64;
+/**
+ * Released groups kept for reuse: up to as many as are alive, and at least this many (a few hundred bytes each,
+ * no path strings), so spare memory follows the live set and shrinks to this once every workspace is idle.
+ */
+const SPARE_MIN = 1024;
 
 interface Group {
   id: string;
   /**
-   * Paths of the open burst, duplicates included, deduped at flush. A Set per group cost 125–200 ns per write
-   * (cache misses across 10,000 hash tables); an array push costs ~40 ns.
+   * Paths of the open burst in `paths[0..pathCount)`, duplicates included, deduped at flush; the slots after
+   * them are blank. A Set per group cost 125–200 ns per write (cache misses across 10,000 hash tables); an
+   * array store costs ~40 ns.
    */
   paths: string[];
+  pathCount: number;
   compactAt: number;
   /** Writes in the open burst; 0 while the group idles towards release. */
   writes: number;
@@ -57,11 +71,22 @@ function unlink(l: List, g: Group): void {
   else l.tail = g.prev;
   g.prev = g.next = null;
 }
-/** Distinct values in first-seen order. A Set for long lists; a scan is cheaper for a typical Save's dozen. */
-function dedupe(a: string[]): string[] {
-  if (a.length > 16) return [...new Set(a)];
-  const out: string[] = [];
-  for (const p of a) if (!out.includes(p)) out.push(p);
+/**
+ * The distinct values of `a[0..n)` in first-seen order, as a new array. A Set for long lists; for a Save's dozen
+ * a scan is cheaper, and finding no duplicate (a Save usually writes each file once) makes it a plain copy.
+ */
+function distinct(a: string[], n: number): string[] {
+  if (n > 16) return [...new Set(a.slice(0, n))];
+  for (let i = 1; i < n; i++) {
+    const p = a[i];
+    for (let j = 0; j < i; j++) if (a[j] === p) return distinctFrom(a, i, n);
+  }
+  return a.slice(0, n);
+}
+/** The distinct values of `a[0..n)`, given that `a[0..i)` has no duplicate. */
+function distinctFrom(a: string[], i: number, n: number): string[] {
+  const out = a.slice(0, i);
+  for (; i < n; i++) if (!out.includes(a[i]!)) out.push(a[i]!);
   return out;
 }
 function cpush(l: List, g: Group): void {
@@ -84,6 +109,8 @@ export class BurstCoalescer {
   private readonly quiet: List = { head: null, tail: null };
   private readonly cap: List = { head: null, tail: null };
   private readonly idle: List = { head: null, tail: null };
+  /** Released groups, ready for reuse (see {@link SPARE_MIN}). */
+  private readonly spare: Group[] = [];
   private timer: Subscription | null = null;
   private timerAt = Infinity;
 
@@ -101,7 +128,10 @@ export class BurstCoalescer {
     const now = this.o.scheduler.now();
     let g = this.groups.get(workspaceId);
     if (g === undefined) {
-      g = { id: workspaceId, paths: [], compactAt: COMPACT_AT, writes: 0, firstAt: now, lastAt: now, flushedAt: 0, idling: false, prev: null, next: null, cprev: null, cnext: null };
+      g = this.spare.pop();
+      if (g === undefined) {
+        g = { id: workspaceId, paths: [], pathCount: 0, compactAt: COMPACT_AT, writes: 0, firstAt: now, lastAt: now, flushedAt: 0, idling: false, prev: null, next: null, cprev: null, cnext: null };
+      } else g.id = workspaceId;
       this.groups.set(workspaceId, g);
       this.o.onGroup?.(1);
     }
@@ -119,9 +149,14 @@ export class BurstCoalescer {
     }
     g.writes++;
     g.lastAt = now;
-    if (g.paths.push(path) >= g.compactAt) {
-      g.paths = [...new Set(g.paths)];
-      g.compactAt = Math.max(COMPACT_AT, 2 * g.paths.length);
+    const n = g.pathCount;
+    if (n === g.paths.length) g.paths.push(path);
+    else g.paths[n] = path;
+    g.pathCount = n + 1;
+    if (n + 1 >= g.compactAt) {
+      g.paths = distinct(g.paths, n + 1);
+      g.pathCount = g.paths.length;
+      g.compactAt = Math.max(COMPACT_AT, 2 * g.pathCount);
     }
     // The new quiet deadline is the latest of its kind; it only matters if the timer is idle or set later.
     if (this.timerAt > now + this.o.quietMs) this.arm(now + this.o.quietMs, now);
@@ -140,15 +175,18 @@ export class BurstCoalescer {
     this.timerAt = Infinity;
     for (let i = this.groups.size; i > 0; i--) this.o.onGroup?.(-1);
     this.groups.clear();
+    this.spare.length = 0;
     this.quiet.head = this.quiet.tail = this.cap.head = this.cap.tail = this.idle.head = this.idle.tail = null;
   }
 
   private flush(g: Group, now: number): void {
     unlink(this.quiet, g);
     cunlink(this.cap, g);
-    const paths = dedupe(g.paths);
-    const b: Burst = { workspaceId: g.id, paths, writes: g.writes, firstAt: g.firstAt, lastAt: g.lastAt };
-    g.paths = [];
+    const b: Burst = { workspaceId: g.id, paths: distinct(g.paths, g.pathCount), writes: g.writes, firstAt: g.firstAt, lastAt: g.lastAt };
+    // Blank the used slots: a group holds no path past its burst, idle or spare.
+    if (g.paths.length > KEEP_PATHS) g.paths = [];
+    else for (let i = 0; i < g.pathCount; i++) g.paths[i] = '';
+    g.pathCount = 0;
     g.compactAt = COMPACT_AT;
     g.writes = 0;
     g.flushedAt = now;
@@ -195,9 +233,14 @@ export class BurstCoalescer {
     } else this.arm(at, now, action);
   }
 
+  /** Drop an idle group (flush left it empty) and keep it as a spare while the spare list is not too long. */
   private release(g: Group): void {
     unlink(this.idle, g);
     this.groups.delete(g.id);
+    g.idling = false;
+    const keep = Math.max(SPARE_MIN, this.groups.size);
+    if (this.spare.length < keep) this.spare.push(g);
+    else if (this.spare.length > keep) this.spare.length = keep; // the live set shrank: let the surplus go
     this.o.onGroup?.(-1);
   }
 }

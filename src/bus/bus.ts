@@ -91,7 +91,10 @@ export function createBus(opts: BusOptions): Bus {
     activityFolded: 0,
     activityWindows: 0,
   };
-  /** Everything bound for the sink, in one ordered stream: coalesced bursts and pass-through events. */
+  /**
+   * Pass-through events and activity deliveries bound for the sink. Bursts call `route` directly: every path into
+   * `route` is synchronous, so the sink still sees one stream, in the order events were handed over.
+   */
   const input$ = new Subject<BusCommand>();
   const commands$ = new Subject<BusCommand>();
   const toCommand = (b: Burst): BusCommand => {
@@ -99,9 +102,9 @@ export function createBus(opts: BusOptions): Bus {
     c.writesFolded += b.writes - 1;
     return burstCommand(b, c.bursts);
   };
-  // Writes go straight into the coalescer (a Subject hop per write cost ~100 ns of a ~400 ns budget); only
-  // bursts, one per quiet window, enter the RxJS routing stage.
-  const coalescer = new BurstCoalescer({ quietMs, maxWaitMs, idleExpireMs, scheduler }, (b) => input$.next(toCommand(b)));
+  // Writes go straight into the coalescer (a Subject hop per write cost ~100 ns of a ~400 ns budget), and its
+  // bursts straight into `route` (the hop was ~5% of the bus's time once writes were cheap).
+  const coalescer = new BurstCoalescer({ quietMs, maxWaitMs, idleExpireMs, scheduler }, (b) => route(toCommand(b)));
   // Activity likewise: the throttle sees every event, the routing stage only its deliveries (≤ 2 per window).
   const throttle = new ActivityThrottle({ windowMs: activityWindowMs, scheduler }, (workspaceId, source) =>
     input$.next({ kind: 'activity', workspaceId, source }),
@@ -113,10 +116,18 @@ export function createBus(opts: BusOptions): Bus {
     onSinkError?.(err, cmd);
   };
 
-  /** The one routing stage. A sink failure is reported, never allowed to end the stream. */
+  /**
+   * The one routing stage. A sink failure, `accepts` included, is reported, never allowed to end the stream: it
+   * never throws, so a burst routed from the coalescer's timer cannot stop that timer.
+   */
   const route = (cmd: BusCommand): void => {
-    if (!sink.accepts(cmd.workspaceId)) {
-      c.dropped++; // destroyed between the event and now (e.g. mid-burst): nothing left to restart
+    try {
+      if (!sink.accepts(cmd.workspaceId)) {
+        c.dropped++; // destroyed between the event and now (e.g. mid-burst): nothing left to restart
+        return;
+      }
+    } catch (err) {
+      failed(err, cmd);
       return;
     }
     try {

@@ -212,6 +212,55 @@ describe('bus', () => {
       expect(errors.sort()).toEqual(['actor busy', 'liveness broke']);
       expect(bus.counters()).toMatchObject({ restartsIssued: 2, sinkErrors: 2 });
     });
+
+    it('counts a throwing accepts at flush as a sink error, and later bursts still flush on time', () => {
+      const ts = scheduler();
+      ts.run(() => {
+        const errors: string[] = [];
+        const { sink, calls } = recordingSink();
+        let broken = false;
+        const accepts = sink.accepts;
+        sink.accepts = (id) => {
+          if (broken) throw new Error('accepts broke');
+          return accepts(id);
+        };
+        const bus = createBus({ sink, scheduler: ts, quietMs: 1000, onSinkError: (err) => errors.push((err as Error).message) });
+        bus.fileWritten({ workspaceId: 'ws-a', path: 'a', at: 0 });
+        ts.schedule(() => (broken = true), 500);
+        ts.schedule(() => {
+          broken = false;
+          bus.fileWritten({ workspaceId: 'ws-b', path: 'b', at: 1500 });
+        }, 1500);
+        ts.schedule(() => {
+          expect(errors).toEqual(['accepts broke']);
+          expect(calls.map((c) => [c.id, c.req?.reason])).toEqual([['ws-b', '1 file written: b']]);
+          expect(bus.counters()).toMatchObject({ bursts: 2, restartsIssued: 1, sinkErrors: 1 });
+        }, 3000);
+      });
+    });
+
+    it('starts every burst empty, also in a group released by one workspace and reused by another', () => {
+      const ts = scheduler();
+      ts.run(() => {
+        const { sink, calls } = recordingSink(['ws-a', 'ws-b']);
+        const bus = createBus({ sink, scheduler: ts, quietMs: 1000, maxWaitMs: 1000, idleExpireMs: 1000 });
+        const write = (at: number, workspaceId: string, ...paths: string[]): void =>
+          void ts.schedule(() => paths.forEach((path) => bus.fileWritten({ workspaceId, path, at })), at);
+        write(0, 'ws-a', 'a1', 'a2', 'a1', 'a3'); // flushed at 1000, released at 2000
+        write(1500, 'ws-a', 'a4'); // reopens its idle group: only a4
+        write(5000, 'ws-b', 'b1'); // ws-a released at 3500: ws-b gets a spare group
+        write(8000, 'ws-a', 'a5', 'a5');
+        ts.schedule(() => {
+          expect(calls.map((c) => [c.id, c.req?.reason])).toEqual([
+            ['ws-a', '3 files written (4 writes): a1, a2, a3'],
+            ['ws-a', '1 file written: a4'],
+            ['ws-b', '1 file written: b1'],
+            ['ws-a', '1 file written (2 writes): a5'],
+          ]);
+          expect(bus.counters()).toMatchObject({ writesSeen: 8, bursts: 4, activeGroups: 0 });
+        }, 12_000);
+      });
+    });
   });
 
   describe('close', () => {

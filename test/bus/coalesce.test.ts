@@ -7,12 +7,12 @@ import { type Burst, type FileWritten, REASON_PATHS, coalesceFileWrites, coalesc
 type Coalesce = typeof coalesceFileWrites;
 
 /** Feed writes at the given virtual times through one implementation; return `[frame, burst]` per emission. */
-function run(impl: Coalesce, writes: Array<{ t: number; ws: string; path: string }>, quietMs: number, maxWaitMs: number) {
+function run(impl: Coalesce, writes: Array<{ t: number; ws: string; path: string }>, quietMs: number, maxWaitMs: number, idleExpireMs = 30_000) {
   const ts = new TestScheduler((a, b) => expect(a).toEqual(b));
   const out: Array<[number, Burst]> = [];
   ts.run(() => {
     const src = new Subject<FileWritten>();
-    src.pipe(impl({ quietMs, maxWaitMs, idleExpireMs: 30_000, scheduler: ts })).subscribe((b) => out.push([ts.now(), b]));
+    src.pipe(impl({ quietMs, maxWaitMs, idleExpireMs, scheduler: ts })).subscribe((b) => out.push([ts.now(), b]));
     for (const w of writes) ts.schedule(() => src.next({ workspaceId: w.ws, path: w.path, at: w.t }), w.t);
   });
   // Same-frame flushes of different workspaces may come in either order: compare by (frame, workspace).
@@ -33,6 +33,21 @@ describe('coalesceFileWrites', () => {
         for (const [at, b] of fast) expect(at - b.firstAt).toBeLessThanOrEqual(quietMs + extra);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('emits the same when groups are released and reused all the time', () => {
+    // idleExpireMs = maxWaitMs: a group never ends before its burst in the operator chain, and released groups
+    // are reused by other workspaces in the coalescer; 40 files make bursts past the scan-or-Set threshold.
+    const write = fc.record({ gap: fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 3000 })), ws: fc.integer({ min: 0, max: 7 }), file: fc.integer({ min: 0, max: 40 }) });
+    fc.assert(
+      fc.property(fc.array(write, { minLength: 1, maxLength: 150 }), fc.integer({ min: 1, max: 500 }), fc.integer({ min: 0, max: 1000 }), (ws, quietMs, extra) => {
+        let t = 0;
+        const writes = ws.map((w) => ({ t: (t += w.gap), ws: `w${w.ws}`, path: `src/f${w.file}.ts` }));
+        const maxWaitMs = quietMs + extra;
+        expect(run(coalesceFileWrites, writes, quietMs, maxWaitMs, maxWaitMs)).toEqual(run(coalesceFileWritesRx, writes, quietMs, maxWaitMs, maxWaitMs));
+      }),
+      { numRuns: 200 },
     );
   });
 

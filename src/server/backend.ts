@@ -30,6 +30,8 @@ export interface ServerBackend {
   readonly lifecycle: SupervisorLifecycle;
   /** Per-state counts for the gauge, when the backend keeps them. */
   readonly summary?: Summary;
+  /** Actors in memory and how many came and went, when the backend deactivates them. */
+  residency?(): { active: number; activations: number; deactivations: number };
   create(id: string, spec?: Record<string, unknown>): Promise<WorkspaceView>;
   ensure(id: string, opts?: CommandOptions): Promise<EnsureResult>;
   restart(id: string, opts?: RestartOptions & CommandOptions): Promise<RestartResult>;

@@ -63,7 +63,7 @@ export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, 
   });
   new Gauge({
     name: 'wsup_actors',
-    help: 'Workspace actors by lifecycle state',
+    help: 'Workspaces by lifecycle state, whether or not their actors are in memory',
     labelNames: ['state'],
     registers: [registry],
     collect() {
@@ -72,6 +72,31 @@ export function createMetrics(supervisor: ServerBackend, tap?: ProviderCallTap, 
       for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
+  if (supervisor.residency) {
+    const residency = supervisor.residency.bind(supervisor);
+    new Gauge({
+      name: 'wsup_actors_in_memory',
+      help: 'Workspace actors in memory now (the rest are in the store until something reaches them)',
+      registers: [registry],
+      collect() {
+        this.set(residency().active);
+      },
+    });
+    for (const [name, key, help] of [
+      ['wsup_actor_activations_total', 'activations', 'Workspace actors brought back into memory from the store'],
+      ['wsup_actor_deactivations_total', 'deactivations', 'Workspace actors dropped from memory after their quiet time'],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(residency()[key]);
+        },
+      });
+    }
+  }
   if (pools) poolGauges(registry, pools);
   const connections = new Gauge({ name: 'wsup_ws_connections', help: 'Open /control WebSocket connections', registers: [registry] });
   const errors = new Counter({ name: 'wsup_rpc_errors_total', help: 'JSON-RPC error replies by wsup or JSON-RPC code', labelNames: ['code'], registers: [registry] });

@@ -22,6 +22,8 @@ describe('control server', () => {
       expect(metrics).toMatch(/wsup_actors\{state="running"\} [1-9]/);
       expect(metrics).toMatch(/wsup_provider_call_seconds_count\{op="start",result="ok"\} [1-9]/);
       expect(metrics).toMatch(/wsup_ws_connections [1-9]/);
+      expect(metrics).toMatch(/^wsup_actors_in_memory [1-9]/m);
+      expect(metrics).toMatch(/^wsup_actor_activations_total \d+$/m);
     });
   });
 

@@ -10,6 +10,7 @@ import { WorkspaceStore } from '../../src/store/index.ts';
 import { openDurableSupervisor, type OrphanPolicy } from '../../src/supervisor/durable.ts';
 import { pgliteFixture, type StoreFixture } from '../store/fixtures.ts';
 import { flush, T0 } from '../helpers/harness.ts';
+import { shardOf } from '../../src/protocol/shards.ts';
 
 const fixtures: StoreFixture[] = [];
 afterEach(async () => {
@@ -123,6 +124,33 @@ describe('durable supervisor', () => {
     await expect(b.sup.get('ws-bad')).rejects.toThrow(/ws-bad/);
     expect(b.sup.quarantined().map((q) => q.id)).toEqual(['ws-bad']);
     expect((await b.sup.ensure('ws-good')).state).toBe('running');
+  });
+
+  it("with actors leaving memory: a shard's new owner restores only that shard's workspaces with work in flight", async () => {
+    const a = await world();
+    const shard = shardOf('ws-s0', 64);
+    const pool = Array.from({ length: 2_000 }, (_, i) => `ws-s${i}`);
+    const mine = pool.filter((id) => shardOf(id, 64) === shard).slice(0, 6);
+    const ids = [...mine, ...pool.filter((id) => shardOf(id, 64) !== shard).slice(0, 10)];
+    const busy = [...mine.slice(0, 3), ...ids.slice(6, 11)]; // their starts are in flight at the "crash"
+    for (const id of ids) await a.sup.create(id);
+    for (const id of busy) void a.sup.ensure(id).catch(() => undefined);
+    await flush();
+    await a.store.commit({});
+    const c = new SimulatedClock();
+    c.set(a.clock.now());
+    const take = () => openDurableSupervisor({ store: a.store, provider: new FakeProvider({ clock: c, latencyMs: 100 }), clock: c, shards: { count: 64, of: [shard] } });
+    // The shard's first owner ever brings every one of its workspaces up to the server default once.
+    const first = await take();
+    expect(first.recovery.restored.sort()).toEqual([...mine].sort());
+    await first.supervisor.shutdown({ deadlineMs: 0 });
+    const { supervisor, recovery } = await take();
+    expect(mine).toHaveLength(6);
+    expect(recovery.restored.sort()).toEqual(mine.slice(0, 3).sort());
+    expect(recovery.cold).toBe(mine.filter((id) => !busy.includes(id)).length);
+    expect(supervisor.summary.getSnapshot().context.total).toBe(mine.length);
+    expect((await supervisor.list()).map((v) => v.id).sort()).toEqual([...mine].sort()); // only its shard's rows
+    await supervisor.shutdown({ deadlineMs: 0 });
   });
 
   it('restarts a running workspace whose resource vanished, and reports or removes orphans by policy', async () => {

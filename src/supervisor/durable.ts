@@ -215,6 +215,7 @@ async function recoverActive(
     report.corrupt.push({ id: bad.id, reason: bad.reason });
   }
   for (const row of loaded.workspaces) {
+    if (sup.peek(row.id)) continue; // already activated by something that reached it first
     try {
       if (row.snapshot) sup.restore(row.id, row.snapshot as unknown as Snapshot<unknown>);
       else await sup.create(row.id, row.spec);

@@ -84,6 +84,9 @@ export function validateQuota(limits: QuotaLimits): QuotaLimits {
 const SHOWN_HOLDERS = 10;
 const DETAIL_HOLDERS = 100;
 
+/** Holds no slot: what a workspace run elsewhere, or stopped, is tracked as (one object for every call). */
+const NOT_HOLDING: QuotaKeys & { holding: boolean } = Object.freeze({ owner: null, template: null, holding: false });
+
 /** Who holds slots, by owner and by template. */
 class Holders {
   readonly owners = new Map<string, Set<string>>();
@@ -115,13 +118,13 @@ export class QuotaLedger {
 
   /** Record what `id` holds now: call on every snapshot (cheap when nothing changed). */
   track(id: string, keys: QuotaKeys & { holding: boolean }): void {
-    this.remote.set(id, { owner: null, template: null, holding: false }); // run here now: this process knows best
+    this.remote.set(id, NOT_HOLDING); // run here now: this process knows best
     this.local.set(id, keys);
   }
 
   /** What a workspace another replica runs holds now (its transition reached this replica). */
   trackRemote(id: string, keys: QuotaKeys & { holding: boolean }): void {
-    this.local.set(id, { owner: null, template: null, holding: false });
+    this.local.set(id, NOT_HOLDING);
     this.remote.set(id, keys);
   }
 
@@ -129,14 +132,14 @@ export class QuotaLedger {
   handOver(select: (id: string) => boolean): void {
     for (const [id, keys] of [...this.local.tracked]) {
       if (!select(id)) continue;
-      this.local.set(id, { owner: null, template: null, holding: false });
+      this.local.set(id, NOT_HOLDING);
       this.remote.set(id, { ...keys, holding: true });
     }
   }
 
   /** Forget every remote holder (before reading them again from the store). */
   clearRemote(): void {
-    for (const id of [...this.remote.tracked.keys()]) this.remote.set(id, { owner: null, template: null, holding: false });
+    for (const id of [...this.remote.tracked.keys()]) this.remote.set(id, NOT_HOLDING);
   }
 
   /** Why `id` may not start now, or null. Never counts `id` itself. */

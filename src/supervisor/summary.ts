@@ -17,6 +17,16 @@ export function createSummary() {
         if (ev.from !== null) next[ev.from] -= 1;
         return { counts: next, total: ev.from === null ? ctx.total + 1 : ctx.total };
       },
+      /** Workspaces counted all at once (read from the store's state index at start). */
+      added: (ctx, ev: { counts: Partial<StateCounts> }) => {
+        const next = { ...ctx.counts };
+        let total = ctx.total;
+        for (const s of LIFECYCLE_STATES) {
+          next[s] += ev.counts[s] ?? 0;
+          total += ev.counts[s] ?? 0;
+        }
+        return { counts: next, total };
+      },
     },
   });
 }

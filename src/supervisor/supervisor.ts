@@ -144,6 +144,8 @@ interface Entry extends DeadlineSlot {
   waiting: number;
   /** Deactivated: dropped from memory; whoever still holds the entry must activate the workspace again. */
   dead: boolean;
+  /** Inside `actor.start()` of a restored snapshot. */
+  restoring: boolean;
 }
 
 interface Waiter {
@@ -881,9 +883,7 @@ export class Supervisor {
 
   /** Counts by state of the workspaces in the store (cold ones included): set once, before any restore. */
   seedCounts(counts: Partial<Record<LifecycleState, number>>): void {
-    for (const [state, n] of Object.entries(counts) as Array<[LifecycleState, number]>) {
-      for (let i = 0; i < n; i++) this.summary.trigger.moved({ from: null, to: state });
-    }
+    this.summary.trigger.added({ counts });
   }
 
   private entry(id: string, spec?: Record<string, unknown>, counted = true): Entry {
@@ -918,6 +918,7 @@ export class Supervisor {
       writeFailed: false,
       waiting: 0,
       dead: false,
+      restoring: false,
     };
     this.entries.set(id, entry);
     actor.on('*', (ev) => this.onEmitted(id, entry, ev));
@@ -925,7 +926,10 @@ export class Supervisor {
       next: (snap) => this.onSnapshot(id, entry, snap.value, snap.context),
       error: (err) => this.report(err, { id, what: 'workspace actor crashed' }),
     });
+    // A restored actor's first snapshot is its stored row: nothing to write (a new one's creates the row).
+    entry.restoring = snapshot !== undefined;
     actor.start();
+    entry.restoring = false;
     const snap = actor.getSnapshot();
     entry.state = snap.value;
     if (counted) this.summary.trigger.moved({ from: null, to: entry.state });
@@ -946,7 +950,7 @@ export class Supervisor {
       this.summary.trigger.moved({ from, to: state });
       this.publish(entry, { type: 'transition', id, from, to: state, at: ctx.now, cycle: ctx.cycle ? why(ctx.cycle) : null });
     }
-    if (this.opts.persist) this.write(id, entry, state, ctx);
+    if (this.opts.persist && !entry.restoring) this.write(id, entry, state, ctx);
   }
 
   /**

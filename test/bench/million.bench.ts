@@ -297,9 +297,14 @@ export async function benchMillion(): Promise<object[]> {
   const kinds: Array<Where['kind']> = process.env.DATABASE_URL ? ['postgres', 'pglite'] : ['pglite'];
   if (!process.env.DATABASE_URL) console.log('(no DATABASE_URL: PostgreSQL rows skipped)');
   const rows: object[] = [];
+  const step = async (row: Promise<MillionRow>) => {
+    const r = await row;
+    console.log(`  ${r.store} ${r.registered} ${r.mode}: ready in ${r.startupMs} ms, RSS ${r.rssActiveMB} MB, p99 cold stopped ${r.coldStoppedP99}, cold running ${r.coldRunningP99}`);
+    rows.push(r);
+  };
   for (const kind of kinds) {
-    rows.push(await measure(kind, Math.min(...sizes), 'off'));
-    for (const n of sizes) rows.push(await measure(kind, n));
+    await step(measure(kind, Math.min(...sizes), 'off'));
+    for (const n of sizes) await step(measure(kind, n));
   }
   console.table(rows);
   const storm = [await coldStorm(kinds[0]!)];

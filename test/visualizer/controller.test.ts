@@ -8,16 +8,24 @@ const view = (id: string, over: Partial<WorkspaceView> = {}): WorkspaceView => (
   id, state: 'idle', desired: 'stopped', endpoint: null, cycle: 0, pending: 0, deferredUntil: null, backoffUntil: null, lastError: null, spec: {}, policy: { idleTimeoutMs: null, maxLifetimeMs: null, maxLifetimeWarnMs: null, autostart: null, autostop: null, dormantAfterMs: null, deleteDormantAfterMs: null, autoUpdate: null }, lastActivityAt: null, dormant: false, next: null, ...over,
 });
 
-/** A fake of the client SDK's call/subscribe: answers from a table of workspaces and records the calls. */
-function fakeApi(workspaces: WorkspaceView[], extra: Record<string, (p: Record<string, unknown>) => unknown> = {}) {
+/**
+ * A fake of the client SDK's call/subscribe: answers from a table of workspaces (kept in id order) and
+ * records the calls, and the cursor of every `workspace.list` (`-` for the first page). `pageCut` cuts
+ * pages shorter than asked, as the server does to fit its frame limit.
+ */
+function fakeApi(workspaces: WorkspaceView[], extra: Record<string, (p: Record<string, unknown>) => unknown> = {}, pageCut = Infinity) {
   const calls: string[] = [];
+  const cursors: string[] = [];
   let onEvent: ((ev: WorkspaceEvent) => void) | null = null;
   let handlers: SubscribeHandlers = {};
   const answers: Record<string, (p: Record<string, unknown>) => unknown> = {
     'workspace.list': (p) => {
-      const from = p.cursor ? workspaces.findIndex((w) => w.id === p.cursor) + 1 : 0;
-      const items = workspaces.slice(from, from + Number(p.limit));
-      return { items, nextCursor: from + items.length < workspaces.length ? items.at(-1)!.id : null };
+      cursors.push(typeof p.cursor === 'string' ? p.cursor : '-');
+      const after = typeof p.cursor === 'string' ? p.cursor : null;
+      const from = after === null ? 0 : workspaces.findIndex((w) => w.id > after);
+      const start = from < 0 ? workspaces.length : from;
+      const items = workspaces.slice(start, start + Math.min(Number(p.limit), pageCut));
+      return { items, nextCursor: start + items.length < workspaces.length ? items.at(-1)!.id : null };
     },
     'workspace.get': (p) => workspaces.find((w) => w.id === p.id),
     'events.history': (p) => ({ id: p.id, events: [] }),
@@ -41,7 +49,7 @@ function fakeApi(workspaces: WorkspaceView[], extra: Record<string, (p: Record<s
       return { unsubscribe: async () => undefined };
     },
   };
-  return { api, calls, emit: (ev: WorkspaceEvent) => onEvent!(ev), resync: (info: Parameters<NonNullable<SubscribeHandlers['onResync']>>[0]) => handlers.onResync!(info) };
+  return { api, calls, cursors, emit: (ev: WorkspaceEvent) => onEvent!(ev), resync: (info: Parameters<NonNullable<SubscribeHandlers['onResync']>>[0]) => handlers.onResync!(info) };
 }
 
 const settle = () => new Promise<void>((r) => setImmediate(r));
@@ -71,14 +79,105 @@ const pool = (name: string, over: Partial<PoolView> = {}): PoolView => ({ pool: 
 const count = (calls: string[], method: string) => calls.filter((c) => c === method).length;
 
 describe('visualizer controller', () => {
-  it('subscribes before listing, so no event between the two is lost, and pages through the list', async () => {
+  it('subscribes before listing, so no event between the two is lost, and loads the first page only', async () => {
     const all = Array.from({ length: 25_000 }, (_, i) => view(`ws-${String(i).padStart(5, '0')}`));
     const fake = fakeApi(all);
     const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
     await new Controller(fake.api, model, { fetchRole: async () => 'operator' }).start();
-    expect(fake.calls).toEqual(['subscribe', 'workspace.list', 'workspace.list', 'workspace.list', 'pool.list']);
-    expect(model.list.size).toBe(25_000);
+    expect(fake.calls).toEqual(['subscribe', 'workspace.list', 'pool.list']);
+    expect(model.list.size).toBe(10_000);
+    expect(model.list).toMatchObject({ complete: false, through: 'ws-09999' });
     expect(model.canCommand).toBe(true);
+  });
+
+  it('loads the next page when asked, one request at a time, until the list is complete', async () => {
+    const all = Array.from({ length: 25_000 }, (_, i) => view(`ws-${String(i).padStart(5, '0')}`));
+    const fake = fakeApi(all);
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer' });
+    await controller.start();
+    // A burst of scroll events near the end is one request: the page it brings moves the end away.
+    const asked = [controller.more(), controller.more(), controller.more()];
+    expect(model.listLoading).toBe(true);
+    await Promise.all(asked);
+    expect(fake.cursors).toEqual(['-', 'ws-09999']);
+    expect(model.listLoading).toBe(false);
+    expect(model.list).toMatchObject({ size: 20_000, complete: false, through: 'ws-19999' });
+    await controller.more();
+    expect(model.list).toMatchObject({ size: 25_000, complete: true, through: null });
+    await controller.more();
+    await controller.more();
+    expect(fake.cursors).toEqual(['-', 'ws-09999', 'ws-19999']);
+    expect(count(fake.calls, 'workspace.list')).toBe(3);
+  });
+
+  it('after a reconnect reloads the pages up to the last one loaded, not the whole fleet, and drops workspaces gone', async () => {
+    const all = Array.from({ length: 5_000 }, (_, i) => view(`ws-${String(i).padStart(5, '0')}`));
+    const fake = fakeApi(all, {}, 1_000); // pages cut to 1,000, as a server cuts them to fit a frame
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer' });
+    await controller.start();
+    await controller.more();
+    expect(model.list).toMatchObject({ size: 2_000, through: 'ws-01999' });
+    fake.cursors.length = 0;
+    all.splice(10, 1); // ws-00010 is gone; every later page starts one id on
+    all[20] = view('ws-00021', { state: 'running' });
+    fake.resync({ reason: 'reconnected' });
+    expect(model.resyncing).toBe(true);
+    await settle();
+    await settle();
+    expect(fake.cursors).toEqual(['-', 'ws-01000']);
+    expect(model.resyncing).toBe(false);
+    expect(model.list).toMatchObject({ size: 2_000, complete: false, through: 'ws-02000' });
+    expect(model.list.get('ws-00010')).toBeUndefined();
+    expect(model.list.get('ws-00021')?.state).toBe('running');
+    expect(model.list.stateCounts()).toMatchObject({ idle: 1_999, running: 1 });
+    // Paging goes on from where the reload ended.
+    await controller.more();
+    expect(fake.cursors.at(-1)).toBe('ws-02000');
+    expect(model.list.through).toBe('ws-03000');
+  });
+
+  it('keeps transitions of workspaces past the loaded range out of the list until a page reaches them', async () => {
+    const all = Array.from({ length: 30 }, (_, i) => view(`ws-${String(i).padStart(2, '0')}`));
+    const fake = fakeApi(all, {}, 10);
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn() });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer' });
+    await controller.start();
+    fake.calls.length = 0;
+    fake.emit({ type: 'transition', id: 'ws-25', from: 'idle', to: 'starting', at: T0 + 1, cycle: null });
+    fake.emit({ type: 'transition', id: 'ws-03', from: 'idle', to: 'starting', at: T0 + 1, cycle: null });
+    await settle();
+    expect(model.list.get('ws-25')).toBeUndefined();
+    expect(model.list.size).toBe(10);
+    expect(model.list.stateCounts()).toMatchObject({ idle: 9, starting: 1 });
+    expect(fake.calls).toEqual([]); // nothing is fetched for a workspace outside the range
+    all[25] = view('ws-25', { state: 'starting' });
+    await controller.more();
+    await controller.more();
+    expect(model.list.get('ws-25')?.state).toBe('starting');
+    expect(model.list.complete).toBe(true);
+  });
+
+  it('reloads the loaded range after a lagged snapshot capped short of it, and not after one that reaches past it', async () => {
+    const all = Array.from({ length: 30 }, (_, i) => view(`ws-${String(i).padStart(2, '0')}`));
+    const fake = fakeApi(all, {}, 10);
+    const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn(), resyncCap: 12 });
+    const controller = new Controller(fake.api, model, { fetchRole: async () => 'viewer' });
+    await controller.start();
+    fake.cursors.length = 0;
+    fake.resync({ reason: 'lagged', dropped: 5, workspaces: all.slice(0, 12) });
+    await settle();
+    expect(fake.cursors).toEqual([]);
+    await controller.more();
+    fake.cursors.length = 0;
+    fake.resync({ reason: 'lagged', dropped: 5, workspaces: all.slice(0, 12) }); // ends at ws-11; ws-19 is loaded
+    expect(model.resyncing).toBe(true);
+    await settle();
+    await settle();
+    expect(fake.cursors).toEqual(['-', 'ws-09']);
+    expect(model.resyncing).toBe(false);
+    expect(model.list).toMatchObject({ size: 20, through: 'ws-19' });
   });
 
   it('re-lists and refetches the open workspace after a reconnect', async () => {

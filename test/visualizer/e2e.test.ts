@@ -1,7 +1,9 @@
 /**
  * The visualizer end to end: a real server (FakeProvider), the page built from the current sources, and
  * Debian's Chromium driven by playwright-core. Every wait is a Playwright auto-waiting locator or a page
- * condition; the only timer is the load generator's pace in the 10,000-workspace run.
+ * condition; the only timer is the load generator's pace in the 10,000-workspace run. Where a test says a
+ * request was not sent, a round trip the page made after the moment in question (opening a workspace)
+ * stands for "meanwhile": the socket delivers in order.
  */
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -39,13 +41,14 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
     if (dist?.built) await rm(dist.dir, { recursive: true, force: true });
   });
 
-  async function open(role: keyof typeof TOKENS, hash = ''): Promise<Page> {
+  async function open(role: keyof typeof TOKENS, hash = '', on: ServerRig = rig, watch?: (page: Page) => void): Promise<Page> {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.on('pageerror', (err) => pageErrors.push(`${role}: ${err.message}`));
     page.on('console', (m) => {
       if (m.type() === 'error') pageErrors.push(`${role} console: ${m.text()}`);
     });
-    await page.goto(`${rig.url}/?token=${TOKENS[role]}${hash}`);
+    watch?.(page);
+    await page.goto(`${on.url}/?token=${TOKENS[role]}${hash}`);
     await page.getByTestId('connection').filter({ hasText: 'Connection: connected' }).waitFor();
     return page;
   }
@@ -162,6 +165,8 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
       const total = rig.supervisor.size;
       const runningBefore = rig.supervisor.summary.getSnapshot().context.counts.running;
       const page = await open('admin');
+      // More than fit one page: scroll to the end until every workspace is loaded.
+      await loadAll(page);
       await page.getByTestId('counts').filter({ hasText: `${total} workspaces` }).waitFor({ timeout: 30_000 });
       await page.evaluate(() => window.wsupPerf!.reset());
 
@@ -201,10 +206,133 @@ describeWith(chromiumPath(), 'visualizer in Chromium', (chromium) => {
     });
   });
 
+  describe('more workspaces than one page', () => {
+    const N = 25_000;
+    const id = (i: number) => `page-${String(i).padStart(5, '0')}`;
+    let big: ServerRig;
+
+    beforeAll(async () => {
+      big = await startRig({ server: { visualizerDir: dist!.dir } });
+      const creates: Array<Promise<unknown>> = [];
+      for (let i = 0; i < N; i++) creates.push(big.supervisor.create(id(i), { owner: `user-${i % 40}`, pool: `pool-${i % 7}` }));
+      await Promise.all(creates);
+    });
+
+    afterAll(() => big?.close());
+
+    it('shows the first page, loads the next only when scrolled to the end, and keeps later workspaces out until then', async () => {
+      const sent: Array<{ cursor: string | null }> = [];
+      const page = await open('viewer', '', big, (p) => {
+        p.on('websocket', (ws) =>
+          ws.on('framesent', (f) => {
+            for (const m of [JSON.parse(String(f.payload)) as unknown].flat() as Array<{ method?: string; params?: { cursor?: string } }>) {
+              if (m.method === 'workspace.list') sent.push({ cursor: m.params?.cursor ?? null });
+            }
+          }),
+        );
+      });
+      const more = page.getByTestId('more');
+      const list = page.getByRole('listbox', { name: 'Workspaces' });
+      await more.filter({ hasText: /^\d+ loaded · more/ }).waitFor({ timeout: 30_000 });
+      const first = await loadedCount(page);
+      expect(first).toBeGreaterThan(100);
+      expect(first).toBeLessThan(N);
+      await page.getByTestId('counts').filter({ hasText: `${first} loaded · more — in loaded rows: ○ idle ${first} ` }).waitFor();
+      expect(await list.locator('[role=option]').first().getAttribute('aria-setsize')).toBe(String(first));
+      await page.screenshot({ path: join(SHOTS, 'paging-first-page.png') });
+
+      // Opened a workspace (a round trip later), still one page; scrolling part way asks for nothing either.
+      await openFromList(page, id(0));
+      expect(sent).toEqual([{ cursor: null }]);
+      await list.evaluate((el, y) => (el.scrollTop = y), Math.floor(first / 3) * 30);
+      const middle = id(Math.floor(first / 3) + 5);
+      await openFromList(page, middle);
+      expect(sent).toHaveLength(1);
+
+      // A transition past the loaded range is not a row; one within it is.
+      // (The later one's events reach the page after the earlier one's.)
+      await big.supervisor.ensure(id(N - 3));
+      await big.supervisor.ensure(id(3));
+      await page.getByTestId('counts').filter({ hasText: `○ idle ${first - 1} · ▲ starting 0 · ● running 1 ` }).waitFor();
+      expect(await loadedCount(page)).toBe(first);
+
+      // Filters work on the loaded rows; a filtered list too short to scroll loads the next page with the button.
+      await page.locator('#f-state').selectOption('running');
+      await page.locator('.filters .shown').filter({ hasText: `showing 1 of ${first} loaded` }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'paging-filtered.png') });
+      expect(sent).toHaveLength(1); // the list shrank under the filter: that scroll was not the user's
+      await more.getByRole('button', { name: 'Load more' }).click();
+      await expect.poll(() => loadedCount(page), { timeout: 20_000 }).toBeGreaterThan(first);
+      expect(sent).toEqual([{ cursor: null }, { cursor: id(first - 1) }]);
+      await page.locator('#f-state').selectOption('all');
+
+      // Every scroll to the end is one request, for the page after the last id loaded, until the list is complete.
+      let loaded = await loadedCount(page);
+      while (loaded < N) {
+        const before = sent.length;
+        await scrollToEnd(page);
+        await expect.poll(() => loadedCount(page), { timeout: 20_000 }).toBeGreaterThan(loaded);
+        expect(sent).toHaveLength(before + 1);
+        expect(sent.at(-1)!.cursor).toBe(id(loaded - 1));
+        if (before === 2) await page.screenshot({ path: join(SHOTS, 'paging-third-page.png') });
+        loaded = await loadedCount(page);
+        expect(loaded).toBeLessThanOrEqual(N);
+      }
+      await more.waitFor({ state: 'hidden' });
+      await page.getByTestId('counts').filter({ hasText: `${N} workspaces: ○ idle ${N - 2} · ▲ starting 0 · ● running 2 ` }).waitFor();
+      expect(sent.length).toBeLessThanOrEqual(Math.ceil(N / first) + 1);
+      await scrollToEnd(page);
+      await list.locator(`[data-id="${id(N - 3)}"] [data-state=running]`).waitFor({ state: 'attached' });
+      // Complete: the end of the list asks for nothing more.
+      const pages = sent.length;
+      await list.evaluate((el) => (el.scrollTop = 0));
+      await scrollToEnd(page);
+      await openFromList(page, id(N - 1));
+      expect(sent).toHaveLength(pages);
+      await page.close();
+    });
+  });
+
   it('raised no page errors', () => {
     expect(pageErrors).toEqual([]);
   });
 });
+
+/** The loaded-row count the page shows under the list (every workspace once the list is complete). */
+async function loadedCount(page: Page): Promise<number> {
+  const more = page.getByTestId('more');
+  if (await more.isHidden()) return Number((await page.getByTestId('counts').textContent())!.split(' ')[0]);
+  return Number((await more.textContent())!.split(' ')[0]);
+}
+
+/** Wheel the list down to its end; resolves there, or once the list grew under the scroll (a page arrived). */
+async function scrollToEnd(page: Page): Promise<void> {
+  const list = page.getByRole('listbox', { name: 'Workspaces' });
+  await list.hover();
+  const height = await list.evaluate((el) => el.scrollHeight);
+  await page.mouse.wheel(0, height);
+  await page.waitForFunction((before) => {
+    const el = document.getElementById('ws-list')!;
+    return el.scrollTop + el.clientHeight >= el.scrollHeight - 1 || el.scrollHeight > before;
+  }, height);
+}
+
+/** Open a workspace the list shows by clicking its row; resolves once its detail is on screen. */
+async function openFromList(page: Page, id: string): Promise<void> {
+  await page.getByRole('listbox', { name: 'Workspaces' }).locator(`[data-id="${id}"]`).click();
+  await page.getByRole('heading', { name: id, level: 2 }).waitFor();
+}
+
+/** Scroll the list to its end until no more pages are left to load. */
+async function loadAll(page: Page): Promise<void> {
+  const more = page.getByTestId('more');
+  await page.getByTestId('counts').filter({ hasText: /^[1-9]\d* (workspaces|loaded)/ }).waitFor({ timeout: 30_000 });
+  while (await more.isVisible()) {
+    const loaded = await loadedCount(page);
+    await scrollToEnd(page);
+    await expect.poll(async () => (await more.isHidden()) || (await loadedCount(page)) > loaded, { timeout: 20_000 }).toBe(true);
+  }
+}
 
 function report(perf: PerfSummary, load: { transitions: number; events: number; loadMs: number; workspaces: number }): void {
   const rate = Math.round((load.transitions / load.loadMs) * 1000);

@@ -224,6 +224,92 @@ describe('visualizer view model', () => {
     });
   });
 
+  describe('a list loaded page by page', () => {
+    /** The model after a first page of `ids` that says more exist. */
+    function firstPage(ids: string[]) {
+      const h = harness();
+      h.model.beginReload();
+      h.model.applyPage(ids.map((id) => view(id)), ids.at(-1)!);
+      h.model.endReload(ids.at(-1)!);
+      return h;
+    }
+
+    it('makes rows only of workspaces within the loaded range, and counts only loaded rows', () => {
+      const { model, frame } = firstPage(['a', 'b', 'c']);
+      expect(model.list).toMatchObject({ size: 3, complete: false, through: 'c' });
+      model.receive(transition('d', 'idle', 'starting', T0 + 1)); // past the last page
+      model.receive(transition('bb', null, 'idle', T0 + 1)); // created within it
+      model.receive(transition('a', 'idle', 'starting', T0 + 1));
+      frame();
+      expect(model.list.get('d')).toBeUndefined();
+      expect(model.list.get('bb')).toMatchObject({ state: 'idle', partial: true });
+      expect(model.list.stateCounts()).toMatchObject({ idle: 3, starting: 1 });
+      model.applyView(view('e', { state: 'running' })); // e.g. the open workspace, past the range
+      expect(model.list.get('e')).toBeUndefined();
+      expect(model.list.visible()).toEqual(['a', 'b', 'bb', 'c']);
+      // The next page brings them, and it is the last: from now on every new workspace is a row.
+      model.applyPage([view('d', { state: 'starting' }), view('e', { state: 'running' })], null);
+      expect(model.list).toMatchObject({ size: 6, complete: true, through: null });
+      model.receive(transition('zz', null, 'idle', T0 + 2));
+      frame();
+      expect(model.list.get('zz')?.state).toBe('idle');
+    });
+
+    it('applies events queued before a page first, so the page wins', () => {
+      const { model } = firstPage(['a', 'b']);
+      model.receive(transition('c', 'idle', 'starting', T0 + 1)); // queued, not yet flushed
+      model.applyPage([view('c', { state: 'running' })], 'c');
+      expect(model.list.get('c')?.state).toBe('running');
+      expect(model.list.through).toBe('c');
+    });
+
+    it('on a reload drops the rows no page and no event saw, and keeps a workspace created meanwhile', () => {
+      const { model, frame } = firstPage(['a', 'b', 'c']);
+      model.applyPage([view('d'), view('e')], 'e');
+      expect(model.list.reloadTarget()).toBe('e');
+      model.beginReload();
+      model.applyPage([view('a'), view('c', { state: 'running' }), view('d')], 'd'); // b is gone
+      model.receive(transition('cc', null, 'idle', T0 + 5)); // created while the reload runs, after its page
+      frame();
+      model.applyPage([view('e'), view('f')], 'f');
+      model.endReload('f');
+      expect(model.list.visible()).toEqual(['a', 'c', 'cc', 'd', 'e', 'f']);
+      expect(model.list).toMatchObject({ complete: false, through: 'f' });
+      const counts = model.list.stateCounts();
+      expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(model.list.size);
+      expect(counts).toMatchObject({ idle: 5, running: 1 });
+    });
+
+    it('reloads a complete list up to its largest id, and drops what lies past a range that is no longer complete', () => {
+      const { model, frame } = harness();
+      model.load([view('a'), view('b')]);
+      model.receive(transition('m', null, 'idle', T0 + 1));
+      frame();
+      expect(model.list.reloadTarget()).toBe('m');
+      model.beginReload();
+      model.applyPage([view('a'), view('b'), view('c')], 'c'); // the fleet grew while disconnected
+      model.endReload('c');
+      expect(model.list.visible()).toEqual(['a', 'b', 'c']);
+      expect(model.list).toMatchObject({ complete: false, through: 'c' });
+    });
+
+    it('asks for a reload when a capped lagged snapshot stops short of the loaded rows, and not when it reaches past them', () => {
+      const model = new VisualizerModel({ clock: { now: () => T0 }, schedule: (fn) => fn(), resyncCap: 2 });
+      model.beginReload();
+      model.applyPage([view('a'), view('b')], 'b');
+      model.endReload('b');
+      expect(model.resync({ reason: 'lagged', dropped: 1, workspaces: [view('a'), view('b', { state: 'failed' })] })).toBe(false);
+      expect(model.list.get('b')?.state).toBe('failed');
+      model.applyPage([view('c'), view('d')], 'd');
+      expect(model.resync({ reason: 'lagged', dropped: 1, workspaces: [view('a'), view('b')] })).toBe(true);
+      expect(model.resyncing).toBe(true);
+      expect(model.list.size).toBe(4);
+      // One that is every workspace replaces the rows, and the list is complete.
+      expect(model.resync({ reason: 'lagged', dropped: 1, workspaces: [view('a')] })).toBe(false);
+      expect(model.list).toMatchObject({ size: 1, complete: true });
+    });
+  });
+
   describe('roles and actions', () => {
     it('shows controls only to roles that may command', () => {
       const { model } = harness();

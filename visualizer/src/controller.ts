@@ -1,16 +1,21 @@
 /**
- * Wires the client SDK to the view model: initial list, live subscription, resync after a reconnect or
- * lag, on-demand views and history for the open workspace, operator actions with their outcomes, and the
- * prebuild pools (at load, every 5 s, and within a second of an event for a workspace in a pool). No DOM
- * here; the API is the subset of `WsupClient` it uses, so tests can pass a fake.
+ * Wires the client SDK to the view model: the list page by page, live subscription, resync after a
+ * reconnect or lag, on-demand views and history for the open workspace, operator actions with their
+ * outcomes, and the prebuild pools (at load, every 5 s, and within a second of an event for a workspace in
+ * a pool). No DOM here; the API is the subset of `WsupClient` it uses, so tests can pass a fake.
+ *
+ * The list is loaded lazily: the first page at start, the next one when the page asks for it (the user
+ * scrolled near the end of the loaded rows), and after a resync the pages up to the last one loaded, never
+ * the whole fleet. One `workspace.list` request is in flight at a time.
  *
  * @example
  * const controller = new Controller(client, model, { fetchRole: () => whoami(token) });
  * await controller.start();
+ * void controller.more();                 // the list was scrolled to its end
  * await controller.open('ws-1');
  * controller.restart('ws-1', 'deploy config change');
  */
-import { ERROR_CODES, WsupRpcError, type MethodName, type Params, type Results, type Role, type SubscribeHandlers, type WorkspaceEvent, type WorkspaceView } from '../../src/client/index.ts';
+import { ERROR_CODES, WsupRpcError, type MethodName, type Params, type Results, type Role, type SubscribeHandlers, type WorkspaceEvent } from '../../src/client/index.ts';
 import type { Change, VisualizerModel } from './model/model.ts';
 
 export interface ControlApi {
@@ -30,6 +35,7 @@ export interface ControllerOptions {
   every?(ms: number, fn: () => void): () => void;
 }
 
+/** The most `workspace.list` returns at once; the server cuts a page shorter to fit its frame limit (~1 MiB). */
 const LIST_PAGE = 10_000;
 const HISTORY_LIMIT = 200;
 /** Views fetched per round for workspaces first seen in events (their owner and pool are unknown). */
@@ -49,6 +55,9 @@ export class Controller {
   private ticks = 0;
   private poolsAtTick = 0;
   private stopTicker: (() => void) | null = null;
+  /** The list requests, one after another: the tail of the chain, and how many are queued or running. */
+  private listChain: Promise<void> = Promise.resolve();
+  private listJobs = 0;
 
   constructor(
     private readonly api: ControlApi,
@@ -56,7 +65,7 @@ export class Controller {
     private readonly opts: ControllerOptions,
   ) {}
 
-  /** Learn the role, subscribe to every workspace's events, then load the list (events arriving meanwhile queue). */
+  /** Learn the role, subscribe to every workspace's events, then load the list's first page (events arriving meanwhile queue). */
   async start(): Promise<void> {
     this.model.setRole(await this.opts.fetchRole().catch(() => null));
     await this.api.subscribe({}, (ev) => this.model.receive(ev), { onResync: (info) => this.onResync(info) });
@@ -88,16 +97,57 @@ export class Controller {
     }
   }
 
-  /** Fetch every workspace, page by page, and replace the list with it. */
-  async relist(): Promise<void> {
-    const all: WorkspaceView[] = [];
+  /**
+   * Load the list again from its first page through the last page loaded (just the first page when nothing
+   * is loaded yet); rows no longer listed are dropped at the end. Pages apply as they arrive, so memory and
+   * work stay one page at a time. Runs after any list request in flight.
+   */
+  relist(): Promise<void> {
+    return this.listJob(() => this.reload());
+  }
+
+  /**
+   * Load the page after the last one loaded, unless the list is complete or a list request is already in
+   * flight or queued (the page it brings moves the end away; the next scroll asks again).
+   */
+  more(): Promise<void> {
+    if (this.listJobs > 0 || this.model.list.complete) return Promise.resolve();
+    return this.listJob(() => this.nextPage()).catch((err: unknown) => this.opts.onError?.(`loading more workspaces failed: ${message(err)}`));
+  }
+
+  private listJob(job: () => Promise<void>): Promise<void> {
+    this.listJobs++;
+    this.model.setListLoading(true);
+    const run = this.listChain.then(job).finally(() => {
+      if (--this.listJobs === 0) this.model.setListLoading(false);
+    });
+    this.listChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private page(cursor: string | null): Promise<Results['workspace.list']> {
+    return this.api.call('workspace.list', { limit: LIST_PAGE, ...(cursor !== null ? { cursor } : {}) });
+  }
+
+  private async reload(): Promise<void> {
+    const target = this.model.list.reloadTarget();
+    this.model.beginReload();
     let cursor: string | null = null;
-    do {
-      const page: Results['workspace.list'] = await this.api.call('workspace.list', { limit: LIST_PAGE, ...(cursor ? { cursor } : {}) });
-      all.push(...page.items);
+    for (;;) {
+      const page = await this.page(cursor);
+      this.model.applyPage(page.items, page.nextCursor);
+      const moved = page.items.length > 0; // an empty page naming a cursor would ask for itself again
       cursor = page.nextCursor;
-    } while (cursor !== null);
-    this.model.load(all);
+      if (cursor === null || target === null || cursor >= target || !moved) break;
+    }
+    this.model.endReload(cursor);
+  }
+
+  private async nextPage(): Promise<void> {
+    const through = this.model.list.through;
+    if (through === null) return; // complete since this was asked for (a resync listed everything)
+    const page = await this.page(through);
+    this.model.applyPage(page.items, page.nextCursor);
   }
 
   /** Open a workspace: its view and its history, from which the timeline is rebuilt. */
@@ -140,10 +190,9 @@ export class Controller {
   private onResync(info: Parameters<NonNullable<SubscribeHandlers['onResync']>>[0]): void {
     // The snapshot marks the open workspace stale; its refetch (with history) follows below, once.
     this.holdRefresh = true;
-    this.model.resync(info);
+    // After a reconnect, or a lagged snapshot that does not reach the last loaded row, the loaded range is listed again.
+    const relist = this.model.resync(info);
     this.holdRefresh = false;
-    // A lagged resync cut to fit one frame is not every workspace: list them all, as after a reconnect.
-    const relist = info.reason === 'reconnected' || info.complete === false;
     // The server may be another version after a reconnect: ask for its pools again.
     if (info.reason === 'reconnected') void this.refreshPools();
     const refetch = relist ? this.relist().then(() => this.model.resynced()) : Promise.resolve();

@@ -15,7 +15,7 @@ import { Controller } from './controller.ts';
 import { VisualizerModel, type Change } from './model/model.ts';
 import { DetailView } from './ui/detail-view.ts';
 import { h } from './ui/dom.ts';
-import { ListView } from './ui/list-view.ts';
+import { ListView, MoreBar } from './ui/list-view.ts';
 import { PoolsView } from './ui/pools-view.ts';
 import { PerfProbe } from './ui/perf.ts';
 import { Filters, StatusBar } from './ui/toolbar.ts';
@@ -73,11 +73,13 @@ function boot(): void {
   });
   const list = new ListView(listPane, {
     now: clock.now,
+    onNearEnd: () => void controller.more(),
     onOpen: (id) => {
       history.replaceState(null, '', `#${encodeURIComponent(id)}`);
       void controller.open(id).then(() => document.getElementById('detail-title')?.focus());
     },
   });
+  const more = new MoreBar(listPane, () => void controller.more());
   const detail = new DetailView(detailPane, {
     clock,
     chart: () => chart,
@@ -92,6 +94,7 @@ function boot(): void {
 
   function renderList(): void {
     list.update(model.list.visible(), (id) => model.list.get(id), model.detail?.id ?? null);
+    more.render(model);
     filters.render(model);
     status.renderCounts(model);
   }

@@ -9,7 +9,9 @@
  * @example
  * const model = new VisualizerModel({ clock: { now: Date.now }, schedule: (fn) => requestAnimationFrame(fn) });
  * model.onChange((c) => render(model, c));
- * model.load(views);                      // initial `workspace.list`
+ * model.beginReload();                    // initial `workspace.list`: the first page
+ * model.applyPage(page.items, page.nextCursor);
+ * model.endReload(page.nextCursor);
  * client.subscribe({}, (ev) => model.receive(ev), { onResync: (r) => model.resync(r) });
  */
 import { roleAllows, type PoolView, type Role, type WorkspaceEvent, type WorkspaceView } from '../../../src/client/index.ts';
@@ -82,6 +84,8 @@ export class VisualizerModel {
   role: Role | null = null;
   /** Set while a resync is being applied or fetched (after reconnect, or on `lagged`). */
   resyncing = false;
+  /** A `workspace.list` page is on its way (the next page, or a reload of the loaded range). */
+  listLoading = false;
   lastResync: { reason: ResyncInfo['reason']; dropped: number; at: number } | null = null;
   readonly actions: ActionRow[] = [];
   private queue: WorkspaceEvent[] = [];
@@ -109,12 +113,42 @@ export class VisualizerModel {
     return this.role !== null && roleAllows(this.role, 'workspace.restart');
   }
 
-  /** The complete initial list (or a full re-list after a reconnect). */
+  /** Every workspace at once (a list that fits one page): replaces the rows. */
   load(views: readonly WorkspaceView[]): void {
     this.flushQueue();
-    this.list.upsertViews(views, true, this.clock.now());
+    this.list.replaceAll(views, this.clock.now());
     this.applySelectedView(views);
     this.emit({ list: true, detail: this.detail !== null, status: false });
+  }
+
+  /** A load of the list from its first page starts (at start, or to reload the loaded range after a resync). */
+  beginReload(): void {
+    this.flushQueue();
+    this.list.beginReload();
+  }
+
+  /**
+   * One `workspace.list` page, the next after what is loaded (or the next of a reload). Queued events are
+   * older than it: they are applied first, to the range as it was, so the page wins.
+   */
+  applyPage(views: readonly WorkspaceView[], nextCursor: string | null): void {
+    this.flushQueue();
+    this.list.applyPage(views, nextCursor, this.clock.now());
+    this.applySelectedView(views);
+    this.emit({ list: true, detail: this.detail !== null, status: false });
+  }
+
+  /** The reload's last page (cursor `nextCursor`) has been applied: rows it did not see are dropped. */
+  endReload(nextCursor: string | null): void {
+    this.flushQueue();
+    this.list.endReload(nextCursor);
+    this.emit({ list: true, detail: false, status: false });
+  }
+
+  setListLoading(loading: boolean): void {
+    if (this.listLoading === loading) return;
+    this.listLoading = loading;
+    this.emit({ list: true, detail: false, status: false });
   }
 
   /** Queue one live event; the batch is applied on the next scheduled flush. */
@@ -135,22 +169,34 @@ export class VisualizerModel {
 
   /**
    * Events may have been missed. `lagged` carries the state to start again from: queued events are older
-   * than it, so they are applied first and the snapshot wins. After a reconnect the caller re-lists and
-   * calls `load`; until then the page says it is resyncing.
+   * than it, so they are applied first and the snapshot wins. Returns true when the caller must reload the
+   * loaded range (after a reconnect, or when the snapshot does not reach as far as the loaded rows: cut to
+   * fit one frame, or capped); until `resynced` the page says it is resyncing.
    */
-  resync(info: ResyncInfo): void {
+  resync(info: ResyncInfo): boolean {
     this.flushQueue();
     this.lastResync = { reason: info.reason, dropped: info.dropped ?? 0, at: this.clock.now() };
+    let reload = info.workspaces === undefined || info.complete === false;
     if (info.workspaces) {
-      this.list.upsertViews(info.workspaces, info.complete !== false && info.workspaces.length < this.resyncCap, this.clock.now());
-      this.applySelectedView(info.workspaces);
+      const views = info.workspaces;
+      if (info.complete !== false && views.length < this.resyncCap) this.list.replaceAll(views, this.clock.now());
+      else {
+        this.list.upsertViews(views, this.clock.now());
+        // A capped snapshot is the first workspaces in id order: it covers the rows only up to its last id.
+        let last = '';
+        for (const v of views) if (v.id > last) last = v.id;
+        const through = this.list.through;
+        if (through === null || last < through) reload = true;
+      }
+      this.applySelectedView(views);
     }
     if (this.detail) this.detail.stale = true; // its history must be fetched again
-    this.resyncing = info.workspaces === undefined;
+    this.resyncing = reload;
     this.emit({ list: info.workspaces !== undefined, detail: this.detail !== null, status: true });
+    return reload;
   }
 
-  /** The re-list after a reconnect has been applied. */
+  /** The reload of the loaded range after a resync has been applied. */
   resynced(): void {
     if (!this.resyncing) return;
     this.resyncing = false;
@@ -176,7 +222,7 @@ export class VisualizerModel {
 
   /** A fresh `workspace.get` answer for any workspace (`asOfMark`: see `WorkspaceDetail.applyView`). */
   applyView(view: WorkspaceView, asOfMark?: number): void {
-    this.list.upsertViews([view], false, this.clock.now());
+    this.list.upsertViews([view], this.clock.now());
     if (this.detail?.id === view.id) this.detail.applyView(view, asOfMark);
     this.emit({ list: true, detail: this.detail?.id === view.id, status: false });
   }

@@ -2,21 +2,28 @@
  * The virtualized workspace list: a keyboard-navigable listbox that keeps only the rows in view (plus a
  * few) in the DOM, so 10,000 workspaces cost ~40 elements. Rows are reused as the list scrolls. The
  * "next" column ("stops 12m") is computed for the rows in view when they are drawn; `tick` redraws those.
+ * Scrolling down (or moving down with the keys) to within `NEAR_END_ROWS` of the last row asks for more
+ * (`onNearEnd`); the `MoreBar` under the list says how many are loaded and loads more on request too.
  *
  * Keys: ↑/↓ move, PageUp/PageDown move a page, Home/End jump, Enter or Space opens the workspace.
  *
  * @example
- * const list = new ListView(container, { onOpen: (id) => controller.open(id), now: () => Date.now() });
+ * const list = new ListView(container, { onOpen: (id) => controller.open(id), onNearEnd: () => controller.more(), now: () => Date.now() });
  * list.update(model.list.visible(), (id) => model.list.get(id), model.detail?.id ?? null);
  */
 import { nextLabel, type Row } from '../model/list.ts';
+import type { VisualizerModel } from '../model/model.ts';
 import { badge, h } from './dom.ts';
 
 export const ROW_HEIGHT = 30;
 const OVERSCAN = 8;
+/** Rows from the end of the loaded list within which scrolling down asks for the next page. */
+export const NEAR_END_ROWS = 100;
 
 export interface ListViewOptions {
   onOpen(id: string): void;
+  /** The user scrolled or moved down to near the last row (called again on every such scroll). */
+  onNearEnd?(): void;
   /** The clock the "next" column counts down with. */
   now(): number;
 }
@@ -29,11 +36,12 @@ export class ListView {
   private rowOf: (id: string) => Row | undefined = () => undefined;
   private selected: string | null = null;
   private active = 0;
+  private lastTop = 0;
 
   constructor(parent: HTMLElement, private readonly opts: ListViewOptions) {
     this.spacer = h('div', { class: 'spacer' });
     this.el = h('div', { class: 'list', role: 'listbox', tabindex: 0, 'aria-label': 'Workspaces', id: 'ws-list' }, this.spacer);
-    this.el.addEventListener('scroll', () => this.render());
+    this.el.addEventListener('scroll', () => this.onScroll());
     this.el.addEventListener('keydown', (e) => this.onKey(e));
     this.el.addEventListener('click', (e) => {
       const row = (e.target as Element).closest<HTMLElement>('[data-index]');
@@ -62,6 +70,19 @@ export class ListView {
   /** Redraw the rows in view whose "next" text moved on (a row whose text is unchanged is not touched). */
   tick(): void {
     this.render();
+  }
+
+  /** Only a scroll down asks for more: a list that shrank under a filter scrolls up by itself. */
+  private onScroll(): void {
+    const top = this.el.scrollTop;
+    const down = top > this.lastTop;
+    this.lastTop = top;
+    this.render();
+    if (down && this.nearEnd(Math.ceil((top + this.el.clientHeight) / ROW_HEIGHT))) this.opts.onNearEnd?.();
+  }
+
+  private nearEnd(lastInView: number): boolean {
+    return lastInView >= this.ids.length - NEAR_END_ROWS;
   }
 
   private render(): void {
@@ -124,6 +145,8 @@ export class ListView {
       this.active = Math.max(0, Math.min(this.ids.length - 1, Number.isFinite(next) ? next : next > 0 ? this.ids.length - 1 : 0));
       this.scrollToActive();
       this.render();
+      // A move down that stays within the view scrolls nothing, so it asks here.
+      if (moves[e.key]! > 0 && this.nearEnd(this.active + 1)) this.opts.onNearEnd?.();
     } else if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
       this.open();
@@ -139,5 +162,36 @@ export class ListView {
   private open(): void {
     const id = this.ids[this.active];
     if (id !== undefined) this.opts.onOpen(id);
+  }
+}
+
+/**
+ * Under the list while more workspaces exist than are loaded: how many are loaded, that more exist, and a
+ * button that loads the next page (for a filtered list too short to scroll). Hidden once the list is complete.
+ *
+ * @example
+ * const more = new MoreBar(listPane, () => void controller.more());
+ * more.render(model);
+ */
+export class MoreBar {
+  readonly el: HTMLDivElement;
+  private readonly text = h('span', { class: 'more-text' });
+  private readonly button: HTMLButtonElement;
+
+  constructor(parent: HTMLElement, onMore: () => void) {
+    this.button = h('button', { type: 'button' }, 'Load more');
+    this.button.addEventListener('click', onMore);
+    this.el = h('div', { class: 'more', role: 'status', 'data-testid': 'more', hidden: true }, this.text, this.button);
+    parent.append(this.el);
+  }
+
+  render(model: VisualizerModel): void {
+    const list = model.list;
+    this.el.hidden = list.complete;
+    if (list.complete) return;
+    const text = `${list.size} loaded · ${model.listLoading ? 'loading more…' : 'more: scroll to the end or'}`;
+    if (this.text.textContent !== text) this.text.textContent = text;
+    // Kept in place (and focus on it) while a page loads; a click then is ignored by the controller.
+    this.button.setAttribute('aria-disabled', String(model.listLoading));
   }
 }

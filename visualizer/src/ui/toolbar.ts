@@ -1,6 +1,7 @@
 /**
  * The page header (connection state, role, resync notice, per-state counts) and the list filters
- * (search by id, state, owner, pool). Everything is text; colour only repeats it.
+ * (search by id, state, owner, pool). Everything is text; colour only repeats it. While more workspaces
+ * exist than are loaded, the counts and the filters say they are of the loaded rows.
  *
  * @example
  * const bar = new StatusBar(header);
@@ -42,8 +43,10 @@ export class StatusBar {
   }
 
   renderCounts(model: VisualizerModel): void {
-    const counts = model.list.stateCounts();
-    this.counts.textContent = `${model.list.size} workspaces: ${LIFECYCLE_STATES.map((s) => `${STATE_SYMBOL[s]} ${s} ${counts[s]}`).join(' · ')}`;
+    const list = model.list;
+    const counts = list.stateCounts();
+    const head = list.complete ? `${list.size} workspaces:` : `${list.size} loaded · more — in loaded rows:`;
+    this.counts.textContent = `${head} ${LIFECYCLE_STATES.map((s) => `${STATE_SYMBOL[s]} ${s} ${counts[s]}`).join(' · ')}`;
   }
 }
 
@@ -87,7 +90,7 @@ export class Filters {
       fillOptions(this.owner, 'all owners', owners);
       fillOptions(this.pool, 'all pools', pools);
     }
-    this.shown.textContent = `showing ${model.list.visible().length} of ${model.list.size}`;
+    this.shown.textContent = `showing ${model.list.visible().length} of ${model.list.size}${model.list.complete ? '' : ' loaded'}`;
   }
 }
 

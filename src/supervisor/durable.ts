@@ -12,8 +12,8 @@ import type { Snapshot } from 'xstate';
 import { errorMessage, WsupError } from '../errors.ts';
 import { shardOf } from '../protocol/shards.ts';
 import type { Provider, ProviderResource } from '../providers/types.ts';
-import type { EventWrite } from '../store/types.ts';
-import type { WorkspaceStore } from '../store/store.ts';
+import type { EventWrite, WorkspaceRecord } from '../store/types.ts';
+import type { LoadResult, WorkspaceStore } from '../store/store.ts';
 import { systemClock } from './clock.ts';
 import { DEFAULT_DEACTIVATE_AFTER_MS, DEFAULT_WAKE_AHEAD_MS, Supervisor, type ColdStore, type PersistWrite, type SupervisorOptions } from './supervisor.ts';
 import type { SupervisorEvent } from './types.ts';
@@ -154,21 +154,7 @@ async function recover(
   const corrupt = loaded.corrupt;
   const workspaces = loaded.workspaces.filter((w) => w.destroyedAt === null && w.state !== 'destroyed');
   for (const w of loaded.workspaces) if (!workspaces.includes(w)) sup.rememberDestroyed(w.id);
-  for (const bad of corrupt) {
-    sup.quarantineWorkspace(bad.id, bad.error instanceof WsupError ? bad.error : new WsupError('WSUP_CORRUPT_STATE', bad.error.message, { workspaceId: bad.id }));
-    report.corrupt.push({ id: bad.id, reason: bad.reason });
-  }
-  for (const row of workspaces) {
-    try {
-      if (row.snapshot) sup.restore(row.id, row.snapshot as unknown as Snapshot<unknown>);
-      else await sup.create(row.id, row.spec);
-      report.restored.push(row.id);
-    } catch (err) {
-      const error = err instanceof WsupError ? err : new WsupError('WSUP_CORRUPT_STATE', `workspace ${row.id}: ${errorMessage(err)}`, { workspaceId: row.id });
-      sup.quarantineWorkspace(row.id, error);
-      report.corrupt.push({ id: row.id, reason: error.message });
-    }
-  }
+  await restoreRows(sup, { workspaces, corrupt }, report);
 
   const resources = new Map<string, ProviderResource>((await provider.list()).map((r) => [r.id, r]));
   for (const id of report.restored) {
@@ -210,22 +196,7 @@ async function recoverActive(
   sup.trackStored(holding);
   // Only what has a call in flight or is due by `upTo`; every live workspace when `upTo` is null.
   const loaded = await store.loadWorkspaces({ ...(upTo !== null ? { active: { dueBefore: upTo } } : {}), ...only });
-  for (const bad of loaded.corrupt) {
-    sup.quarantineWorkspace(bad.id, bad.error instanceof WsupError ? bad.error : new WsupError('WSUP_CORRUPT_STATE', bad.error.message, { workspaceId: bad.id }));
-    report.corrupt.push({ id: bad.id, reason: bad.reason });
-  }
-  for (const row of loaded.workspaces) {
-    if (sup.peek(row.id)) continue; // already activated by something that reached it first
-    try {
-      if (row.snapshot) sup.restore(row.id, row.snapshot as unknown as Snapshot<unknown>);
-      else await sup.create(row.id, row.spec);
-      report.restored.push(row.id);
-    } catch (err) {
-      const error = err instanceof WsupError ? err : new WsupError('WSUP_CORRUPT_STATE', `workspace ${row.id}: ${errorMessage(err)}`, { workspaceId: row.id });
-      sup.quarantineWorkspace(row.id, error);
-      report.corrupt.push({ id: row.id, reason: error.message });
-    }
-  }
+  await restoreRows(sup, loaded, report);
   if (upTo !== null) sup.markWoken(upTo);
   report.cold = Math.max(0, Object.values(counts).reduce((a, n) => a + n, 0) - report.restored.length - report.corrupt.length);
 
@@ -247,6 +218,26 @@ async function recoverActive(
   for (let i = 0; i < named.length; i += 2000) for (const id of await store.liveIds(named.slice(i, i + 2000))) known.add(id);
   await settleOrphans(provider, resources, known, policy, select, report);
   return report;
+}
+
+/** Restore each readable row (one already in memory is left as it is); quarantine the unreadable ones by id. */
+async function restoreRows(sup: Supervisor, loaded: { workspaces: readonly WorkspaceRecord[]; corrupt: LoadResult['corrupt'] }, report: RecoveryReport): Promise<void> {
+  for (const bad of loaded.corrupt) {
+    sup.quarantineWorkspace(bad.id, bad.error instanceof WsupError ? bad.error : new WsupError('WSUP_CORRUPT_STATE', bad.error.message, { workspaceId: bad.id }));
+    report.corrupt.push({ id: bad.id, reason: bad.reason });
+  }
+  for (const row of loaded.workspaces) {
+    if (sup.peek(row.id)) continue; // already activated by something that reached it first
+    try {
+      if (row.snapshot) sup.restore(row.id, row.snapshot as unknown as Snapshot<unknown>);
+      else await sup.create(row.id, row.spec);
+      report.restored.push(row.id);
+    } catch (err) {
+      const error = err instanceof WsupError ? err : new WsupError('WSUP_CORRUPT_STATE', `workspace ${row.id}: ${errorMessage(err)}`, { workspaceId: row.id });
+      sup.quarantineWorkspace(row.id, error);
+      report.corrupt.push({ id: row.id, reason: error.message });
+    }
+  }
 }
 
 /** Resources no live workspace owns: reported, removed or ignored as `policy` says. */

@@ -190,7 +190,16 @@ export class Handlers {
     const sup = this.deps.supervisor;
     const workspaces: WorkspaceView[] = [];
     if (ids === null) workspaces.push(...(await sup.list({ limit: RESYNC_CAP })));
-    else for (const id of ids) if (await sup.has(id)) workspaces.push(await sup.get(id));
+    else {
+      // One read each (a workspace not in memory is read from the store); one that is gone is left out.
+      for (const id of ids) {
+        try {
+          workspaces.push(await sup.get(id));
+        } catch (err) {
+          if (!(err instanceof WsupError) || (err.code !== 'WSUP_NOT_FOUND' && err.code !== 'WSUP_DESTROYED' && err.code !== 'WSUP_CORRUPT_STATE')) throw err;
+        }
+      }
+    }
     conn.notify('lagged', { subscription: sub, dropped, workspaces: this.labelAll(workspaces).map((v) => redactView(v, conn.role)) });
   }
 }

@@ -295,9 +295,9 @@ export const MIGRATIONS: readonly Migration[] = [
       -- start restores it and writes its true time.
       UPDATE workspaces w SET next_due_at = CASE
           WHEN (s.j -> 'context') ? 'timing' THEN LEAST(
-            (s.j #>> '{context,timing,dueAt}')::bigint,
-            (s.j #>> '{context,deferred,until}')::bigint,
-            (s.j #>> '{context,backoffUntil}')::bigint)
+            round((s.j #>> '{context,timing,dueAt}')::numeric)::bigint,
+            round((s.j #>> '{context,deferred,until}')::numeric)::bigint,
+            CASE WHEN w.state = 'failed' THEN round((s.j #>> '{context,backoffUntil}')::numeric)::bigint END)
           ELSE 0 END
         FROM (SELECT id, snapshot::jsonb AS j FROM workspaces WHERE destroyed_at IS NULL AND snapshot IS NOT NULL) s
         WHERE w.id = s.id;

@@ -297,7 +297,8 @@ export class WorkspaceStore {
 
   /** Live workspaces' columns and snapshot text, in id order after `cursor`: a list without restoring actors. */
   async liveRows(filter: { state?: LifecycleState; limit?: number; cursor?: string; shards?: ShardFilter } = {}): Promise<LiveRow[]> {
-    const params: unknown[] = [filter.cursor ?? '', Math.max(1, Math.min(filter.limit ?? 1000, 10_000))];
+    // One past the protocol's largest page, so that a caller asking for limit + 1 learns whether more follow.
+    const params: unknown[] = [filter.cursor ?? '', Math.max(1, Math.min(filter.limit ?? 1000, 10_001))];
     let where = filter.state ? `AND state = $${params.push(filter.state)}` : '';
     where += shardClause('liveRows', filter.shards, params);
     const { rows } = await this.engine.query<LiveRow>(
@@ -323,7 +324,7 @@ export class WorkspaceStore {
     const params: unknown[] = [];
     const where = shardClause('holdingRows', opts.shards, params);
     const { rows } = await this.engine.query<{ id: string; state: LifecycleState; desired: Desired; spec: Record<string, unknown> }>(
-      `SELECT id, state, desired, spec FROM workspaces WHERE destroyed_at IS NULL AND state IN ('starting', 'running', 'stopping') ${where} ORDER BY id`,
+      `SELECT id, state, desired, spec FROM workspaces WHERE destroyed_at IS NULL AND state IN ('starting', 'running', 'stopping') ${where}`,
       params,
     );
     return rows;
@@ -359,12 +360,23 @@ export class WorkspaceStore {
     return rows[0]?.policy ?? null;
   }
 
-  /** Record that every workspace of `scope` has `policy` as its server default (after their writes committed). */
+  /**
+   * Record that every workspace of `scope` has `policy` as its server default (after their writes committed).
+   * The node's scope and a replica's shards cover the same rows: marking one drops the other's.
+   */
   async setPolicyMark(scope: string, policy: unknown): Promise<void> {
-    await this.engine.query(
-      `INSERT INTO policy_marks (scope, policy) VALUES ($1, $2::jsonb) ON CONFLICT (scope) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
-      [scope, JSON.stringify(policy)],
-    );
+    await this.engine.transaction(async (tx) => {
+      await tx.query(`DELETE FROM policy_marks WHERE scope <> $1 AND (scope = 'node') <> ($1 = 'node')`, [scope]);
+      await tx.query(
+        `INSERT INTO policy_marks (scope, policy) VALUES ($1, $2::jsonb) ON CONFLICT (scope) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
+        [scope, JSON.stringify(policy)],
+      );
+    });
+  }
+
+  /** Forget `scope`'s mark (and the marks covering the same rows): the next start that keeps marks restores all. */
+  async dropPolicyMark(scope: string): Promise<void> {
+    await this.engine.query(`DELETE FROM policy_marks WHERE scope = $1 OR (scope = 'node') <> ($1 = 'node')`, [scope]);
   }
 
   /** Whether the workspace has a row (only a live one with `live`). */

@@ -55,18 +55,26 @@ export async function openDurableSupervisor(opts: DurableOptions): Promise<{ sup
   if (cold) {
     // A server default other than the one the stored workspaces were brought up to: every one of them is
     // restored once (and writes its due times under the new default) before the store is marked with it.
-    const scope = shards ? `shards:${shards.count}:${[...shards.of].sort((a, b) => a - b).join(',')}` : 'node';
+    const scope = policyScope(shards);
     const policy = canonical(supervisor.defaultPolicy);
     const mark = await store.policyMark(scope);
     const same = mark !== null && canonical(mark) === policy;
     const upTo = same ? (rest.clock ?? systemClock).now() + (rest.wakeAheadMs ?? DEFAULT_WAKE_AHEAD_MS) : null;
     recovery = await recoverActive(supervisor, store, opts.provider, orphans, shards, upTo);
-    if (!same) {
-      await supervisor.committed();
-      await store.setPolicyMark(scope, supervisor.defaultPolicy);
-    }
-  } else recovery = await recover(supervisor, store, opts.provider, orphans, shards);
+    // Marked only once every row it restored is written under the new default (a refused write, e.g. by a
+    // cluster's fence after the shard moved on, leaves the mark as it was: the next owner restores them all).
+    if (!same && (await supervisor.committed())) await store.setPolicyMark(scope, supervisor.defaultPolicy);
+  } else {
+    // Every actor kept: rows are rewritten without regard to any mark, so none of this scope's holds now.
+    await store.dropPolicyMark(policyScope(shards));
+    recovery = await recover(supervisor, store, opts.provider, orphans, shards);
+  }
   return { supervisor, recovery };
+}
+
+/** The supervisor a policy mark is kept for: the node, or a replica's shards. */
+function policyScope(shards: { count: number; of: readonly number[] } | undefined): string {
+  return shards ? `shards:${shards.count}:${[...shards.of].sort((a, b) => a - b).join(',')}` : 'node';
 }
 
 /** JSON with keys in order, to compare a policy with one read back from jsonb (which orders keys its own way). */

@@ -30,6 +30,7 @@ import {
 } from '../../machines/workspace.types.ts';
 import {
   assertWorkspaceId,
+  WORKSPACE_ID,
   ShuttingDownError,
   WorkspaceDestroyedError,
   WorkspaceNotFoundError,
@@ -127,6 +128,9 @@ export interface ColdStore {
 export const DEFAULT_DEACTIVATE_AFTER_MS = 5 * 60_000;
 export const DEFAULT_WAKE_AHEAD_MS = 60_000;
 const WAKE_PAGE = 1000;
+const WAKE_CONCURRENCY = 32;
+/** Most actors one sweep drops before it yields (the rest go in the sweeps right after). */
+const SWEEP_CHUNK = 2_000;
 
 interface Entry extends DeadlineSlot {
   actor: WorkspaceActor;
@@ -247,9 +251,10 @@ export class Supervisor {
     while (this.waking !== null || this.activating.size > 0) await Promise.allSettled([...(this.waking ? [this.waking] : []), ...this.activating.values()]);
   }
 
-  /** Resolves once every write made so far of the actors in memory has committed (or failed). */
-  async committed(): Promise<void> {
-    await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
+  /** Resolves once every write made so far of the actors in memory has landed: true when every one committed. */
+  async committed(): Promise<boolean> {
+    const results = await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
+    return results.every((r) => r.status === 'fulfilled') && [...this.entries.values()].every((e) => !e.writeFailed);
   }
 
   /** Actors in memory, and how many were activated from the store and deactivated so far. */
@@ -328,8 +333,8 @@ export class Supervisor {
    */
   async setPolicy(id: string, policy: PolicyPatch): Promise<WorkspaceView> {
     this.assertAccepting();
-    const h = this.existing(id);
-    const entry = h instanceof Promise ? await h : h;
+    const h = this.hold(id, 'existing');
+    const entry = this.alive(h instanceof Promise ? await h : h);
     try {
       const spec = entry.actor.getSnapshot().context.spec;
       const [defaults] = specLayers(spec);
@@ -352,8 +357,8 @@ export class Supervisor {
     if (typeof source !== 'string' || source.length === 0 || source.length > 128) {
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: activity source ${JSON.stringify(source)} must be a non-empty string of at most 128 characters (e.g. "agent heartbeat")`, { workspaceId: id, detail: { field: 'source' } });
     }
-    const h = this.existing(id);
-    const entry = h instanceof Promise ? await h : h;
+    const h = this.hold(id, 'existing');
+    const entry = this.alive(h instanceof Promise ? await h : h);
     try {
       entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
       return { id, idleDeadline: entry.state === 'running' ? idleDeadline(entry.actor.getSnapshot().context) : null };
@@ -375,9 +380,15 @@ export class Supervisor {
     if (entry) return send(entry);
     if (!this.opts.cold || this.refused.has(id)) return;
     // A provider event for a workspace not in memory: activated from the store first (an unknown id is ignored).
-    Promise.resolve()
-      .then(() => this.hold(id, 'maybe'))
-      .then(
+    let held: Promise<Entry | null>;
+    try {
+      const h = this.hold(id, 'maybe');
+      // Registered on the activation itself, so it reaches the actor in order with the commands made after it.
+      held = h instanceof Promise ? h : Promise.resolve(h);
+    } catch (err) {
+      held = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    held.then(
       (held) => {
         if (!held) return;
         try {
@@ -413,7 +424,7 @@ export class Supervisor {
   async has(id: string): Promise<boolean> {
     if (this.entries.has(id)) return true;
     if (!this.opts.cold || this.refused.has(id)) return false;
-    const row = await this.opts.cold.load(id).catch(() => null);
+    const row = await this.loadRow(id);
     return this.entries.has(id) || (row !== null && !row.destroyed && row.state !== 'destroyed');
   }
 
@@ -447,10 +458,10 @@ export class Supervisor {
     if (this.opts.cold) {
       const rows = await this.opts.cold.page({ ...filter, limit: filter.limit ?? 1000 });
       const out: WorkspaceView[] = [];
+      // The page is the store's (so its length says whether more follow); an actor's view replaces its row.
       for (const row of rows) {
         const entry = this.entries.get(row.id);
-        if (!entry) out.push(this.storedView(row));
-        else if (filter.state === undefined || entry.state === filter.state) out.push(this.view(entry));
+        out.push(entry ? this.view(entry) : this.storedView(row));
       }
       return out;
     }
@@ -488,10 +499,11 @@ export class Supervisor {
    * Drop every actor that has had nothing to do for the quiet time now, instead of at the next sweep (its state
    * is in the store). Answers how many left memory.
    */
-  deactivateIdle(): number {
+  deactivateIdle(limit = Infinity): number {
     const now = this.clock.now();
     let n = 0;
     for (const [id, entry] of this.entries) {
+      if (n >= limit) break;
       if (!this.idleFor(entry, now)) continue;
       this.deactivate(id, entry);
       n++;
@@ -617,7 +629,7 @@ export class Supervisor {
       accepts: (id) => {
         const entry = this.entries.get(id);
         if (entry) return entry.state !== 'destroyed';
-        return this.opts.cold !== undefined && !this.refused.has(id);
+        return this.opts.cold !== undefined && !this.refused.has(id) && WORKSPACE_ID.test(id);
       },
       restart: (id, req) => this.restartFor(id, req.source, { reason: req.reason, requester: req.requester }, 'existing'),
       liveness: (id, alive, detail) => this.liveness(id, alive, detail),
@@ -695,14 +707,10 @@ export class Supervisor {
   }
 
   /** A workspace that exists and is not destroyed, held (release it), or the error saying why not. */
-  private existing(id: string): Entry | Promise<Entry> {
-    const alive = (entry: Entry): Entry => {
-      if (entry.state !== 'destroyed') return entry;
-      this.release(entry);
-      throw new WorkspaceDestroyedError(id);
-    };
-    const h = this.hold(id, 'existing');
-    return h instanceof Promise ? h.then(alive) : alive(h);
+  private alive(entry: Entry): Entry {
+    if (entry.state !== 'destroyed') return entry;
+    this.release(entry);
+    throw new WorkspaceDestroyedError(entry.actor.getSnapshot().context.id);
   }
 
   /**
@@ -765,7 +773,7 @@ export class Supervisor {
     if (row === null) return 'absent';
     if (row.destroyed || row.state === 'destroyed') return 'destroyed';
     this.assertAccepting();
-    if (row.snapshot === null) this.entry(id, row.spec, false);
+    if (row.snapshot === null) this.entry(id, row.spec); // registered without a snapshot (a prebuild's row): not in the counts read at start
     else {
       try {
         this.restore(id, row.snapshot);
@@ -778,7 +786,7 @@ export class Supervisor {
     const entry = this.entries.get(id)!;
     // The store's due time is what the scheduler reads: one that disagrees with the actor is written again.
     const ctx = entry.actor.getSnapshot().context;
-    if (entry.writes === 0 && dueOf(ctx) !== row.nextDueAt) this.write(id, entry, entry.state, ctx);
+    if (entry.writes === 0 && dueOf(ctx, entry.state) !== row.nextDueAt) this.write(id, entry, entry.state, ctx);
     return 'loaded';
   }
 
@@ -792,13 +800,18 @@ export class Supervisor {
     }
   }
 
-  /** A workspace's view from its stored row, no actor involved. */
+  /** A workspace's view from its stored row, no actor involved; a snapshot it cannot read shows the columns. */
   private storedView(row: StoredWorkspace): WorkspaceView {
-    if (row.snapshot === null) {
-      return viewOf({ ...this.blankContext(row.id, row.spec) }, row.state);
+    const ctx = (row.snapshot as { context?: unknown } | null)?.context;
+    if (row.snapshot !== null && typeof ctx === 'object' && ctx !== null && (ctx as { id?: unknown }).id === row.id) {
+      try {
+        migrateTiming(row.snapshot);
+        return viewOf(ctx as WorkspaceContext, row.state);
+      } catch {
+        // falls through to the columns
+      }
     }
-    migrateTiming(row.snapshot);
-    return viewOf((row.snapshot as unknown as { context: WorkspaceContext }).context, row.state);
+    return viewOf(this.blankContext(row.id, row.spec), row.state);
   }
 
   private blankContext(id: string, spec: Record<string, unknown>): WorkspaceContext {
@@ -811,7 +824,7 @@ export class Supervisor {
     if (now - entry.touchedAt < this.quietMs || entry.state === 'starting' || entry.state === 'stopping') return false;
     const ctx = entry.actor.getSnapshot().context;
     if (ctx.pending.length > 0 || ctx.deferred !== null || ctx.cycle !== null) return false;
-    const due = dueOf(ctx);
+    const due = dueOf(ctx, entry.state);
     return due === null || due > now + this.wakeAheadMs;
   }
 
@@ -825,14 +838,15 @@ export class Supervisor {
   }
 
   /** The sweep that deactivates, while any actor is in memory. */
-  private armSweep(): void {
+  private armSweep(delay?: number): void {
     if (this.quietMs <= 0 || this.sweepTimer !== null || this.life !== 'ready' || this.entries.size === 0) return;
     this.sweepTimer = unref(
       this.clock.setTimeout(() => {
         this.sweepTimer = null;
-        this.deactivateIdle();
-        this.armSweep();
-      }, Math.max(1, this.quietMs / 2)),
+        // In chunks, so that dropping 100,000 actors after a full restore does not stall the event loop.
+        const more = this.deactivateIdle(SWEEP_CHUNK) === SWEEP_CHUNK;
+        this.armSweep(more ? 0 : undefined);
+      }, delay ?? Math.max(1, this.quietMs / 2)),
     );
   }
 
@@ -860,17 +874,29 @@ export class Supervisor {
     const before = this.clock.now() + this.wakeAheadMs;
     const after = this.wokenUpTo === -Infinity ? Number.MIN_SAFE_INTEGER : this.wokenUpTo;
     let from: { at: number; id: string } | undefined;
+    /** The earliest due time whose activation failed: the next pass reads from just before it again. */
+    let failedAt = Infinity;
     for (;;) {
       const due = await this.opts.cold!.due({ after, before, ...(from ? { from } : {}) }, WAKE_PAGE);
       if (this.life !== 'ready') return;
-      for (const d of due) {
-        if (this.entries.has(d.id) || this.refused.has(d.id)) continue;
-        this.activate(d.id).catch((err: unknown) => this.report(err, { id: d.id, what: 'activating a due workspace failed' }));
+      const todo = due.filter((d) => !this.entries.has(d.id) && !this.refused.has(d.id));
+      // A bounded number of reads at a time: a schedule due for 100,000 workspaces does not open 100,000 reads.
+      for (let i = 0; i < todo.length; i += WAKE_CONCURRENCY) {
+        await Promise.all(
+          todo.slice(i, i + WAKE_CONCURRENCY).map((d) =>
+            this.activate(d.id).catch((err: unknown) => {
+              if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') return; // quarantined: nothing left to wake
+              failedAt = Math.min(failedAt, d.at);
+              this.report(err, { id: d.id, what: 'activating a due workspace failed (the next pass tries again)' });
+            }),
+          ),
+        );
+        if (this.life !== 'ready') return;
       }
       if (due.length < WAKE_PAGE) break;
       from = due[due.length - 1]!;
     }
-    this.wokenUpTo = before;
+    this.wokenUpTo = failedAt === Infinity ? before : Math.max(after, Math.min(before, failedAt - 1));
   }
 
   /**
@@ -968,7 +994,7 @@ export class Supervisor {
     const events = entry.buffered;
     entry.buffered = [];
     entry.writes++;
-    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), spec: ctx.spec, events, nextDueAt: dueOf(ctx) });
+    const done = this.opts.persist!({ id, state, desired: ctx.desired, snapshot: entry.actor.getPersistedSnapshot(), spec: ctx.spec, events, nextDueAt: dueOf(ctx, state) });
     const guarded = done.then(
       () => {
         entry.writes--;
@@ -1101,9 +1127,10 @@ function viewOf(ctx: WorkspaceContext, state: LifecycleState): WorkspaceView {
 }
 
 /** The earliest time the workspace has something to do: its policy deadline, a deferred restart, a backoff's end. */
-function dueOf(ctx: WorkspaceContext): number | null {
+function dueOf(ctx: WorkspaceContext, state: LifecycleState): number | null {
   let due: number | null = ctx.timing.dueAt;
-  for (const at of [ctx.deferred?.until ?? null, ctx.backoffUntil]) if (at !== null && (due === null || at < due)) due = at;
+  // A backoff's end matters only while failed: the context keeps the last one after a retry succeeded.
+  for (const at of [ctx.deferred?.until ?? null, state === 'failed' ? ctx.backoffUntil : null]) if (at !== null && (due === null || at < due)) due = at;
   return due;
 }
 

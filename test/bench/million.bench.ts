@@ -131,7 +131,7 @@ async function serveOn(w: Where, deactivate?: string): Promise<Served> {
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   const waiting: Array<(line: string) => void> = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   lines.on('line', (line) => waiting.shift()?.(line));

@@ -28,9 +28,9 @@ function serve(): Promise<{ proc: ChildProcess; url: string; log: string[] }> {
   });
   procs.push(proc);
   const log: string[] = [];
-  createInterface({ input: proc.stderr! }).on('line', (l) => log.push(l));
+  createInterface({ input: proc.stderr }).on('line', (l) => log.push(l));
   return new Promise((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).on('line', (l) => {
+    createInterface({ input: proc.stdout }).on('line', (l) => {
       const m = /^wsup ready on (\S+)/.exec(l);
       if (m) resolve({ proc, url: m[1]!, log });
     });

@@ -11,7 +11,7 @@
  * Pure: provider calls are the invoked actors `provision` and `deprovision`, supplied with `.provide()`;
  * time arrives on events (`at`) and deadlines live in context, so a restored actor re-arms them (REARM).
  */
-import { and, assign, enqueueActions, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
+import { and, assign, emit, enqueueActions, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
 import {
   backoffMs,
   crashLoop,
@@ -81,6 +81,19 @@ const stopped = { type: 'settleStopWaiters', params: ({ event }: { event: DoneAc
 
 const requesterOf = (e: Ev): string => ('requester' in e ? e.requester : 'system');
 
+/** Where the activity an event carries comes from: ACTIVITY's source, a request's `activity`; null when none. */
+function activityOf(e: Ev): string | null {
+  if (e.type === 'ACTIVITY') return e.source;
+  if ((e.type === 'RESTART' || e.type === 'ENSURE') && e.activity !== undefined) return e.activity;
+  return null;
+}
+
+/** `timing` with the activity the event carries recorded at `t` (it ends dormancy); unchanged when it carries none. */
+function timingWithActivity(ctx: WorkspaceContext, e: Ev, t: number): PolicyTiming {
+  const source = activityOf(e);
+  return source === null ? ctx.timing : { ...ctx.timing, lastActivity: { at: t, source }, dormantSince: null };
+}
+
 /**
  * A provider call failed. Under the crash-loop limit the workspace converges again at once (a retry cycle
  * when it should run, another stop attempt when it should not); past the limit it waits in `failed` with
@@ -144,31 +157,48 @@ export const workspaceMachine = setup({
     /** The quota's say on a scheduled start; the supervisor replaces it with `.provide({ guards })`. */
     startAllowed: (_args) => true,
     isDormant: ({ context }) => context.timing.dormantSince != null,
+    /** The event carries a later time than the actor has observed (`observe` would change `now`). */
+    timeMoved: ({ context, event }) => 'at' in event && event.at > context.now,
+    /**
+     * The event carries activity the context does not hold yet: a later time than the actor has observed, or
+     * another source than the latest activity's (activity at the same time from the same source changes nothing).
+     */
+    newActivity: ({ context, event }) => {
+      const source = activityOf(event);
+      if (source === null || !('at' in event)) return false;
+      const last = context.timing.lastActivity;
+      return event.at > context.now || last === null || last.at !== context.now || last.source !== source;
+    },
+    carriesActivity: ({ event }) => activityOf(event) !== null,
     policyStopDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'stop',
     policyDestroyDue: ({ context, event }) => dueAction(context, at(context, event))?.action === 'destroy',
     scheduledStartDue: ({ context, event }) => startInWindow(context, at(context, event)),
   },
   actions: {
     observe: assign({ now: ({ context, event }) => at(context, event) }),
-    /** The request joins the cycle whose provider start has not begun yet. */
-    join: enqueueActions(({ context, event, enqueue }) => {
+    /**
+     * The request joins the cycle whose provider start has not begun yet. Recording a request and answering it
+     * are two static actions (`join` then `answerJoined`, and `queue` then `answerQueued`): the answer reads the
+     * context the record left, so both see one request, and no action objects are built per event.
+     */
+    join: assign(({ context, event }) => {
       const req = requestOf(context, event, 'joined');
       const cycle = context.cycle!;
-      enqueue.assign({ now: req.at, cycle: { ...cycle, requests: [...cycle.requests, req] } });
-      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'joined', cycle: cycle.n, at: req.at });
+      return { now: req.at, cycle: { ...cycle, requests: [...cycle.requests, req] }, timing: timingWithActivity(context, event, req.at) };
     }),
+    answerJoined: emit(({ context, event }) => ({ type: 'answered', requester: requesterOf(event), outcome: 'joined', cycle: context.cycle!.n, at: context.now }) as const),
     /** The request sets (or merges into) the one pending flag: it runs right after the current cycle. */
-    queue: enqueueActions(({ context, event, enqueue }) => {
+    queue: assign(({ context, event }) => {
       const req = requestOf(context, event, 'queued');
-      enqueue.assign({ now: req.at, pending: [...context.pending, req] });
-      enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'queued', cycle: context.cycleCount + 1, at: req.at });
+      return { now: req.at, pending: [...context.pending, req], timing: timingWithActivity(context, event, req.at) };
     }),
+    answerQueued: emit(({ context, event }) => ({ type: 'answered', requester: requesterOf(event), outcome: 'queued', cycle: context.cycleCount + 1, at: context.now }) as const),
     /** An automatic request inside the self-fire window waits for the window's end: deferred, never dropped. */
     defer: enqueueActions(({ context, event, enqueue }) => {
       const req = requestOf(context, event, 'deferred');
       const until = (context.lastCycleStartAt ?? req.at) + context.config.selfFireWindowMs;
       const requests = [...(context.deferred?.requests ?? []), req];
-      enqueue.assign({ now: req.at, deferred: { until, requests } });
+      enqueue.assign({ now: req.at, deferred: { until, requests }, timing: timingWithActivity(context, event, req.at) });
       enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'deferred', cycle: null, at: req.at });
       if (context.deferred === null) enqueue.raise({ type: 'DEFERRED_DUE' }, { id: DEFERRED_TIMER, delay: until - req.at });
     }),
@@ -188,7 +218,7 @@ export const workspaceMachine = setup({
         desired: 'running',
         backoffUntil: null,
         failures: manual ? [] : context.failures,
-        timing: { ...context.timing, dormantSince: null, retryOf: null },
+        timing: { ...timingWithActivity(context, event, req.at), dormantSince: null, retryOf: null },
       });
       enqueue.emit({ type: 'answered', requester: req.requester, outcome: 'started', cycle: cycle.n, at: req.at });
       enqueue.emit({ type: 'cycle.started', cycle, at: req.at });
@@ -296,15 +326,23 @@ export const workspaceMachine = setup({
         enqueue.emit({ type: 'settled', requesters: context.stopWaiters, ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
       }
     }),
-    answerRunning: enqueueActions(({ context, event, enqueue }) => {
-      const t = at(context, event);
-      enqueue.assign({ now: t });
-      enqueue.emit({ type: 'settled', requesters: [requesterOf(event)], ok: true, cycle: context.cycleCount, endpoint: context.endpoint, starter: null, error: null, at: t });
-    }),
+    /** Running: the request is satisfied as it stands. Its time and activity are recorded before it only when new. */
+    answerRunning: emit(({ context, event }) => ({
+      type: 'settled',
+      requesters: [requesterOf(event)],
+      ok: true,
+      cycle: context.cycleCount,
+      endpoint: context.endpoint,
+      starter: null,
+      error: null,
+      at: at(context, event),
+    }) as const),
     answerStopped: enqueueActions(({ context, event, enqueue }) => {
       const t = at(context, event);
       enqueue.emit({ type: 'settled', requesters: [requesterOf(event)], ok: true, cycle: null, endpoint: null, starter: null, error: null, at: t });
     }),
+    /** A request refused while a destroy runs still counts as activity (when it carries some). */
+    noteRequestActivity: assign(({ context, event }) => (activityOf(event) === null ? {} : { now: at(context, event), timing: timingWithActivity(context, event, at(context, event)) })),
     rejectDestroyed: enqueueActions(({ context, event, enqueue }) => {
       enqueue.emit({ type: 'rejected', requester: requesterOf(event), error: destroyedError(context.id), at: at(context, event) });
     }),
@@ -332,9 +370,10 @@ export const workspaceMachine = setup({
       const t = context.timing;
       return { timing: params.state === 'running' ? { ...t, runningSince: t.runningSince ?? context.now } : { ...t, stoppedAt: t.stoppedAt ?? context.now } };
     }),
+    /** Activity (ACTIVITY, or a request that carries it): the latest activity, which ends dormancy. */
     noteActivity: assign(({ context, event }) => {
       const t = at(context, event);
-      return { now: t, timing: { ...context.timing, lastActivity: { at: t, source: event.type === 'ACTIVITY' ? event.source : 'activity' }, dormantSince: null } };
+      return { now: t, timing: { ...context.timing, lastActivity: { at: t, source: activityOf(event) ?? 'activity' }, dormantSince: null } };
     }),
     setPolicy: assign(({ context, event }) => {
       if (event.type !== 'SET_POLICY') return {};
@@ -429,7 +468,8 @@ export const workspaceMachine = setup({
   on: {
     SET_SPEC: { actions: ['observe', 'setSpec'] },
     // Activity never re-arms the timer (the deadline is recomputed when it fires), except to end dormancy.
-    ACTIVITY: [{ guard: 'isDormant', actions: ['noteActivity', 'armPolicy'] }, { actions: 'noteActivity' }],
+    // Activity already on record (same time, same source) changes nothing and takes no transition.
+    ACTIVITY: [{ guard: 'isDormant', actions: ['noteActivity', 'armPolicy'] }, { guard: 'newActivity', actions: 'noteActivity' }],
     SET_POLICY: { actions: ['setPolicy', 'armPolicy'] },
     REARM: { actions: ['observe', 'rearmDeferred', 'armPolicy'] },
   },
@@ -439,7 +479,12 @@ export const workspaceMachine = setup({
       exit: 'disarmPolicy',
       on: {
         REARM: { actions: ['observe', 'rearmDeferred', { type: 'adoptRestored', params: { state: 'idle' } }, 'armPolicy'] },
-        RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'starting', actions: 'begin' }],
+        RESTART: [
+          // A deferred request stays idle: the activity it carries ends dormancy, and the deadline moves with it.
+          { guard: and(['deferrable', 'isDormant', 'carriesActivity']), actions: ['defer', 'armPolicy'] },
+          { guard: 'deferrable', actions: 'defer' },
+          { target: 'starting', actions: 'begin' },
+        ],
         ENSURE: { target: 'starting', actions: 'begin' },
         STOP: { actions: ['observe', 'supersede', 'answerStopped'] },
         DESTROY: { target: 'stopping', actions: ['supersede', 'wantDestroyed', 'addStopWaiter'] },
@@ -467,13 +512,17 @@ export const workspaceMachine = setup({
       },
       on: {
         RESTART: [
-          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
-          { guard: 'hasPending', actions: 'queue' },
+          { guard: 'wantsDestroyed', actions: ['noteRequestActivity', 'rejectDestroyed'] },
+          { guard: 'hasPending', actions: ['queue', 'answerQueued'] },
           { guard: 'deferrable', actions: 'defer' },
-          { actions: 'queue' },
+          { actions: ['queue', 'answerQueued'] },
         ],
         // After a stop arrived, a new ensure waits for the stop to finish and the next start.
-        ENSURE: [{ guard: 'wantsDestroyed', actions: 'rejectDestroyed' }, { guard: 'wantsRunning', actions: 'join' }, { actions: 'queue' }],
+        ENSURE: [
+          { guard: 'wantsDestroyed', actions: ['noteRequestActivity', 'rejectDestroyed'] },
+          { guard: 'wantsRunning', actions: ['join', 'answerJoined'] },
+          { actions: ['queue', 'answerQueued'] },
+        ],
         ...STOP_AFTER_CALL,
         DEFERRED_DUE: { guard: 'hasDeferred', actions: ['dueNow', 'deferredToPending'] },
       },
@@ -485,7 +534,12 @@ export const workspaceMachine = setup({
         REARM: { actions: ['observe', 'rearmDeferred', { type: 'adoptRestored', params: { state: 'running' } }, 'armPolicy'] },
         RESTART: [{ guard: 'deferrable', actions: 'defer' }, { target: 'stopping', actions: 'begin' }],
         LIVENESS: { guard: 'died', target: 'stopping', actions: 'begin' },
-        ENSURE: { actions: 'answerRunning' },
+        // Answered as it stands; the context changes only when the request brings news (activity, a later time).
+        ENSURE: [
+          { guard: 'newActivity', actions: ['noteActivity', 'answerRunning'] },
+          { guard: 'timeMoved', actions: ['observe', 'answerRunning'] },
+          { actions: 'answerRunning' },
+        ],
         ...STOP_NOW,
         DEFERRED_DUE: { guard: 'hasDeferred', target: 'stopping', actions: ['dueNow', { type: 'beginOutstanding', params: { retry: false } }] },
         // A policy stop is STOP from running, with nobody waiting for it.
@@ -511,14 +565,14 @@ export const workspaceMachine = setup({
       },
       on: {
         RESTART: [
-          { guard: 'joinable', actions: 'join' },
-          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
+          { guard: 'joinable', actions: ['join', 'answerJoined'] },
+          { guard: 'wantsDestroyed', actions: ['noteRequestActivity', 'rejectDestroyed'] },
           { guard: 'deferrable', actions: 'defer' },
           { actions: 'begin' },
         ],
         ENSURE: [
-          { guard: 'joinable', actions: 'join' },
-          { guard: 'wantsDestroyed', actions: 'rejectDestroyed' },
+          { guard: 'joinable', actions: ['join', 'answerJoined'] },
+          { guard: 'wantsDestroyed', actions: ['noteRequestActivity', 'rejectDestroyed'] },
           { actions: 'begin' },
         ],
         ...STOP_AFTER_CALL,

@@ -214,9 +214,13 @@ export interface WorkspaceInput {
   now: number;
 }
 
+/**
+ * A restart or ensure may carry `activity`: the request counts as activity from that source, recorded by the
+ * transition that handles it (as an ACTIVITY sent just before it would be), in one event instead of two.
+ */
 export type WorkspaceEvent =
-  | { type: 'RESTART'; requester: string; source: RestartSource; reason: string; at: number }
-  | { type: 'ENSURE'; requester: string; at: number }
+  | { type: 'RESTART'; requester: string; source: RestartSource; reason: string; at: number; activity?: string }
+  | { type: 'ENSURE'; requester: string; at: number; activity?: string }
   | { type: 'STOP'; requester: string; at: number }
   | { type: 'DESTROY'; requester: string; at: number }
   | { type: 'LIVENESS'; alive: boolean; detail: string; requester: string; at: number }

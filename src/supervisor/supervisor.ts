@@ -152,9 +152,32 @@ interface Entry extends DeadlineSlot {
   restoring: boolean;
 }
 
-interface Waiter {
-  resolve: (s: Settled) => void;
-  reject: (e: Error) => void;
+/**
+ * A request waiting for its cycle or stop to settle. A settlement that comes before anyone awaits it (during
+ * the send, or while the transition's write is awaited) is kept, so a request answered at once needs no promise.
+ */
+class Waiter {
+  private outcome: { settled: Settled } | { error: Error } | null = null;
+  private resolve: ((s: Settled) => void) | null = null;
+  private reject: ((e: Error) => void) | null = null;
+
+  settle(s: Settled): void {
+    if (this.resolve) this.resolve(s);
+    else this.outcome ??= { settled: s };
+  }
+
+  fail(e: Error): void {
+    if (this.reject) this.reject(e);
+    else this.outcome ??= { error: e };
+  }
+
+  /** The settlement if it came already (an error throws), else a promise of it. */
+  result(): Settled | Promise<Settled> {
+    const o = this.outcome;
+    if (o === null) return new Promise<Settled>((resolve, reject) => ((this.resolve = resolve), (this.reject = reject)));
+    if ('error' in o) throw o.error;
+    return o.settled;
+  }
 }
 
 export class Supervisor {
@@ -309,7 +332,7 @@ export class Supervisor {
     const entry = h instanceof Promise ? await h : h;
     try {
       const requester = this.requesterId(opts.requester ?? 'ensure');
-      const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now() }, { wait: true, activity: opts.requester ?? 'ensure' });
+      const { settled } = await this.ask(entry, { type: 'ENSURE', requester, at: this.clock.now(), activity: opts.requester ?? 'ensure' }, { wait: true });
       return { id, started: settled!.starter === requester, endpoint: settled!.endpoint ?? '', state: entry.state };
     } finally {
       this.release(entry);
@@ -584,7 +607,7 @@ export class Supervisor {
     await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
     for (const [requester, waiter] of this.waiters) {
       this.waiters.delete(requester);
-      waiter.reject(new ShuttingDownError());
+      waiter.fail(new ShuttingDownError());
     }
     this.setLifecycle('stopped');
     this.events$.complete();
@@ -612,8 +635,8 @@ export class Supervisor {
       const requester = this.requesterId(label);
       // RESTART is typed with the callers' sources; `update` is the one the supervisor adds. The statechart
       // carries it into the cycle's why as given and treats it like `manual` in all but name: never deferred.
-      const event = { type: 'RESTART', requester, source: source as RestartSource, reason: opts.reason ?? '', at: this.clock.now() } as const;
-      const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true, activity: label });
+      const event = { type: 'RESTART', requester, source: source as RestartSource, reason: opts.reason ?? '', at: this.clock.now(), activity: label } as const;
+      const { answer, settled } = await this.ask(entry, event, { wait: opts.wait === true, answered: true });
       return { id, outcome: answer!.outcome, cycle: settled ? settled.cycle : answer!.cycle, state: entry.state, requester };
     } finally {
       this.release(entry);
@@ -650,14 +673,36 @@ export class Supervisor {
    * during `send`), send, take the synchronous answer or rejection, wait for the write of the transition it
    * caused, then (with `wait`) for the cycle or stop to settle and for the write of the state it settled in.
    * `answered`: the event always gets an immediate answer (a restart's outcome); none is an error.
-   * `activity`: a request to run counts as activity from `activity`. A start from not-running is checked
-   * against the quota first, in the same synchronous step as the send: a refusal throws and nothing is sent.
+   * A restart or ensure carries `activity` (a request to run counts as activity from it), recorded by the
+   * actor in the same event. A start from not-running is checked against the quota first, in the same
+   * synchronous step as the send: a refusal throws and nothing is sent. Nothing already done is awaited:
+   * with no write in flight and the answer given during the send, the request resolves without a promise.
    */
   private async ask(
     entry: Entry,
     event: Extract<WorkspaceEvent, { requester: string }>,
-    opts: { wait: boolean; answered?: boolean; activity?: string },
+    opts: { wait: boolean; answered?: boolean },
   ): Promise<{ answer: Answered | null; settled: Settled | null }> {
+    const { answer, waiter } = this.send(entry, event, opts);
+    const written = entry.lastWrite;
+    if (written) await written;
+    if (!waiter) return { answer, settled: null };
+    const result = waiter.result();
+    const settled = result instanceof Promise ? await result : result;
+    const last = entry.lastWrite; // the state we report is committed too
+    if (last) await last;
+    return { answer, settled };
+  }
+
+  /**
+   * The synchronous half of `ask`: the quota check, the send and its answer. Kept apart so that nothing it
+   * reads (the context before the event) stays reachable while the request waits.
+   */
+  private send(
+    entry: Entry,
+    event: Extract<WorkspaceEvent, { requester: string }>,
+    opts: { wait: boolean; answered?: boolean },
+  ): { answer: Answered | null; waiter: Waiter | null } {
     const ctx = entry.actor.getSnapshot().context;
     const id = ctx.id;
     const { requester } = event;
@@ -665,8 +710,8 @@ export class Supervisor {
       const refusal = this.quotaRefusal(id, ctx.spec);
       if (refusal) throw refusal;
     }
-    if (opts.activity !== undefined && entry.state !== 'destroyed') entry.actor.send({ type: 'ACTIVITY', source: opts.activity, at: this.clock.now() });
-    const waiting = opts.wait ? this.waitFor(requester) : null;
+    const waiter = opts.wait ? new Waiter() : null;
+    if (waiter) this.waiters.set(requester, waiter);
     entry.actor.send(event);
     const answer = this.answers.get(requester);
     this.answers.delete(requester);
@@ -675,11 +720,7 @@ export class Supervisor {
       if (answer?.type === 'rejected') throw toError(id, answer.error);
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id} did not accept the request`, { workspaceId: id });
     }
-    await entry.lastWrite;
-    if (!waiting) return { answer: answer ?? null, settled: null };
-    const settled = await waiting;
-    await entry.lastWrite; // the state we report is committed too
-    return { answer: answer ?? null, settled };
+    return { answer: answer ?? null, waiter };
   }
 
   private track(id: string, state: LifecycleState, ctx: Pick<WorkspaceContext, 'spec' | 'desired'>): void {
@@ -1023,7 +1064,7 @@ export class Supervisor {
         const waiter = this.waiters.get(ev.requester);
         if (waiter) {
           this.waiters.delete(ev.requester);
-          waiter.reject(toError(id, ev.error));
+          waiter.fail(toError(id, ev.error));
         }
         return;
       }
@@ -1032,8 +1073,8 @@ export class Supervisor {
           const waiter = this.waiters.get(requester);
           if (!waiter) continue;
           this.waiters.delete(requester);
-          if (ev.ok) waiter.resolve(ev);
-          else waiter.reject(toError(id, ev.error!));
+          if (ev.ok) waiter.settle(ev);
+          else waiter.fail(toError(id, ev.error!));
         }
         return;
       case 'cycle.started':
@@ -1072,13 +1113,6 @@ export class Supervisor {
   private publish(entry: Entry, ev: SupervisorEvent): void {
     if (this.opts.persist) entry.buffered.push(ev);
     this.events$.next(ev);
-  }
-
-  private waitFor(requester: string): Promise<Settled> {
-    const p = new Promise<Settled>((resolve, reject) => this.waiters.set(requester, { resolve, reject }));
-    // The caller awaits it; this keeps an early rejection from counting as unhandled meanwhile.
-    p.catch(() => undefined);
-    return p;
   }
 
   private requesterId(label: string): string {

@@ -170,7 +170,7 @@ export class ClaimService {
         if (view.state === 'running' && view.cycle >= a.cycle) await this.complete(id, a.buildId);
         continue;
       }
-      const inFlight = this.requestCycle(id, a.buildId);
+      const inFlight = await this.requestCycle(id, a.buildId);
       if (inFlight !== null) {
         a.cycle = inFlight;
         await this.opts.store.claims.setClaimCycle(id, a.buildId, inFlight);
@@ -318,8 +318,9 @@ export class ClaimService {
   }
 
   /** The cycle number the claim's request will be satisfied by, if the actor holds it now. */
-  private requestCycle(id: string, buildId: string): number | null {
-    const ctx = (this.sup().persistedSnapshot(id) as unknown as { context: WorkspaceContext }).context;
+  /** The cycle that carries (or will carry) the claim build's request, read from the actor (brought into memory if need be). */
+  private async requestCycle(id: string, buildId: string): Promise<number | null> {
+    const ctx = ((await this.sup().snapshotOf(id)) as unknown as { context: WorkspaceContext }).context;
     if (ctx.cycle?.requests.some((r) => isClaimRequest(r.requester, buildId))) return ctx.cycle.n;
     const waiting = [...ctx.pending, ...(ctx.deferred?.requests ?? [])];
     return waiting.some((r) => isClaimRequest(r.requester, buildId)) ? ctx.cycleCount + 1 : null;

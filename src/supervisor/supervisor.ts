@@ -534,7 +534,18 @@ export class Supervisor {
     return n;
   }
 
-  /** The actor's persistable snapshot (for the store). */
+  /** The actor's persistable snapshot, activating the workspace from the store when it is not in memory. */
+  async snapshotOf(id: string): Promise<Snapshot<unknown>> {
+    const h = this.hold(id, 'existing');
+    const entry = h instanceof Promise ? await h : h;
+    try {
+      return entry.actor.getPersistedSnapshot();
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  /** The actor's persistable snapshot (for the store); the workspace must be in memory. */
   persistedSnapshot(id: string): Snapshot<unknown> {
     const entry = this.entries.get(id);
     if (!entry) throw new WorkspaceNotFoundError(id);

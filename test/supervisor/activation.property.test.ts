@@ -9,8 +9,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Snapshot } from 'xstate';
-import { RESTART_SOURCES, type LifecycleState, type RestartSource } from '../../machines/workspace.types.ts';
+import type { LifecycleState } from '../../machines/workspace.types.ts';
 import type { ColdStore, PersistWrite, StoredWorkspace } from '../../src/supervisor/supervisor.ts';
+import { actorCommands, injectedFailures, type ActorCmd } from '../helpers/commands.ts';
 import { capture, flush, rig } from '../helpers/harness.ts';
 
 const soak = process.env.WSUP_SOAK === '1';
@@ -83,25 +84,12 @@ class SlowStore {
   };
 }
 
-type Cmd =
-  | { kind: 'burst'; sources: RestartSource[] }
-  | { kind: 'ensure' }
-  | { kind: 'stop' }
-  | { kind: 'died' }
-  | { kind: 'deactivate' }
-  | { kind: 'together'; n: number }
-  | { kind: 'advance'; ms: number }
-  | { kind: 'failNext'; op: 'start' | 'stop' };
+type Cmd = ActorCmd | { kind: 'deactivate' } | { kind: 'together'; n: number };
 
-const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('burst' as const), sources: fc.array(fc.constantFrom(...RESTART_SOURCES), { minLength: 1, maxLength: 5 }) }) },
-  { weight: 2, arbitrary: fc.constant({ kind: 'ensure' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'stop' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'died' as const }) },
+const cmd: fc.Arbitrary<Cmd> = fc.oneof<Array<fc.WeightedArbitrary<Cmd>>>(
+  ...actorCommands(5),
   { weight: 4, arbitrary: fc.constant({ kind: 'deactivate' as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('together' as const), n: fc.integer({ min: 2, max: 6 }) }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.constantFrom(1, 5, 10, 50, 250, 1_000) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('failNext' as const), op: fc.constantFrom('start' as const, 'stop' as const) }) },
 );
 
 type Restart = { outcome: string; cycle: number | null; requester: string };
@@ -111,16 +99,11 @@ describe('workspace actors leaving and re-entering memory (fast-check)', () => {
     const totals = { activations: 0, deactivations: 0 };
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(cmd, fc.boolean()), { minLength: 1, maxLength: 25 }), async (steps) => {
-        const failures: Array<'start' | 'stop'> = [];
+        const { failures, fault } = injectedFailures();
         const store = new SlowStore();
         const r = rig({
           latencyMs: 10,
-          fault: (call) => {
-            const i = failures.indexOf(call.op);
-            if (i < 0) return undefined;
-            failures.splice(i, 1);
-            return new Error(`injected ${call.op} failure`);
-          },
+          fault,
           sup: {
             persist: store.persist,
             cold: store.cold,

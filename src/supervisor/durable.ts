@@ -13,7 +13,7 @@ import { errorMessage, WsupError } from '../errors.ts';
 import { shardOf } from '../protocol/shards.ts';
 import type { Provider, ProviderResource } from '../providers/types.ts';
 import type { EventWrite, WorkspaceRecord } from '../store/types.ts';
-import type { LoadResult, WorkspaceStore } from '../store/store.ts';
+import type { LoadResult, ShardFilter, WorkspaceStore } from '../store/store.ts';
 import { systemClock } from './clock.ts';
 import { DEFAULT_DEACTIVATE_AFTER_MS, DEFAULT_WAKE_AHEAD_MS, Supervisor, type ColdStore, type PersistWrite, type SupervisorOptions } from './supervisor.ts';
 import type { SupervisorEvent } from './types.ts';
@@ -42,7 +42,7 @@ export interface DurableOptions extends Omit<SupervisorOptions, 'persist' | 'col
   /** Called with the supervisor before any workspace is restored: subscribe here to miss no event of recovery. */
   beforeRecovery?: (supervisor: Supervisor) => void;
   /** Restore only the workspaces of these shards (a cluster replica's), read by shard from the store; default all. */
-  shards?: { count: number; of: readonly number[] };
+  shards?: ShardFilter;
 }
 
 /** Build a supervisor whose acknowledgements are durable, restore it from the store, and reconcile. */
@@ -73,7 +73,7 @@ export async function openDurableSupervisor(opts: DurableOptions): Promise<{ sup
 }
 
 /** The supervisor a policy mark is kept for: the node, or a replica's shards. */
-function policyScope(shards: { count: number; of: readonly number[] } | undefined): string {
+function policyScope(shards: ShardFilter | undefined): string {
   return shards ? `shards:${shards.count}:${[...shards.of].sort((a, b) => a - b).join(',')}` : 'node';
 }
 
@@ -94,13 +94,13 @@ function parseSnapshot(text: string | null): Snapshot<unknown> | null {
 }
 
 /** The store as the supervisor reads workspaces that are not in memory (only `shards`' for a cluster replica). */
-export function coldStore(store: WorkspaceStore, shards?: { count: number; of: readonly number[] }): ColdStore {
+export function coldStore(store: WorkspaceStore, shards?: ShardFilter): ColdStore {
   const only = shards ? { shards } : {};
   return {
     async load(id) {
       const r = await store.getWorkspace(id);
       if (r === null) return null;
-      return { id, state: r.state, destroyed: r.destroyedAt !== null, snapshot: r.snapshot as Snapshot<unknown> | null, spec: r.spec, nextDueAt: r.nextDueAt };
+      return { id, state: r.state, destroyed: r.destroyedAt !== null || r.state === 'destroyed', snapshot: r.snapshot as Snapshot<unknown> | null, spec: r.spec, nextDueAt: r.nextDueAt };
     },
     page: async (filter) =>
       (await store.liveRows({ ...filter, ...only })).map((r) => ({
@@ -154,7 +154,7 @@ async function recover(
   store: WorkspaceStore,
   provider: Provider,
   policy: OrphanPolicy,
-  shards: { count: number; of: readonly number[] } | undefined,
+  shards: ShardFilter | undefined,
 ): Promise<RecoveryReport> {
   const select = shards ? (id: string) => shards.of.includes(shardOf(id, shards.count)) : undefined;
   const report: RecoveryReport = { restored: [], cold: 0, corrupt: [], adopted: [], vanished: [], orphans: [] };
@@ -192,7 +192,7 @@ async function recoverActive(
   store: WorkspaceStore,
   provider: Provider,
   policy: OrphanPolicy,
-  shards: { count: number; of: readonly number[] } | undefined,
+  shards: ShardFilter | undefined,
   upTo: number | null,
 ): Promise<RecoveryReport> {
   const select = shards ? (id: string) => shards.of.includes(shardOf(id, shards.count)) : undefined;

@@ -107,6 +107,7 @@ export interface SupervisorOptions {
 export interface StoredWorkspace {
   id: string;
   state: LifecycleState;
+  /** Destroyed, by its columns or its state. */
   destroyed: boolean;
   /** The persisted snapshot; null for a workspace whose actor never ran. */
   snapshot: Snapshot<unknown> | null;
@@ -377,7 +378,7 @@ export class Supervisor {
    */
   async activity(id: string, source = 'workspace.activity'): Promise<ActivityResult> {
     this.assertAccepting();
-    if (typeof source !== 'string' || source.length === 0 || source.length > 128) {
+    if (!validSource(source)) {
       throw new WsupError('WSUP_INVALID_ARGUMENT', `workspace ${id}: activity source ${JSON.stringify(source)} must be a non-empty string of at most 128 characters (e.g. "agent heartbeat")`, { workspaceId: id, detail: { field: 'source' } });
     }
     const h = this.hold(id, 'existing');
@@ -448,7 +449,7 @@ export class Supervisor {
     if (this.entries.has(id)) return true;
     if (!this.opts.cold || this.refused.has(id)) return false;
     const row = await this.loadRow(id);
-    return this.entries.has(id) || (row !== null && !row.destroyed && row.state !== 'destroyed');
+    return this.entries.has(id) || (row !== null && !row.destroyed);
   }
 
   /** The view of a workspace whose actor is in memory now, else undefined (never reads the store). */
@@ -469,7 +470,7 @@ export class Supervisor {
     const now = this.entries.get(id); // activated meanwhile: its actor is newer than the row
     if (now) return this.view(now);
     if (row === null) throw new WorkspaceNotFoundError(id);
-    if (row.destroyed || row.state === 'destroyed') throw new WorkspaceDestroyedError(id);
+    if (row.destroyed) throw new WorkspaceDestroyedError(id);
     return this.storedView(row);
   }
 
@@ -596,7 +597,7 @@ export class Supervisor {
     for (const timer of [this.sweepTimer, this.wakeTimer]) if (timer !== null) this.clock.clearTimeout(timer);
     this.sweepTimer = this.wakeTimer = null;
     // Activations already reading the store finish first, so that every actor they bring in is stopped below.
-    await Promise.allSettled([...this.activating.values(), ...(this.waking ? [this.waking] : [])]);
+    await this.settled();
     const busy = [...this.entries.values()].filter((e) => e.state === 'starting' || e.state === 'stopping');
     await new Promise<void>((resolve) => {
       let left = busy.length;
@@ -615,7 +616,7 @@ export class Supervisor {
       }
     });
     for (const entry of this.entries.values()) entry.actor.stop();
-    await Promise.allSettled([...this.entries.values()].flatMap((e) => (e.lastWrite ? [e.lastWrite] : [])));
+    await this.committed();
     for (const [requester, waiter] of this.waiters) {
       this.waiters.delete(requester);
       waiter.fail(new ShuttingDownError());
@@ -670,7 +671,7 @@ export class Supervisor {
       activity: (id, source) => {
         const entry = this.entries.get(id);
         // In memory: sent at once, as a direct call would. Otherwise activated first; a failure is reported.
-        if (entry && this.life === 'ready' && entry.state !== 'destroyed' && typeof source === 'string' && source.length > 0 && source.length <= 128) {
+        if (entry && this.life === 'ready' && entry.state !== 'destroyed' && validSource(source)) {
           entry.actor.send({ type: 'ACTIVITY', source, at: this.clock.now() });
           return;
         }
@@ -823,14 +824,14 @@ export class Supervisor {
     const row = await this.loadRow(id);
     if (this.entries.has(id)) return 'loaded'; // restored by recovery meanwhile
     if (row === null) return 'absent';
-    if (row.destroyed || row.state === 'destroyed') return 'destroyed';
+    if (row.destroyed) return 'destroyed';
     this.assertAccepting();
     if (row.snapshot === null) this.entry(id, row.spec); // registered without a snapshot (a prebuild's row): not in the counts read at start
     else {
       try {
         this.restore(id, row.snapshot);
       } catch (err) {
-        if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.refused.set(id, err);
+        if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.quarantineWorkspace(id, err);
         throw err;
       }
     }
@@ -847,7 +848,7 @@ export class Supervisor {
     try {
       return await this.opts.cold!.load(id);
     } catch (err) {
-      if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.refused.set(id, err);
+      if (err instanceof WsupError && err.code === 'WSUP_CORRUPT_STATE') this.quarantineWorkspace(id, err);
       throw err;
     }
   }
@@ -866,8 +867,14 @@ export class Supervisor {
     return viewOf(this.blankContext(row.id, row.spec), row.state);
   }
 
+  /** The context a new actor starts with (never started: nothing runs). */
   private blankContext(id: string, spec: Record<string, unknown>): WorkspaceContext {
-    return createActor(this.machine, { clock: this.clock, input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() } }).getSnapshot().context;
+    return createActor(this.machine, { clock: this.clock, input: this.inputFor(id, spec) }).getSnapshot().context;
+  }
+
+  /** A workspace actor's input: the server's default spec under `spec`, with its id. */
+  private inputFor(id: string, spec: Record<string, unknown> | undefined) {
+    return { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() };
   }
 
   /** Nothing to do, and quiet for `deactivateAfterMs`: its state is in the store, its actor may go. */
@@ -976,11 +983,7 @@ export class Supervisor {
   }
 
   private spawn(id: string, spec: Record<string, unknown> | undefined, snapshot: Snapshot<unknown> | undefined, counted = true): Entry {
-    const actor = createActor(this.machine, {
-      clock: this.clock,
-      input: { id, spec: { ...this.opts.defaultSpec, ...spec, id }, config: this.opts.config ?? {}, now: this.clock.now() },
-      ...(snapshot ? { snapshot } : {}),
-    });
+    const actor = createActor(this.machine, { clock: this.clock, input: this.inputFor(id, spec), ...(snapshot ? { snapshot } : {}) });
     // A restored actor starts in its stored state: its first snapshot is no transition (none is published or counted).
     const stored = (snapshot as { value?: unknown } | undefined)?.value;
     const entry: Entry = {
@@ -1177,6 +1180,11 @@ function dueOf(ctx: WorkspaceContext, state: LifecycleState): number | null {
   // A backoff's end matters only while failed: the context keeps the last one after a retry succeeded.
   for (const at of [ctx.deferred?.until ?? null, state === 'failed' ? ctx.backoffUntil : null]) if (at !== null && (due === null || at < due)) due = at;
   return due;
+}
+
+/** An activity's source: a non-empty string of at most 128 characters. */
+function validSource(source: unknown): source is string {
+  return typeof source === 'string' && source.length > 0 && source.length <= 128;
 }
 
 function nonNegative(name: string, v: number): number {
